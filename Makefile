@@ -1,0 +1,46 @@
+# Archipel — the two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= data
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: a demo chamber on SQLite at http://127.0.0.1:$(PORT) (data in ./$(DATA))
+run: $(STAMP)
+	@if [ ! -f $(DATA)/archipel.toml ]; then \
+	  pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	  $(BIN)/archipel init --data-dir $(DATA) --url http://127.0.0.1:$(PORT) \
+	    --name "Chambre des communs (démo)" \
+	    --description "Une chambre de démonstration d'Archipel." \
+	    --allow-private-addresses --admin admin --admin-password "$$pw" && \
+	  printf 'login: admin\npassword: %s\n' "$$pw" > $(DATA)/admin-login.txt; \
+	fi
+	@echo "Administrator login ($(DATA)/admin-login.txt):"; sed 's/^/  /' $(DATA)/admin-login.txt
+	@echo "Open http://127.0.0.1:$(PORT)/"
+	$(BIN)/archipel serve --data-dir $(DATA) --host 127.0.0.1 --port $(PORT)
+
+## make test: lint, type-check and run every test (PostgreSQL ones when ARCHIPEL_TEST_POSTGRES_URL is set)
+test: $(STAMP)
+	$(BIN)/ruff check node tests federation_tests bench
+	$(BIN)/ruff format --check node tests federation_tests bench
+	$(BIN)/mypy node
+	@$(BIN)/pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check node tests federation_tests bench
+	$(BIN)/mypy node
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

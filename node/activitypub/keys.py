@@ -1,0 +1,87 @@
+"""Actor key pairs: RSA-2048 for HTTP signatures, Ed25519 for object proofs (FEP-521a)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from node.activitypub import multikey
+from node.secretbox import SecretBox
+
+__all__ = [
+    "ActorKeys",
+    "SealedActorKeys",
+    "generate_actor_keys",
+    "load_rsa_public_pem",
+    "rsa_public_pem",
+    "seal_actor_keys",
+    "unseal_ed25519",
+    "unseal_rsa",
+]
+
+
+@dataclass(frozen=True)
+class ActorKeys:
+    rsa: rsa.RSAPrivateKey
+    ed25519: ed25519.Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class SealedActorKeys:
+    """What the database stores: public halves in clear, private halves sealed."""
+
+    rsa_public_pem: str
+    rsa_private_sealed: str
+    ed25519_public_multibase: str
+    ed25519_private_sealed: str
+
+
+def generate_actor_keys() -> ActorKeys:
+    return ActorKeys(
+        rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ed25519=ed25519.Ed25519PrivateKey.generate(),
+    )
+
+
+def rsa_public_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_rsa_public_pem(pem: str) -> rsa.RSAPublicKey:
+    key = serialization.load_pem_public_key(pem.encode("ascii"))
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key
+
+
+def seal_actor_keys(keys: ActorKeys, box: SecretBox) -> SealedActorKeys:
+    rsa_private = keys.rsa.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    ed_private = keys.ed25519.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return SealedActorKeys(
+        rsa_public_pem=rsa_public_pem(keys.rsa),
+        rsa_private_sealed=box.seal(rsa_private),
+        ed25519_public_multibase=multikey.public_key_to_multibase(keys.ed25519.public_key()),
+        ed25519_private_sealed=box.seal(ed_private),
+    )
+
+
+def unseal_rsa(sealed: str, box: SecretBox) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(box.open(sealed), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("stored key is not an RSA private key")
+    return key
+
+
+def unseal_ed25519(sealed: str, box: SecretBox) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.from_private_bytes(box.open(sealed))

@@ -1,0 +1,212 @@
+"""The ``archipel`` command: what an administrator runs on the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node.chamber import ensure_chamber_actor
+from node.config import (
+    CONFIG_FILENAME,
+    ConfigError,
+    Settings,
+    load_settings,
+    new_settings,
+    write_settings,
+)
+from node.db import make_engine, make_sessionmaker, session_scope
+from node.members.errors import MemberError
+from node.members.models import MemberRole, MemberStatus
+from node.members.service import create_member, create_token, get_member
+from node.migrate import upgrade
+from node.secretbox import SecretBox
+
+__all__ = ["main"]
+
+
+class CommandError(Exception):
+    """Printed as ``error: ...`` with exit status 1."""
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    engine = make_engine(settings.database_url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.data_dir)
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    data_dir = Path(args.data_dir)
+    if (data_dir / CONFIG_FILENAME).exists():
+        raise CommandError(f"{data_dir / CONFIG_FILENAME} exists: this chamber is already set up")
+    if args.admin_password and not args.admin:
+        raise CommandError("--admin-password needs --admin USERNAME")
+    settings = new_settings(
+        data_dir,
+        url=args.url,
+        name=args.name,
+        description=args.description,
+        chamber_username=args.chamber_username,
+        language=args.language,
+        database_url=args.database_url or "",
+        allow_private_addresses=args.allow_private_addresses,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    box = SecretBox(settings.secret_key)
+    admin_password = args.admin_password or (secrets.token_urlsafe(12) if args.admin else None)
+
+    async def work(session: Any) -> None:
+        await ensure_chamber_actor(session, settings, box)
+        if args.admin:
+            await create_member(
+                session,
+                box,
+                username=args.admin,
+                chamber_username=settings.chamber_username,
+                password=admin_password,
+                display_name=args.admin,
+                status=MemberStatus.APPROVED,
+                role=MemberRole.ADMIN,
+            )
+
+    asyncio.run(_with_session(settings, work))
+    path = write_settings(settings)
+    print(f"Chamber {settings.name!r} initialised in {settings.data_dir}")
+    print(f"  configuration: {path}")
+    print(f"  public URL:    {settings.url}")
+    print(f"  chamber actor: @{settings.chamber_username}@{settings.host}")
+    if args.admin:
+        print(f"  administrator: {args.admin}")
+        if not args.admin_password:
+            print(f"  password:      {admin_password}   (shown once: write it down)")
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print("database is up to date")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from node.web.app import create_app
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def cmd_member_add(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    box = SecretBox(settings.secret_key)
+
+    async def work(session: Any) -> str:
+        member = await create_member(
+            session,
+            box,
+            username=args.username,
+            chamber_username=settings.chamber_username,
+            password=args.password,
+            display_name=args.display_name or "",
+            status=MemberStatus.APPROVED,
+        )
+        return member.username
+
+    username = asyncio.run(_with_session(settings, work))
+    print(f"member @{username}@{settings.host} added (approved)")
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+
+    async def work(session: Any) -> str:
+        member = await get_member(session, args.username)
+        if member.status != MemberStatus.APPROVED:
+            raise CommandError(f"{member.username} is {member.status}, not approved")
+        return await create_token(session, member, label=args.label)
+
+    print(asyncio.run(_with_session(settings, work)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archipel", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", required=True, help="the chamber's data directory")
+        return p
+
+    init = with_data_dir(commands.add_parser("init", help="set up a new chamber"))
+    init.add_argument("--url", required=True, help="public base URL, e.g. https://lille.example")
+    init.add_argument("--name", required=True, help="the chamber's name")
+    init.add_argument("--description", default="")
+    init.add_argument("--chamber-username", default="chamber", help="the chamber actor's handle")
+    init.add_argument("--language", default="fr", choices=["fr", "en", "nl"])
+    init.add_argument("--database-url", help="default: a SQLite file in the data directory")
+    init.add_argument(
+        "--allow-private-addresses",
+        action="store_true",
+        help="allow federation with private/loopback addresses (local demos and tests only)",
+    )
+    init.add_argument("--admin", help="username of the first administrator")
+    init.add_argument("--admin-password", help="default: a random password, printed once")
+    init.set_defaults(func=cmd_init)
+
+    migrate = with_data_dir(commands.add_parser("migrate", help="apply database migrations"))
+    migrate.set_defaults(func=cmd_migrate)
+
+    serve = with_data_dir(commands.add_parser("serve", help="run the web server"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    member = commands.add_parser("member", help="manage members")
+    member_commands = member.add_subparsers(dest="member_command", required=True)
+    add = with_data_dir(member_commands.add_parser("add", help="add an approved member"))
+    add.add_argument("username")
+    add.add_argument("--password")
+    add.add_argument("--display-name")
+    add.set_defaults(func=cmd_member_add)
+
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = with_data_dir(token_commands.add_parser("create", help="print a new bearer token"))
+    create.add_argument("username")
+    create.add_argument("--label", default="cli")
+    create.set_defaults(func=cmd_token_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CommandError, ConfigError, MemberError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

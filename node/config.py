@@ -1,0 +1,216 @@
+"""Chamber configuration: a TOML file in the data directory, overridable by ``ARCHIPEL_*``.
+
+Nothing here opens a database or a socket; ``load_settings`` only reads one file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "ConfigError",
+    "Settings",
+    "default_database_url",
+    "load_settings",
+    "new_settings",
+    "normalize_base_url",
+    "write_settings",
+]
+
+CONFIG_FILENAME = "archipel.toml"
+USERNAME_RE = re.compile(r"^[a-z0-9_]{1,30}$")
+LANGUAGES = ("fr", "en", "nl")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a node needs to know about itself. Built once, passed everywhere."""
+
+    data_dir: Path
+    url: str
+    name: str
+    secret_key: str
+    description: str = ""
+    chamber_username: str = "chamber"
+    language: str = "fr"
+    database_url: str = ""
+    allow_private_addresses: bool = False
+    max_body_bytes: int = 1_000_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        """The host (with port when not the default) used in ``acct:`` handles."""
+        return urlsplit(self.url).netloc
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    def absolute(self, path: str) -> str:
+        """Absolute URL of a path on this node (``path`` starts with ``/``)."""
+        return self.url + path
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(data_dir / 'archipel.db').resolve()}"
+
+
+def normalize_base_url(url: str) -> str:
+    """Check a public base URL and return it without a trailing slash."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"url: {url!r} is not an http(s) URL such as https://lille.example")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"url: {url!r} must not have a query or a fragment")
+    if parts.path not in ("", "/"):
+        raise ConfigError(
+            f"url: {url!r} must be the root of a host (no path); run one node per host"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+_ENV_PREFIX = "ARCHIPEL_"
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _BOOL_TRUE:
+            return True
+        if text in _BOOL_FALSE:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if kind is int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected text, got {value!r}")
+    return value
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "url": str,
+    "name": str,
+    "secret_key": str,
+    "description": str,
+    "chamber_username": str,
+    "language": str,
+    "database_url": str,
+    "allow_private_addresses": bool,
+    "max_body_bytes": int,
+}
+
+
+def _validate(settings: Settings) -> Settings:
+    url = normalize_base_url(settings.url)
+    if not settings.name.strip():
+        raise ConfigError("name: the chamber needs a name")
+    if len(settings.secret_key) < 32:
+        raise ConfigError("secret_key: must be at least 32 characters (archipel init writes one)")
+    if not USERNAME_RE.match(settings.chamber_username):
+        raise ConfigError("chamber_username: use 1 to 30 lowercase letters, digits or underscores")
+    if settings.language not in LANGUAGES:
+        raise ConfigError(f"language: one of {', '.join(LANGUAGES)}")
+    if settings.max_body_bytes < 1024:
+        raise ConfigError("max_body_bytes: at least 1024")
+    database_url = settings.database_url or default_database_url(settings.data_dir)
+    return replace(settings, url=url, name=settings.name.strip(), database_url=database_url)
+
+
+def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``DATA_DIR/archipel.toml`` then apply ``ARCHIPEL_<KEY>`` environment overrides."""
+    data_dir = Path(data_dir).resolve()
+    environ = os.environ if environ is None else environ
+    path = data_dir / CONFIG_FILENAME
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: run `archipel init --data-dir {data_dir}` first")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _FIELD_TYPES:
+            values[key] = _coerce(key, value, _FIELD_TYPES[key])
+        else:
+            extra[key] = value
+    for key, kind in _FIELD_TYPES.items():
+        env_name = _ENV_PREFIX + key.upper()
+        if env_name in environ:
+            values[key] = _coerce(env_name, environ[env_name], kind)
+    for required in ("url", "name", "secret_key"):
+        if required not in values:
+            raise ConfigError(f"{required}: missing from {path}")
+    return _validate(Settings(data_dir=data_dir, extra=extra, **values))
+
+
+def new_settings(
+    data_dir: Path | str,
+    *,
+    url: str,
+    name: str,
+    description: str = "",
+    chamber_username: str = "chamber",
+    language: str = "fr",
+    database_url: str = "",
+    allow_private_addresses: bool = False,
+) -> Settings:
+    """Settings for a new chamber, with a fresh secret key."""
+    return _validate(
+        Settings(
+            data_dir=Path(data_dir).resolve(),
+            url=url,
+            name=name,
+            description=description,
+            chamber_username=chamber_username,
+            language=language,
+            database_url=database_url,
+            secret_key=secrets.token_urlsafe(48),
+            allow_private_addresses=allow_private_addresses,
+        )
+    )
+
+
+def write_settings(settings: Settings) -> Path:
+    """Write the TOML file (mode 0600: it holds the node secret)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / CONFIG_FILENAME
+    doc: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name in ("data_dir", "extra"):
+            continue
+        value = getattr(settings, f.name)
+        if f.name == "database_url" and value == default_database_url(settings.data_dir):
+            continue  # keep the default relative to wherever the data dir moves
+        doc[f.name] = value
+    doc.update(settings.extra)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(
+            "# Archipel chamber configuration. Every key can be overridden by ARCHIPEL_<KEY>.\n"
+        )
+        out.write(tomli_w.dumps(doc))
+    return path

@@ -1,0 +1,7 @@
+"""Imports every table so that ``Base.metadata`` is complete (Alembic and tests use it)."""
+
+from node.activitypub import models as activitypub_models
+from node.db import Base
+from node.members import models as members_models
+
+__all__ = ["Base", "activitypub_models", "members_models"]

@@ -1,0 +1,30 @@
+"""What every request handler can reach: built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from jinja2 import Environment
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from node.config import Settings
+from node.secretbox import SecretBox
+
+__all__ = ["NodeContext", "node_context"]
+
+
+@dataclass
+class NodeContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    box: SecretBox
+    http: httpx.AsyncClient
+    templates: Environment
+
+
+def node_context(request: Request) -> NodeContext:
+    context: NodeContext = request.app.state.node
+    return context

@@ -1,0 +1,35 @@
+"""Jinja2 pages, rendered in the request's language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from node import i18n
+
+__all__ = ["make_templates", "render"]
+
+
+def make_templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("node.web", "templates"),
+        autoescape=select_autoescape(["html", "xml"]),
+        extensions=["jinja2.ext.i18n"],
+        enable_async=False,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    node = request.app.state.node
+    page = node.templates.get_template(template).render(
+        request=request,
+        chamber=node.settings,
+        language=i18n.current_language(),
+        **values,
+    )
+    return HTMLResponse(page, status_code=status_code, headers={"Vary": "Accept, Accept-Language"})

@@ -1,0 +1,129 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when configured) and the app.
+
+PostgreSQL tests run when ``ARCHIPEL_TEST_POSTGRES_URL`` points at a server where we may
+create databases (CI: postgresql://postgres@127.0.0.1:5432/postgres). One throwaway
+database is created per test run, migrated once, and emptied between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+
+from node.config import Settings, new_settings
+from node.db import Base, make_engine
+from node.migrate import upgrade
+
+POSTGRES_ENV = "ARCHIPEL_TEST_POSTGRES_URL"
+POSTGRES_SKIP = f"{POSTGRES_ENV} is not set: PostgreSQL variant skipped"
+
+
+def postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+async def _admin_execute(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    url = make_url(admin_url)
+    connection = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a migrated throwaway PostgreSQL database for this test run."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        pytest.skip(POSTGRES_SKIP)
+    name = f"archipel_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _empty_postgres(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: every test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "archipel.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_empty_postgres(url))
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return new_settings(
+        tmp_path / "data",
+        url="https://lille.test",
+        name="Chambre des communs de Lille",
+        description="Les communs de Lille.\n\nUne chambre d'essai.",
+        chamber_username="lille",
+        database_url=database_url,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    from node.chamber import ensure_chamber_actor
+    from node.db import session_scope
+    from node.web.app import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        node = application.state.node
+        async with session_scope(node.sessionmaker) as session:
+            await ensure_chamber_actor(session, settings, node.box)
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=settings.url) as http:
+        yield http
