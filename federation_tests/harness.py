@@ -45,6 +45,13 @@ class NodeProcess:
     port: int = field(default_factory=free_port)
     database_url: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: Fast retries and short job leases, so that recovery shows within a test's patience.
+    env: dict[str, str] = field(
+        default_factory=lambda: {
+            "ARCHIPEL_RETRY_BASE_SECONDS": "0.5",
+            "ARCHIPEL_JOB_LEASE_SECONDS": "3",
+        }
+    )
 
     @property
     def data_dir(self) -> Path:
@@ -77,8 +84,15 @@ class NodeProcess:
         archipel(*args)
 
     def cli(self, *args: str) -> str:
-        command, *rest = args
-        return archipel(command, *rest[:1], "--data-dir", str(self.data_dir), *rest[1:]).stdout
+        """``archipel COMMAND [SUBCOMMAND] --data-dir DIR ARGS...`` for this node."""
+        words = list(args)
+        split = 2 if words[0] in ("member", "token", "block") else 1
+        return archipel(
+            *words[:split], "--data-dir", str(self.data_dir), *words[split:], env=self.env
+        ).stdout
+
+    def token(self, username: str) -> str:
+        return self.cli("token", "create", username).strip()
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
@@ -100,6 +114,7 @@ class NodeProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -148,6 +148,100 @@ def cmd_token_create(args: argparse.Namespace) -> None:
     print(asyncio.run(_with_session(settings, work)))
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from node.runtime import open_runtime
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+
+    async def run() -> None:
+        async with open_runtime(settings) as runtime:
+            if args.until_idle:
+                ran = await runtime.worker.run_until_idle()
+                print(f"{ran} job(s) run")
+            else:
+                await runtime.worker.run_forever()
+
+    asyncio.run(run())
+
+
+def cmd_follow(args: argparse.Namespace) -> None:
+    from node.activitypub.actors import get_local_actor
+    from node.activitypub.federation import FederationError
+    from node.activitypub.follows import follow, unfollow
+    from node.runtime import open_runtime
+
+    settings = _settings(args)
+    username = (args.as_user or settings.chamber_username).lower()
+
+    async def run() -> str:
+        async with open_runtime(settings) as runtime:
+            try:
+                target = await runtime.federation.resolve_handle(args.handle)
+                await runtime.federation.get_remote_actor(target)
+                async with session_scope(runtime.sessionmaker) as session:
+                    actor = await get_local_actor(session, username)
+                    if actor is None:
+                        raise CommandError(f"no local actor named {username!r}")
+                    if args.undo:
+                        await unfollow(runtime.federation, session, actor, target)
+                        return f"@{username} no longer follows {target}"
+                    state = (await follow(runtime.federation, session, actor, target)).state
+            except FederationError as exc:
+                raise CommandError(str(exc)) from None
+            await runtime.worker.run_until_idle(max_batches=3)
+            return f"@{username} follows {target}: {state} (delivery queued)"
+
+    print(asyncio.run(run()))
+
+
+def cmd_announce(args: argparse.Namespace) -> None:
+    from node.activitypub.actors import get_local_actor
+    from node.activitypub.notes import publish_note
+    from node.runtime import open_runtime
+
+    settings = _settings(args)
+    username = (args.as_user or settings.chamber_username).lower()
+    if not args.text.strip() or len(args.text) > 5000:
+        raise CommandError("the text must have 1 to 5000 characters")
+
+    async def run() -> str:
+        async with open_runtime(settings) as runtime:
+            async with session_scope(runtime.sessionmaker) as session:
+                actor = await get_local_actor(session, username)
+                if actor is None:
+                    raise CommandError(f"no local actor named {username!r}")
+                stored = await publish_note(runtime.federation, session, actor, args.text)
+            return stored.activity_id
+
+    print(asyncio.run(run()))
+
+
+def cmd_block(args: argparse.Namespace) -> None:
+    from sqlalchemy import delete, select
+
+    from node.activitypub.models import DomainBlock
+
+    settings = _settings(args)
+
+    async def work(session: Any) -> list[str]:
+        if args.block_command == "add":
+            host = args.host.strip().lower()
+            if not host or "/" in host or " " in host:
+                raise CommandError("give a host name such as spam.example (no scheme or path)")
+            if await session.get(DomainBlock, host) is None:
+                session.add(DomainBlock(host=host, reason=args.reason))
+            return [f"{host} is blocked: nothing in, nothing out"]
+        if args.block_command == "remove":
+            await session.execute(delete(DomainBlock).where(DomainBlock.host == args.host.lower()))
+            return [f"{args.host.lower()} is no longer blocked"]
+        rows = await session.execute(select(DomainBlock).order_by(DomainBlock.host))
+        return [f"{b.host}\t{b.reason}" for b in rows.scalars()]
+
+    for line in asyncio.run(_with_session(settings, work)):
+        print(line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archipel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -195,6 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("username")
     create.add_argument("--label", default="cli")
     create.set_defaults(func=cmd_token_create)
+    worker = with_data_dir(commands.add_parser("worker", help="run background jobs (delivery)"))
+    worker.add_argument("--until-idle", action="store_true", help="stop when no job is due")
+    worker.set_defaults(func=cmd_worker)
+
+    follow = with_data_dir(commands.add_parser("follow", help="follow a remote actor"))
+    follow.add_argument("handle", help="@user@host or an actor URL")
+    follow.add_argument("--as", dest="as_user", help="a member (default: the chamber)")
+    follow.add_argument("--undo", action="store_true", help="stop following")
+    follow.set_defaults(func=cmd_follow)
+
+    announce = with_data_dir(
+        commands.add_parser("announce", help="publish a public note to followers")
+    )
+    announce.add_argument("text")
+    announce.add_argument("--as", dest="as_user", help="a member (default: the chamber)")
+    announce.set_defaults(func=cmd_announce)
+
+    block = commands.add_parser("block", help="domain blocks (nothing in, nothing out)")
+    block_commands = block.add_subparsers(dest="block_command", required=True)
+    block_add = with_data_dir(block_commands.add_parser("add"))
+    block_add.add_argument("host")
+    block_add.add_argument("--reason", default="")
+    block_remove = with_data_dir(block_commands.add_parser("remove"))
+    block_remove.add_argument("host")
+    with_data_dir(block_commands.add_parser("list"))
+    block.set_defaults(func=cmd_block)
     return parser
 
 

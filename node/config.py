@@ -51,6 +51,8 @@ class Settings:
     database_url: str = ""
     allow_private_addresses: bool = False
     max_body_bytes: int = 1_000_000
+    retry_base_seconds: float = 30.0
+    job_lease_seconds: int = 120
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +102,11 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         if text in _BOOL_FALSE:
             return False
         raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
     if kind is int:
         try:
             return int(value)
@@ -120,6 +127,8 @@ _FIELD_TYPES: dict[str, type] = {
     "database_url": str,
     "allow_private_addresses": bool,
     "max_body_bytes": int,
+    "retry_base_seconds": float,
+    "job_lease_seconds": int,
 }
 
 
@@ -135,6 +144,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"language: one of {', '.join(LANGUAGES)}")
     if settings.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes: at least 1024")
+    if not 0.1 <= settings.retry_base_seconds <= 3600:
+        raise ConfigError("retry_base_seconds: between 0.1 and 3600")
+    if not 2 <= settings.job_lease_seconds <= 3600:
+        raise ConfigError("job_lease_seconds: between 2 and 3600")
     database_url = settings.database_url or default_database_url(settings.data_dir)
     return replace(settings, url=url, name=settings.name.strip(), database_url=database_url)
 

@@ -24,11 +24,13 @@ from sqlalchemy.orm import DeclarativeBase
 __all__ = [
     "Base",
     "UTCDateTime",
+    "READ_ONLY",
     "WRITE",
     "async_url",
     "is_sqlite",
     "make_engine",
     "make_sessionmaker",
+    "read_only",
     "session_scope",
     "utcnow",
 ]
@@ -102,15 +104,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    """``BEGIN IMMEDIATE`` for transactions that declare they will write (see ``WRITE``)."""
-    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    """``BEGIN IMMEDIATE`` unless the transaction declared itself read-only (``READ_ONLY``).
+
+    A deferred transaction that reads and then writes fails at once with "database is
+    locked" when another connection is writing (SQLite refuses the lock upgrade rather than
+    deadlock), so on SQLite every transaction takes the write lock up front, waiting up to
+    ``busy_timeout``. PostgreSQL ignores this and relies on its row locks.
+    """
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-#: Pass as ``session.connection(execution_options=WRITE)`` first thing in a transaction that
-#: reads then writes rows others may race for: SQLite then takes its write lock up front
-#: (PostgreSQL ignores it and relies on row locks).
+#: ``session.connection(execution_options=WRITE)``: the transaction will write (the default).
 WRITE = {"sqlite_begin": "IMMEDIATE"}
+#: ``session.connection(execution_options=READ_ONLY)`` first thing in a transaction that only
+#: reads: on SQLite it then runs beside writers instead of waiting for them.
+READ_ONLY = {"sqlite_begin": "DEFERRED"}
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -128,6 +137,17 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def read_only(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session that only reads: on SQLite it does not wait for (or block) writers, and it
+    can be opened while this task already holds a write transaction."""
+    async with sessionmaker() as session:
+        await session.connection(execution_options=READ_ONLY)
+        yield session
 
 
 @asynccontextmanager

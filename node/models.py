@@ -1,7 +1,8 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic and tests use it)."""
 
+from node import jobs
 from node.activitypub import models as activitypub_models
 from node.db import Base
 from node.members import models as members_models
 
-__all__ = ["Base", "activitypub_models", "members_models"]
+__all__ = ["Base", "activitypub_models", "jobs", "members_models"]

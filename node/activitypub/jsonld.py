@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from pyld import jsonld as _pyld
+from pyld.jsonld import JsonLdError
 
 __all__ = [
     "AS2_CONTEXT",
@@ -53,9 +54,6 @@ __all__ = [
     "canonize",
 ]
 
-JsonLdError = _pyld.JsonLdError
-"""pyld's error type, re-exported so callers need not import pyld."""
-
 AS2_CONTEXT: Final = "https://www.w3.org/ns/activitystreams"
 SECURITY_V1_CONTEXT: Final = "https://w3id.org/security/v1"
 DATA_INTEGRITY_V1_CONTEXT: Final = "https://w3id.org/security/data-integrity/v1"
@@ -67,8 +65,10 @@ WEBFINGER_CONTEXT: Final = "https://purl.archive.org/socialweb/webfinger"
 
 ARCHIPEL_NAMESPACE: Final = "https://archipel.social/ns#"
 
-ARCHIPEL_CONTEXT_PATH: Final = "contexts/archipel-v1.jsonld"
-"""Package-relative resource path of our context document (see archipel_context_bytes)."""
+_ARCHIPEL_FILE: Final = "archipel-v1.jsonld"
+ARCHIPEL_CONTEXT_PATH: Final = "contexts/" + _ARCHIPEL_FILE
+"""Resource path of our context document inside ``node.activitypub`` (bytes: see
+:func:`archipel_context_bytes`)."""
 
 CONTEXT_FILES: Final[Mapping[str, str]] = {
     AS2_CONTEXT: "activitystreams.jsonld",
@@ -85,17 +85,16 @@ CONTEXT_FILES: Final[Mapping[str, str]] = {
 _LITEPUB_PATH: Final = "/schemas/litepub-0.1.jsonld"
 _LITEPUB_FILE: Final = "litepub-0.1.jsonld"
 
-DocumentLoader = Callable[[str, Any], dict[str, Any]]
-
 if TYPE_CHECKING:
     ARCHIPEL_TERMS: dict[str, Any]
 
 
-class UnknownContextError(JsonLdError):  # type: ignore[misc]
+class UnknownContextError(JsonLdError):
     """A document referenced a JSON-LD context that is not bundled with Archipel."""
 
     def __init__(self, url: str, reason: str = "it is not bundled with Archipel") -> None:
         self.url = url
+        self.reason = reason
         message = (
             f"refusing to load JSON-LD context {url!r}: {reason}; "
             "remote contexts are never fetched (bundle it in node/activitypub/contexts/)"
@@ -126,13 +125,12 @@ def _parsed_context_file(name: str) -> dict[str, Any]:
 
 def archipel_context_bytes() -> bytes:
     """The exact bytes of ``archipel-v1.jsonld``, to serve as ``application/ld+json``."""
-    return _read_context_file(ARCHIPEL_CONTEXT_PATH.removeprefix("contexts/"))
+    return _read_context_file(_ARCHIPEL_FILE)
 
 
 def archipel_terms() -> dict[str, Any]:
     """A fresh copy of the inner ``@context`` object of ``archipel-v1.jsonld``."""
-    inner = _parsed_context_file(ARCHIPEL_CONTEXT_PATH.removeprefix("contexts/"))["@context"]
-    return copy.deepcopy(inner)
+    return copy.deepcopy(_parsed_context_file(_ARCHIPEL_FILE)["@context"])
 
 
 def __getattr__(name: str) -> Any:
@@ -248,11 +246,12 @@ def _run(operation: Callable[[], Any]) -> Any:
         if unknown is not None:
             # pyld wraps loader errors in a generic "could not dereference" error;
             # surface the one that names the URL.
-            raise UnknownContextError(unknown.url) from exc
+            raise UnknownContextError(unknown.url, unknown.reason) from exc
         raise
 
 
 def _options() -> dict[str, Any]:
+    # The loader is looked up at call time (tests may wrap it to add fixture contexts).
     return {"documentLoader": offline_document_loader}
 
 

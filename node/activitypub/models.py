@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, String, Text
+from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base, UTCDateTime, utcnow
 
-__all__ = ["LocalActor"]
+__all__ = [
+    "DomainBlock",
+    "Follow",
+    "FollowState",
+    "HostHealth",
+    "LocalActor",
+    "RemoteActor",
+    "StoredActivity",
+]
 
 
 class LocalActor(Base):
@@ -29,3 +38,81 @@ class LocalActor(Base):
     ed25519_public_multibase: Mapped[str] = mapped_column(String(64))
     ed25519_private_sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RemoteActor(Base):
+    """A cached remote actor document, refreshed when it expires or its key fails."""
+
+    __tablename__ = "remote_actors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    inbox: Mapped[str] = mapped_column(String(2048))
+    shared_inbox: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    rsa_key_id: Mapped[str | None] = mapped_column(String(2048), nullable=True, index=True)
+    rsa_public_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Follow(Base):
+    """``follower_uri`` follows ``followee_uri``; either side may be local or remote."""
+
+    __tablename__ = "follows"
+    __table_args__ = (UniqueConstraint("follower_uri", "followee_uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    follower_uri: Mapped[str] = mapped_column(String(2048), index=True)
+    followee_uri: Mapped[str] = mapped_column(String(2048), index=True)
+    follow_activity_id: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16))  # FollowState
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FollowState:
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class StoredActivity(Base):
+    """Every activity we sent (our outbox) or accepted into an inbox, by its id.
+
+    The unique ``activity_id`` is what makes inbox processing idempotent.
+    """
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[str] = mapped_column(String(2048), unique=True)
+    direction: Mapped[str] = mapped_column(String(8))  # "in" | "out"
+    actor_uri: Mapped[str] = mapped_column(String(2048), index=True)
+    activity_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(2048), nullable=True, index=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class DomainBlock(Base):
+    """A remote host the administrators blocked: nothing in, nothing out."""
+
+    __tablename__ = "domain_blocks"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HostHealth(Base):
+    """Delivery health of a remote host: consecutive failures pause it instead of hammering."""
+
+    __tablename__ = "host_health"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from node.activitypub.actors import actor_document
 from node.activitypub.jsonld import archipel_context_bytes
+from node.db import read_only
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
@@ -19,7 +20,7 @@ __all__ = ["routes"]
 
 async def _identity(request: Request, username: str) -> LocalIdentity:
     node = node_context(request)
-    async with node.sessionmaker() as session:
+    async with read_only(node.sessionmaker) as session:
         identity = await find_identity(session, node.settings, username)
     if identity is None:
         raise ApiError(404, f"no actor named {username!r} on this node")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -14,13 +15,11 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from node import __version__, i18n
-from node.activitypub.jsonld import install_offline_loader
+from node import i18n
 from node.config import Settings
-from node.db import make_engine, make_sessionmaker
 from node.migrate import current_revision, head_revision
-from node.secretbox import SecretBox
-from node.web import actors, discovery
+from node.runtime import open_runtime
+from node.web import actors, discovery, federation
 from node.web.context import NodeContext
 from node.web.errors import exception_handlers
 from node.web.templating import make_templates
@@ -32,10 +31,6 @@ log = logging.getLogger(__name__)
 
 class DatabaseNotMigrated(RuntimeError):
     pass
-
-
-def user_agent(settings: Settings) -> str:
-    return f"Archipel/{__version__} (+{settings.url}/)"
 
 
 class LanguageMiddleware:
@@ -52,38 +47,43 @@ class LanguageMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
+    """The app; with ``run_worker`` the durable job worker runs inside the server process."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        install_offline_loader()
-        engine = make_engine(settings.database_url)
-        revision = await current_revision(engine)
-        if revision != head_revision():
-            await engine.dispose()
-            raise DatabaseNotMigrated(
-                f"the database is at revision {revision!r}, this code needs {head_revision()!r}:"
-                f" run `archipel migrate --data-dir {settings.data_dir}`"
+        async with open_runtime(settings) as runtime:
+            revision = await current_revision(runtime.engine)
+            if revision != head_revision():
+                raise DatabaseNotMigrated(
+                    f"the database is at revision {revision!r}, this code needs"
+                    f" {head_revision()!r}: run `archipel migrate --data-dir {settings.data_dir}`"
+                )
+            app.state.node = NodeContext(
+                settings=settings,
+                engine=runtime.engine,
+                sessionmaker=runtime.sessionmaker,
+                box=runtime.box,
+                federation=runtime.federation,
+                dispatcher=runtime.dispatcher,
+                worker=runtime.worker,
+                templates=make_templates(),
             )
-        http = httpx.AsyncClient(
-            headers={"User-Agent": user_agent(settings)}, timeout=10.0, trust_env=False
-        )
-        app.state.node = NodeContext(
-            settings=settings,
-            engine=engine,
-            sessionmaker=make_sessionmaker(engine),
-            box=SecretBox(settings.secret_key),
-            http=http,
-            templates=make_templates(),
-        )
-        try:
-            yield
-        finally:
-            await http.aclose()
-            await engine.dispose()
+            worker_task = None
+            if run_worker:
+                worker_task = asyncio.create_task(runtime.worker.run_forever())
+            try:
+                yield
+            finally:
+                if worker_task is not None:
+                    worker_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker_task
 
     routes = [
         *discovery.routes,
         *actors.routes,
+        *federation.routes,
         Mount("/static", StaticFiles(packages=[("node.web", "static")]), name="static"),
     ]
     return Starlette(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from node.activitypub.federation import Federation
+from node.activitypub.inbox import InboxDispatcher
 from node.config import Settings
+from node.jobs import Worker
 from node.secretbox import SecretBox
 
 __all__ = ["NodeContext", "node_context"]
@@ -21,7 +23,9 @@ class NodeContext:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     box: SecretBox
-    http: httpx.AsyncClient
+    federation: Federation
+    dispatcher: InboxDispatcher
+    worker: Worker
     templates: Environment
 
 

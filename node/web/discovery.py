@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from node import __version__
 from node.activitypub.actors import ActorUrls
-from node.db import utcnow
+from node.db import read_only, utcnow
 from node.members.service import count_members
 from node.web.context import node_context
 from node.web.errors import ApiError
@@ -59,7 +59,7 @@ async def webfinger(request: Request) -> Response:
     if not resource:
         raise ApiError(400, "the resource query parameter is required (acct:user@host)")
     username = _username_from_resource(resource.strip(), settings.url, settings.host)
-    async with node.sessionmaker() as session:
+    async with read_only(node.sessionmaker) as session:
         identity = await find_identity(session, settings, username)
     if identity is None:
         raise ApiError(404, f"no account {username!r} on {settings.host}")
@@ -112,7 +112,7 @@ async def nodeinfo(request: Request) -> Response:
     node = node_context(request)
     settings = node.settings
     now = utcnow()
-    async with node.sessionmaker() as session:
+    async with read_only(node.sessionmaker) as session:
         total = await count_members(session)
         month = await count_members(session, active_since=now - timedelta(days=30))
         halfyear = await count_members(session, active_since=now - timedelta(days=180))

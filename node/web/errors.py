@@ -22,8 +22,15 @@ _MACHINE_PREFIXES = ("/api/", "/.well-known/", "/nodeinfo/", "/actors/", "/inbox
 class ApiError(HTTPException):
     """An HTTP error with a message for the client and optional per-field details."""
 
-    def __init__(self, status_code: int, message: str, **details: Any) -> None:
-        super().__init__(status_code=status_code, detail=message)
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
         self.details = details
 
 

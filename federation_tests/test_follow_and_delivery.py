@@ -1,0 +1,123 @@
+"""Follows and durable delivery between real chamber processes over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from federation_tests.harness import NodeProcess
+
+pytestmark = pytest.mark.federation
+AS2 = {"Accept": "application/activity+json"}
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def collection(url: str) -> list[str]:
+    page = httpx.get(url + "?page=true", headers=AS2)
+    page.raise_for_status()
+    return list(page.json()["orderedItems"])
+
+
+def received_notes(node: NodeProcess, token: str) -> list[str]:
+    response = httpx.get(node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
+    response.raise_for_status()
+    notes = []
+    for item in response.json()["items"]:
+        obj = item["activity"].get("object")
+        if item["type"] == "Create" and isinstance(obj, dict):
+            notes.append(obj["content"])
+    return notes
+
+
+def follow(node: NodeProcess, token: str, handle: str, undo: bool = False) -> httpx.Response:
+    return httpx.request(
+        "DELETE" if undo else "POST",
+        node.url + "/api/v1/follows",
+        json={"handle": handle},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def lille_follows_gand(make_node):  # type: ignore[no-untyped-def]
+    lille = make_node("lille")
+    gand = make_node("gand")
+    lille.cli("member", "add", "marie")
+    token = lille.token("marie")
+    response = follow(lille, token, f"@gand@127.0.0.1:{gand.port}")
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "pending"
+    marie = f"{lille.url}/actors/marie"
+    wait_for(
+        lambda: marie in collection(f"{gand.url}/actors/gand/followers"),
+        what="gand to list marie as a follower",
+    )
+    wait_for(
+        lambda: f"{gand.url}/actors/gand" in collection(f"{marie}/following"),
+        what="lille to record gand's Accept",
+    )
+    return lille, gand, token
+
+
+def test_follow_accept_publish_undo(lille_follows_gand) -> None:  # type: ignore[no-untyped-def]
+    lille, gand, token = lille_follows_gand
+    gand.cli("announce", "Assemblée jeudi")
+    wait_for(
+        lambda: "<p>Assemblée jeudi</p>" in received_notes(lille, token),
+        what="the note to reach lille",
+    )
+
+    assert follow(lille, token, f"{gand.url}/actors/gand", undo=True).status_code == 200
+    wait_for(
+        lambda: collection(f"{gand.url}/actors/gand/followers") == [],
+        what="gand to drop the follower after Undo",
+    )
+    gand.cli("announce", "Après le départ")
+    time.sleep(3)
+    assert "<p>Après le départ</p>" not in received_notes(lille, token)
+
+
+def test_a_node_that_was_down_receives_after_it_comes_back(lille_follows_gand) -> None:  # type: ignore[no-untyped-def]
+    lille, gand, token = lille_follows_gand
+    lille.kill()
+    gand.cli("announce", "Pendant la panne")
+    time.sleep(2)  # a few failed attempts against the dead port
+    lille.start()
+    wait_for(
+        lambda: "<p>Pendant la panne</p>" in received_notes(lille, token),
+        timeout=60,
+        what="the note to arrive after the restart",
+    )
+
+
+def test_killing_the_sender_mid_burst_loses_nothing(lille_follows_gand) -> None:  # type: ignore[no-untyped-def]
+    lille, gand, token = lille_follows_gand
+    gand.stop()
+    texts = [f"Message {i}" for i in range(15)]
+    for text in texts:
+        gand.cli("announce", text)
+    gand.start()
+    time.sleep(0.3)  # deliveries under way
+    gand.kill()
+    gand.start()
+    expected = {f"<p>{t}</p>" for t in texts}
+    wait_for(
+        lambda: expected <= set(received_notes(lille, token)),
+        timeout=60,
+        what="every note of the burst",
+    )
+    notes = received_notes(lille, token)
+    assert len([n for n in notes if n in expected]) == len(expected)  # none twice

@@ -1,0 +1,300 @@
+"""The federation service: remote actors and keys, blocks, and signing as a local actor.
+
+One instance per process, built in the app's lifespan (or by ``archipel worker``); its I/O
+(database sessions, the guarded HTTP client, the clock) comes in as constructor arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.activitypub.actors import ActorUrls, get_local_actor
+from node.activitypub.fetch import FetchError, fetch_document
+from node.activitypub.http_auth import HttpSignatureAuth, InMemorySignatureSchemeMemory
+from node.activitypub.keys import load_rsa_public_pem, unseal_rsa
+from node.activitypub.models import DomainBlock, LocalActor, RemoteActor
+from node.activitypub.urls import InvalidUrlError, same_origin
+from node.db import read_only, session_scope, utcnow
+from node.secretbox import SecretBox
+
+__all__ = [
+    "ACTOR_TYPES",
+    "Federation",
+    "FederationError",
+    "authority_of",
+    "id_of",
+]
+
+log = logging.getLogger(__name__)
+
+ACTOR_TYPES = frozenset({"Person", "Group", "Service", "Application", "Organization"})
+
+
+class FederationError(Exception):
+    """A remote document or handle could not be used; the message says why."""
+
+
+def id_of(value: Any) -> str | None:
+    """The id of a reference that is either a URL string or an object with an ``id``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None
+
+
+def authority_of(url: str) -> str:
+    """``host`` or ``host:port`` of a URL, lower-cased (what domain blocks match)."""
+    return urlsplit(url).netloc.lower().rsplit("@", 1)[-1]
+
+
+@dataclass
+class Federation:
+    base_url: str
+    sessionmaker: async_sessionmaker[AsyncSession]
+    box: SecretBox
+    http: httpx.AsyncClient
+    instance_username: str
+    allow_http: bool = False
+    max_document_bytes: int = 1_000_000
+    actor_cache_ttl: timedelta = timedelta(days=1)
+    clock: Callable[[], datetime] = utcnow
+    scheme_memory: InMemorySignatureSchemeMemory = field(
+        default_factory=InMemorySignatureSchemeMemory
+    )
+    _signing_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+
+    # --- local actors -------------------------------------------------------------------------
+
+    def urls(self, username: str) -> ActorUrls:
+        return ActorUrls(self.base_url, username)
+
+    def is_local(self, url: str) -> bool:
+        try:
+            return same_origin(url, self.base_url)
+        except InvalidUrlError:
+            return False
+
+    def local_username(self, actor_uri: str) -> str | None:
+        prefix = self.base_url + "/actors/"
+        if actor_uri.startswith(prefix) and "/" not in actor_uri[len(prefix) :]:
+            return actor_uri[len(prefix) :].split("#")[0]
+        return None
+
+    def signer(self, actor: LocalActor) -> HttpSignatureAuth:
+        """The ``httpx.Auth`` that signs requests as ``actor`` (RFC 9421 first, then cavage)."""
+        key = self._signing_keys.get(actor.username)
+        if key is None:
+            key = unseal_rsa(actor.rsa_private_sealed, self.box)
+            self._signing_keys[actor.username] = key
+        return HttpSignatureAuth(
+            self.urls(actor.username).rsa_key_id,
+            key,
+            memory=self.scheme_memory,
+            clock=self.clock,
+        )
+
+    async def instance_signer(self) -> HttpSignatureAuth:
+        async with read_only(self.sessionmaker) as session:
+            actor = await get_local_actor(session, self.instance_username)
+        if actor is None:
+            raise FederationError("the chamber actor does not exist: run `archipel init`")
+        return self.signer(actor)
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    async def is_blocked(self, session: AsyncSession, url: str) -> bool:
+        authority = authority_of(url)
+        hostname = authority.split(":")[0] if not authority.startswith("[") else authority
+        rows = await session.execute(
+            select(DomainBlock.host).where(DomainBlock.host.in_({authority, hostname}))
+        )
+        return rows.first() is not None
+
+    # --- fetching -----------------------------------------------------------------------------
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        """A remote AS2 document, fetched with a signed GET (authorized fetch)."""
+        async with read_only(self.sessionmaker) as session:
+            if await self.is_blocked(session, url):
+                raise FederationError(f"{authority_of(url)} is blocked on this node")
+        try:
+            fetched = await fetch_document(
+                self.http,
+                url,
+                max_bytes=self.max_document_bytes,
+                allow_http=self.allow_http,
+                auth=await self.instance_signer(),
+            )
+        except FetchError as exc:
+            raise FederationError(str(exc)) from exc
+        return fetched.document
+
+    async def cached_actor(self, session: AsyncSession, uri: str) -> RemoteActor:
+        """The remote actor as this transaction sees it; it must have been fetched before
+        (``get_remote_actor``), so that no network call happens inside a transaction."""
+        actor = (
+            await session.execute(select(RemoteActor).where(RemoteActor.uri == uri.split("#")[0]))
+        ).scalar_one_or_none()
+        if actor is None:
+            raise FederationError(f"{uri} has not been fetched yet")
+        return actor
+
+    async def get_remote_actor(self, uri: str, *, refresh: bool = False) -> RemoteActor:
+        """The cached actor, fetched when unknown, expired, or ``refresh`` is asked.
+
+        Opens its own short transactions: call it before, not inside, a write transaction.
+        """
+        uri = uri.split("#")[0]
+        if self.is_local(uri):
+            raise FederationError(f"{uri} is a local actor, not a remote one")
+        async with read_only(self.sessionmaker) as session:
+            cached = (
+                await session.execute(select(RemoteActor).where(RemoteActor.uri == uri))
+            ).scalar_one_or_none()
+        now = self.clock()
+        if cached is not None and not refresh and now - cached.fetched_at < self.actor_cache_ttl:
+            return cached
+        document = await self.fetch(uri)
+        values = self._actor_values(uri, document)
+        async with session_scope(self.sessionmaker) as session:
+            row = (
+                await session.execute(select(RemoteActor).where(RemoteActor.uri == uri))
+            ).scalar_one_or_none()
+            if row is None:
+                row = RemoteActor(uri=uri, fetched_at=now, **values)
+                session.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.fetched_at = now
+        return row
+
+    def _actor_values(self, uri: str, document: dict[str, Any]) -> dict[str, Any]:
+        kind = document.get("type")
+        kinds = set(kind) if isinstance(kind, list) else {kind}
+        if not kinds & ACTOR_TYPES:
+            raise FederationError(f"{uri} is a {kind!r}, not an actor")
+        inbox = document.get("inbox")
+        if not isinstance(inbox, str) or not self._same_origin(inbox, uri):
+            raise FederationError(f"{uri} has no inbox on its own host")
+        endpoints = document.get("endpoints")
+        shared = endpoints.get("sharedInbox") if isinstance(endpoints, dict) else None
+        if not isinstance(shared, str) or not self._same_origin(shared, uri):
+            shared = None
+        key_id = None
+        pem = None
+        public_key = document.get("publicKey")
+        keys = public_key if isinstance(public_key, list) else [public_key]
+        for key in keys:
+            if (
+                isinstance(key, dict)
+                and isinstance(key.get("id"), str)
+                and isinstance(key.get("publicKeyPem"), str)
+                and key.get("owner", uri) == uri
+                and self._same_origin(key["id"], uri)
+            ):
+                key_id, pem = key["id"], key["publicKeyPem"]
+                break
+        return {
+            "host": authority_of(uri),
+            "inbox": inbox,
+            "shared_inbox": shared,
+            "rsa_key_id": key_id,
+            "rsa_public_pem": pem,
+            "document": document,
+            "gone_at": None,
+        }
+
+    @staticmethod
+    def _same_origin(a: str, b: str) -> bool:
+        try:
+            return same_origin(a, b)
+        except InvalidUrlError:
+            return False
+
+    async def resolve_key(
+        self, key_id: str, *, refresh: bool = False
+    ) -> tuple[rsa.RSAPublicKey, str]:
+        """The RSA key ``key_id`` and its owner's URI, through ``publicKey.owner`` if needed."""
+        if not refresh:
+            async with read_only(self.sessionmaker) as session:
+                cached = (
+                    await session.execute(
+                        select(RemoteActor).where(RemoteActor.rsa_key_id == key_id)
+                    )
+                ).scalar_one_or_none()
+            if cached is not None and cached.rsa_public_pem:
+                return load_rsa_public_pem(cached.rsa_public_pem), cached.uri
+        key_url = key_id.split("#")[0]
+        owner_uri = key_url  # "actor#main-key": the actor document holds the key
+        if key_url == key_id:
+            document = await self.fetch(key_url)  # a key document (a "/main-key" stub)
+            owner = id_of(document.get("owner")) or id_of(document.get("controller"))
+            if owner is None and document.get("type") in ACTOR_TYPES:
+                owner = id_of(document)
+            if owner is None:
+                raise FederationError(f"key {key_id} names no owner")
+            owner_uri = owner
+        if not self._same_origin(owner_uri, key_id):
+            raise FederationError(f"key {key_id} claims an owner on another host: {owner_uri}")
+        actor = await self.get_remote_actor(owner_uri, refresh=refresh)
+        if actor.rsa_key_id != key_id or actor.rsa_public_pem is None:
+            raise FederationError(f"actor {owner_uri} does not publish the key {key_id}")
+        return load_rsa_public_pem(actor.rsa_public_pem), actor.uri
+
+    async def resolve_handle(self, handle: str) -> str:
+        """An actor URI from ``@user@host`` (WebFinger) or from an actor URL (checked)."""
+        handle = handle.strip()
+        if handle.startswith(("http://", "https://")):
+            document = await self.fetch(handle)
+            actor_id = id_of(document)
+            if actor_id is None:
+                raise FederationError(f"{handle} has no id")
+            return actor_id
+        account = handle.removeprefix("acct:").lstrip("@")
+        user, sep, host = account.rpartition("@")
+        if not sep or not user or not host or "/" in host:
+            raise FederationError(f"{handle!r} is neither @user@host nor an actor URL")
+        scheme = "http" if self.allow_http and self._looks_local(host) else "https"
+        url = f"{scheme}://{host}/.well-known/webfinger"
+        async with read_only(self.sessionmaker) as session:
+            if await self.is_blocked(session, url):
+                raise FederationError(f"{host} is blocked on this node")
+        try:
+            response = await self.http.get(
+                url,
+                params={"resource": f"acct:{user}@{host}"},
+                headers={"Accept": "application/jrd+json, application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise FederationError(f"WebFinger at {host} failed: {exc}") from exc
+        if response.status_code != 200 or len(response.content) > 100_000:
+            raise FederationError(f"WebFinger at {host} answered {response.status_code}")
+        try:
+            links = response.json().get("links", [])
+        except ValueError:
+            raise FederationError(f"WebFinger at {host} did not return JSON") from None
+        for link in links if isinstance(links, list) else []:
+            if (
+                isinstance(link, dict)
+                and link.get("rel") == "self"
+                and isinstance(link.get("href"), str)
+                and "json" in str(link.get("type", "application/activity+json"))
+            ):
+                return await self.resolve_handle(link["href"])
+        raise FederationError(f"WebFinger at {host} gave no ActivityPub actor for {handle}")
+
+    def _looks_local(self, host: str) -> bool:
+        name = host.split(":")[0].strip("[]")
+        return name in ("localhost", "127.0.0.1", "::1") or name.startswith("127.")

@@ -1,0 +1,287 @@
+"""Follow, Accept, Reject, Undo(Follow), Block and Delete(actor), both directions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.activitypub.federation import Federation, FederationError, id_of
+from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxRejected
+from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
+from node.activitypub.outbox import new_activity_id, publish
+
+__all__ = [
+    "answer_follow_request",
+    "follow",
+    "following_of",
+    "followers_of",
+    "register_follow_handlers",
+    "unfollow",
+]
+
+
+async def _get_follow(session: AsyncSession, follower: str, followee: str) -> Follow | None:
+    return (
+        await session.execute(
+            select(Follow).where(Follow.follower_uri == follower, Follow.followee_uri == followee)
+        )
+    ).scalar_one_or_none()
+
+
+async def follow(
+    federation: Federation, session: AsyncSession, actor: LocalActor, target_uri: str
+) -> Follow:
+    """``actor`` asks to follow a remote actor (fetched beforehand with
+    ``Federation.get_remote_actor``): a pending follow until it answers."""
+    remote = await federation.cached_actor(session, target_uri)
+    me = federation.urls(actor.username).id
+    existing = await _get_follow(session, me, remote.uri)
+    if existing is not None and existing.state == FollowState.ACCEPTED:
+        return existing
+    now = federation.clock()
+    activity_id = new_activity_id(federation, actor)
+    if existing is None:
+        existing = Follow(
+            follower_uri=me,
+            followee_uri=remote.uri,
+            follow_activity_id=activity_id,
+            state=FollowState.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(existing)
+    else:
+        existing.follow_activity_id = activity_id
+        existing.state = FollowState.PENDING
+        existing.updated_at = now
+    await session.flush()
+    await publish(
+        federation,
+        session,
+        actor,
+        {"id": activity_id, "type": "Follow", "object": remote.uri, "to": [remote.uri]},
+        inboxes=[remote.inbox],
+    )
+    return existing
+
+
+async def unfollow(
+    federation: Federation, session: AsyncSession, actor: LocalActor, target_uri: str
+) -> bool:
+    """Undo the follow; False when there was none."""
+    me = federation.urls(actor.username).id
+    existing = await _get_follow(session, me, target_uri)
+    if existing is None:
+        return False
+    remote = await federation.cached_actor(session, target_uri)
+    await publish(
+        federation,
+        session,
+        actor,
+        {
+            "type": "Undo",
+            "object": {
+                "id": existing.follow_activity_id,
+                "type": "Follow",
+                "actor": me,
+                "object": target_uri,
+            },
+            "to": [target_uri],
+        },
+        inboxes=[remote.inbox],
+    )
+    await session.delete(existing)
+    return True
+
+
+async def answer_follow_request(
+    federation: Federation,
+    session: AsyncSession,
+    actor: LocalActor,
+    follower_uri: str,
+    *,
+    accept: bool,
+) -> None:
+    """A member who approves followers by hand accepts or rejects a pending request."""
+    me = federation.urls(actor.username).id
+    request = await _get_follow(session, follower_uri, me)
+    if request is None:
+        raise FederationError(f"{follower_uri} has not asked to follow {me}")
+    await _answer(federation, session, actor, request, accept=accept)
+
+
+async def _answer(
+    federation: Federation,
+    session: AsyncSession,
+    actor: LocalActor,
+    request: Follow,
+    *,
+    accept: bool,
+) -> None:
+    remote = await federation.cached_actor(session, request.follower_uri)
+    me = federation.urls(actor.username).id
+    await publish(
+        federation,
+        session,
+        actor,
+        {
+            "type": "Accept" if accept else "Reject",
+            "object": {
+                "id": request.follow_activity_id,
+                "type": "Follow",
+                "actor": request.follower_uri,
+                "object": me,
+            },
+            "to": [request.follower_uri],
+        },
+        inboxes=[remote.inbox],
+    )
+    if accept:
+        request.state = FollowState.ACCEPTED
+        request.updated_at = federation.clock()
+    else:
+        await session.delete(request)
+
+
+async def followers_of(session: AsyncSession, actor_uri: str) -> list[str]:
+    rows = await session.execute(
+        select(Follow.follower_uri)
+        .where(Follow.followee_uri == actor_uri, Follow.state == FollowState.ACCEPTED)
+        .order_by(Follow.id)
+    )
+    return list(rows.scalars())
+
+
+async def following_of(session: AsyncSession, actor_uri: str) -> list[str]:
+    rows = await session.execute(
+        select(Follow.followee_uri)
+        .where(Follow.follower_uri == actor_uri, Follow.state == FollowState.ACCEPTED)
+        .order_by(Follow.id)
+    )
+    return list(rows.scalars())
+
+
+# --- incoming --------------------------------------------------------------------------------
+
+
+async def _local_target(ctx: InboxContext, uri: str | None) -> LocalActor:
+    username = ctx.federation.local_username(uri or "")
+    actor = None
+    if username is not None:
+        actor = (
+            await ctx.session.execute(select(LocalActor).where(LocalActor.username == username))
+        ).scalar_one_or_none()
+    if actor is None:
+        raise InboxRejected(404, f"{uri} is not an actor of this node", "noRecipient")
+    return actor
+
+
+async def _on_follow(ctx: InboxContext) -> None:
+    target = await _local_target(ctx, id_of(ctx.object))
+    await ctx.federation.cached_actor(ctx.session, ctx.actor_uri)  # fetched to verify
+    me = ctx.federation.urls(target.username).id
+    now = ctx.federation.clock()
+    request = await _get_follow(ctx.session, ctx.actor_uri, me)
+    if request is None:
+        request = Follow(
+            follower_uri=ctx.actor_uri,
+            followee_uri=me,
+            follow_activity_id=ctx.activity["id"],
+            state=FollowState.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        ctx.session.add(request)
+    else:
+        request.follow_activity_id = ctx.activity["id"]
+        request.updated_at = now
+    await ctx.session.flush()
+    if request.state == FollowState.ACCEPTED or not target.manually_approves_followers:
+        await _answer(ctx.federation, ctx.session, target, request, accept=True)
+
+
+def _follow_reference(obj: Any) -> tuple[str | None, str | None, str | None]:
+    """(follow id, follower, followee) from an id or an embedded Follow."""
+    if isinstance(obj, dict):
+        return id_of(obj), id_of(obj.get("actor")), id_of(obj.get("object"))
+    return id_of(obj), None, None
+
+
+async def _our_follow(ctx: InboxContext) -> Follow | None:
+    follow_id, follower, followee = _follow_reference(ctx.object)
+    query = select(Follow).where(Follow.followee_uri == ctx.actor_uri)
+    if follow_id:
+        found = (
+            await ctx.session.execute(query.where(Follow.follow_activity_id == follow_id))
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    if follower and followee == ctx.actor_uri and ctx.federation.is_local(follower):
+        return await _get_follow(ctx.session, follower, ctx.actor_uri)
+    return None
+
+
+async def _on_accept(ctx: InboxContext) -> None:
+    request = await _our_follow(ctx)
+    if request is not None:
+        request.state = FollowState.ACCEPTED
+        request.updated_at = ctx.federation.clock()
+
+
+async def _on_reject(ctx: InboxContext) -> None:
+    request = await _our_follow(ctx)
+    if request is not None:
+        await ctx.session.delete(request)
+
+
+async def _on_undo(ctx: InboxContext) -> None:
+    obj = ctx.object
+    if isinstance(obj, dict) and obj.get("type") not in (None, "Follow"):
+        return  # an Undo of something else: another handler's business
+    follow_id, follower, followee = _follow_reference(obj)
+    if follower is not None and follower != ctx.actor_uri:
+        raise InboxRejected(403, "an actor can only undo its own follow", "actorMismatch")
+    query = delete(Follow).where(Follow.follower_uri == ctx.actor_uri)
+    if followee is not None:
+        await ctx.session.execute(query.where(Follow.followee_uri == followee))
+    elif follow_id is not None:
+        await ctx.session.execute(query.where(Follow.follow_activity_id == follow_id))
+
+
+async def _forget_actor(session: AsyncSession, uri: str) -> None:
+    await session.execute(
+        delete(Follow).where((Follow.follower_uri == uri) | (Follow.followee_uri == uri))
+    )
+
+
+async def _on_block(ctx: InboxContext) -> None:
+    target = await _local_target(ctx, id_of(ctx.object))
+    me = ctx.federation.urls(target.username).id
+    await ctx.session.execute(
+        delete(Follow).where(
+            ((Follow.follower_uri == ctx.actor_uri) & (Follow.followee_uri == me))
+            | ((Follow.follower_uri == me) & (Follow.followee_uri == ctx.actor_uri))
+        )
+    )
+
+
+async def _on_delete(ctx: InboxContext) -> None:
+    if id_of(ctx.object) != ctx.actor_uri:
+        return  # deleting an object, not the actor itself
+    await _forget_actor(ctx.session, ctx.actor_uri)
+    remote = (
+        await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
+    ).scalar_one_or_none()
+    if remote is not None:
+        remote.gone_at = ctx.federation.clock()
+
+
+def register_follow_handlers(dispatcher: InboxDispatcher) -> None:
+    dispatcher.register("Follow", _on_follow)
+    dispatcher.register("Accept", _on_accept)
+    dispatcher.register("Reject", _on_reject)
+    dispatcher.register("Undo", _on_undo)
+    dispatcher.register("Block", _on_block)
+    dispatcher.register("Delete", _on_delete)

@@ -1,0 +1,244 @@
+"""Sending activities: store them, then deliver through durable jobs (one per inbox).
+
+Shared inboxes are used when a remote actor offers one, so a host gets each activity once.
+Delivery handles 410 Gone (the follower is removed) and pauses hosts that keep failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.activitypub.actors import get_local_actor
+from node.activitypub.federation import Federation, authority_of, id_of
+from node.activitypub.jsonld import default_context
+from node.activitypub.models import (
+    Follow,
+    FollowState,
+    HostHealth,
+    LocalActor,
+    RemoteActor,
+    StoredActivity,
+)
+from node.db import read_only
+from node.jobs import Done, Fail, Handler, Job, Outcome, Retry, enqueue
+
+__all__ = [
+    "DELIVER",
+    "DeliveryPolicy",
+    "deliver_job",
+    "follower_inboxes",
+    "new_activity_id",
+    "publish",
+]
+
+log = logging.getLogger(__name__)
+
+DELIVER = "deliver"
+PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+
+
+class DeliveryPolicy:
+    """Give up after three days; pause a host after 5 failures in a row, for 20 retry bases."""
+
+    give_up_after = timedelta(days=3)
+    pause_after_failures = 5
+    pause_in_retry_bases = 20
+
+
+def new_activity_id(federation: Federation, actor: LocalActor) -> str:
+    return f"{federation.urls(actor.username).id}/activities/{uuid.uuid4()}"
+
+
+async def follower_inboxes(session: AsyncSession, actor_uri: str) -> list[str]:
+    """Inboxes of the accepted remote followers, shared inboxes first, without repeats."""
+    rows = await session.execute(
+        select(RemoteActor.inbox, RemoteActor.shared_inbox)
+        .join(Follow, Follow.follower_uri == RemoteActor.uri)
+        .where(
+            Follow.followee_uri == actor_uri,
+            Follow.state == FollowState.ACCEPTED,
+            RemoteActor.gone_at.is_(None),
+        )
+    )
+    return _unique(shared or inbox for inbox, shared in rows)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+async def publish(
+    federation: Federation,
+    session: AsyncSession,
+    actor: LocalActor,
+    activity: dict[str, Any],
+    *,
+    to_followers: bool = False,
+    inboxes: Iterable[str] = (),
+    now: datetime | None = None,
+) -> StoredActivity:
+    """Store ``activity`` as sent by ``actor`` and enqueue its deliveries, in one transaction."""
+    now = now or federation.clock()
+    urls = federation.urls(actor.username)
+    activity = {"@context": default_context(), **activity}
+    activity.setdefault("id", new_activity_id(federation, actor))
+    activity["actor"] = urls.id
+    activity.setdefault("published", now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    targets = list(inboxes)
+    if to_followers:
+        targets += await follower_inboxes(session, urls.id)
+    audience = [*_as_list(activity.get("to")), *_as_list(activity.get("cc"))]
+    stored = StoredActivity(
+        activity_id=activity["id"],
+        direction="out",
+        actor_uri=urls.id,
+        activity_type=str(activity["type"]),
+        object_id=id_of(activity.get("object")),
+        public=PUBLIC in audience,
+        document=activity,
+        created_at=now,
+    )
+    session.add(stored)
+    await session.flush()
+    blocked: set[str] = set()
+    for inbox in _unique(targets):
+        if federation.is_local(inbox) or inbox in blocked:
+            continue
+        if await federation.is_blocked(session, inbox):
+            blocked.add(inbox)
+            continue
+        await enqueue(
+            session,
+            DELIVER,
+            {"inbox": inbox, "actor": actor.username},
+            host=authority_of(inbox),
+            activity_pk=stored.id,
+            give_up_after=DeliveryPolicy.give_up_after,
+            now=now,
+        )
+    return stored
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+async def _host_paused_until(session: AsyncSession, host: str, now: datetime) -> datetime | None:
+    health = await session.get(HostHealth, host)
+    if health and health.paused_until and health.paused_until > now:
+        return health.paused_until
+    return None
+
+
+async def _record_host(
+    session: AsyncSession, host: str, ok: bool, error: str, now: datetime, pause_for: timedelta
+) -> None:
+    health = await session.get(HostHealth, host)
+    if health is None:
+        health = HostHealth(host=host, consecutive_failures=0, last_error="")
+        session.add(health)
+    if ok:
+        health.consecutive_failures = 0
+        health.paused_until = None
+        health.last_error = ""
+        return
+    health.consecutive_failures += 1
+    health.last_error = error[:500]
+    if health.consecutive_failures >= DeliveryPolicy.pause_after_failures:
+        health.paused_until = now + pause_for
+
+
+async def _remove_gone_inbox(session: AsyncSession, inbox: str, now: datetime) -> None:
+    """410 Gone: the actors behind that inbox no longer exist; stop following and sending."""
+    actors = list(
+        (
+            await session.execute(
+                select(RemoteActor).where(
+                    (RemoteActor.inbox == inbox) | (RemoteActor.shared_inbox == inbox)
+                )
+            )
+        ).scalars()
+    )
+    personal = [a for a in actors if a.inbox == inbox]
+    for actor in personal:
+        actor.gone_at = now
+        await session.execute(
+            delete(Follow).where(
+                (Follow.follower_uri == actor.uri) | (Follow.followee_uri == actor.uri)
+            )
+        )
+
+
+def deliver_job(federation: Federation, *, retry_base: float = 30.0) -> Handler:
+    """The job handler that POSTs one stored activity to one inbox, signed as its actor."""
+    pause_for = timedelta(seconds=retry_base * DeliveryPolicy.pause_in_retry_bases)
+
+    async def handle(job: Job) -> Outcome:
+        inbox = job.payload["inbox"]
+        host = job.host or authority_of(inbox)
+        now = federation.clock()
+        async with read_only(federation.sessionmaker) as session:
+            paused = await _host_paused_until(session, host, now)
+            if paused is not None:
+                return Retry(f"{host} is paused after repeated failures", delay=paused - now)
+            if await federation.is_blocked(session, inbox):
+                return Fail(f"{host} is blocked")
+            stored = await session.get(StoredActivity, job.activity_pk)
+            actor = await get_local_actor(session, job.payload["actor"])
+        if stored is None or actor is None:
+            return Fail("the activity or its actor no longer exists")
+        body = json.dumps(stored.document, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            response = await federation.http.post(
+                inbox,
+                content=body,
+                headers={
+                    "Content-Type": "application/activity+json",
+                    "Accept": "application/activity+json, application/ld+json, application/json",
+                },
+                auth=federation.signer(actor),
+            )
+            await response.aread()
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            async with federation.sessionmaker() as session, session.begin():
+                await _record_host(session, host, False, error, now, pause_for)
+            return Retry(error)
+        status = response.status_code
+        async with federation.sessionmaker() as session, session.begin():
+            if 200 <= status < 300:
+                await _record_host(session, host, True, "", now, pause_for)
+                return Done()
+            if status == 410:
+                await _remove_gone_inbox(session, inbox, now)
+                return Fail("410 Gone: removed")
+            error = f"HTTP {status}: {response.text[:200]}"
+            if status in (408, 429) or status >= 500:
+                await _record_host(session, host, False, error, now, pause_for)
+                retry_after = response.headers.get("retry-after", "")
+                delay = (
+                    timedelta(seconds=min(int(retry_after), 3600))
+                    if retry_after.isdigit()
+                    else None
+                )
+                return Retry(error, delay=delay)
+            await _record_host(
+                session, host, True, "", now, pause_for
+            )  # the host answers; we were refused
+            return Fail(error)
+
+    return handle

@@ -1,0 +1,236 @@
+"""Durable background jobs: rows in the database, claimed by workers, retried with backoff.
+
+A job is ``pending`` until a handler finishes it (``done``) or gives up (``failed``); a
+handler that wants another try returns ``Retry``. Claiming is safe with several workers:
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a write transaction on SQLite, and a lease
+(``locked_until``) so that a worker killed mid-job releases it after the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from node.db import WRITE, Base, UTCDateTime, utcnow
+
+__all__ = [
+    "Done",
+    "Fail",
+    "Job",
+    "JobState",
+    "Retry",
+    "Worker",
+    "enqueue",
+    "next_delay",
+]
+
+log = logging.getLogger(__name__)
+
+
+class JobState:
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    ALL = (PENDING, DONE, FAILED)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    give_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    activity_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("activities.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+
+
+def next_delay(
+    attempts: int, *, base: float = 30.0, cap: float = 6 * 3600.0, rng: random.Random | None = None
+) -> timedelta:
+    """Exponential backoff with full jitter: ``uniform(base/2, min(cap, base * 2**n))``."""
+    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
+    value = (rng or random).uniform(min(base / 2, ceiling), ceiling)
+    return timedelta(seconds=value)
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: str
+    delay: timedelta | None = None  # None: next_delay(attempts)
+
+
+@dataclass(frozen=True)
+class Fail:
+    error: str
+
+
+Outcome = Done | Retry | Fail
+Handler = Callable[[Job], Awaitable[Outcome]]
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    host: str | None = None,
+    activity_pk: int | None = None,
+    give_up_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> Job:
+    """Add a job in the caller's transaction: it exists exactly when the caller commits."""
+    now = now or utcnow()
+    job = Job(
+        kind=kind,
+        payload=payload,
+        host=host,
+        activity_pk=activity_pk,
+        next_attempt_at=now,
+        give_up_at=now + give_up_after if give_up_after else None,
+        created_at=now,
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+class Worker:
+    """Claims due jobs and runs their handler; ``run_once`` is what tests step."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        handlers: dict[str, Handler],
+        *,
+        concurrency: int = 8,
+        per_host: int = 2,
+        lease: timedelta = timedelta(minutes=2),
+        retry_base: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.per_host = per_host
+        self.lease = lease
+        self.retry_base = retry_base
+        self.clock = clock
+        self.wakeup = asyncio.Event()
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+
+    async def claim(self, limit: int) -> list[Job]:
+        now = self.clock()
+        async with self.sessionmaker() as session, session.begin():
+            await session.connection(execution_options=WRITE)
+            query = (
+                select(Job)
+                .where(
+                    Job.state == JobState.PENDING,
+                    Job.kind.in_(list(self.handlers)),
+                    Job.next_attempt_at <= now,
+                    or_(Job.locked_until.is_(None), Job.locked_until < now),
+                )
+                .order_by(Job.next_attempt_at, Job.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            jobs = list((await session.execute(query)).scalars())
+            if jobs:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_([j.id for j in jobs]))
+                    .values(locked_until=now + self.lease)
+                )
+            return jobs
+
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        now = self.clock()
+        values: dict[str, Any] = {"attempts": job.attempts + 1, "locked_until": None}
+        if isinstance(outcome, Done):
+            values |= {"state": JobState.DONE, "finished_at": now, "last_error": ""}
+        elif isinstance(outcome, Fail) or (job.give_up_at is not None and now >= job.give_up_at):
+            values |= {
+                "state": JobState.FAILED,
+                "finished_at": now,
+                "last_error": outcome_error(outcome),
+            }
+            log.warning("job %s (%s) failed: %s", job.id, job.kind, values["last_error"])
+        else:
+            assert isinstance(outcome, Retry)
+            delay = (
+                outcome.delay
+                if outcome.delay is not None
+                else next_delay(job.attempts + 1, base=self.retry_base)
+            )
+            values |= {"next_attempt_at": now + delay, "last_error": outcome.error[:2000]}
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(update(Job).where(Job.id == job.id).values(**values))
+
+    async def _run(self, job: Job) -> None:
+        slot = self._host_slots.setdefault(job.host or "", asyncio.Semaphore(self.per_host))
+        async with slot:
+            try:
+                outcome = await self.handlers[job.kind](job)
+            except Exception as exc:  # a bug or an unexpected failure: retry later, keep the job
+                log.exception("job %s (%s) raised", job.id, job.kind)
+                outcome = Retry(f"{type(exc).__name__}: {exc}")
+        await self._finish(job, outcome)
+
+    async def run_once(self) -> int:
+        """Claim and run one batch of due jobs; return how many ran."""
+        jobs = await self.claim(self.concurrency)
+        if jobs:
+            await asyncio.gather(*(self._run(job) for job in jobs))
+        return len(jobs)
+
+    async def run_until_idle(self, max_batches: int = 1000) -> int:
+        total = 0
+        for _ in range(max_batches):
+            ran = await self.run_once()
+            if ran == 0:
+                break
+            total += ran
+        return total
+
+    async def run_forever(self, idle_sleep: float = 1.0) -> None:
+        while True:
+            try:
+                ran = await self.run_once()
+            except Exception:  # the database may be briefly unreachable: keep the loop alive
+                log.exception("worker loop error")
+                ran = 0
+            if ran == 0:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), timeout=idle_sleep)
+                except TimeoutError:
+                    pass
+
+
+def outcome_error(outcome: Outcome) -> str:
+    return "" if isinstance(outcome, Done) else outcome.error[:2000]
