@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from node.activitypub.actors import ActorUrls, get_local_actor
 from node.activitypub.fetch import FetchError, fetch_document
 from node.activitypub.http_auth import HttpSignatureAuth, InMemorySignatureSchemeMemory
-from node.activitypub.keys import load_rsa_public_pem, unseal_rsa
+from node.activitypub.keys import load_rsa_public_pem, unseal_ed25519, unseal_rsa
 from node.activitypub.models import DomainBlock, LocalActor, RemoteActor
+from node.activitypub.proofs import sign_eddsa_jcs_2022
 from node.activitypub.urls import InvalidUrlError, same_origin
 from node.db import read_only, session_scope, utcnow
 from node.secretbox import SecretBox
@@ -90,6 +91,14 @@ class Federation:
         if actor_uri.startswith(prefix) and "/" not in actor_uri[len(prefix) :]:
             return actor_uri[len(prefix) :].split("#")[0]
         return None
+
+    def sign_object(self, actor: LocalActor, document: dict[str, Any]) -> dict[str, Any]:
+        """``document`` with an ``eddsa-jcs-2022`` proof (FEP-8b32) by ``actor``'s Ed25519
+        key, which any third party can verify later from the actor's public document."""
+        key = unseal_ed25519(actor.ed25519_private_sealed, self.box)
+        return sign_eddsa_jcs_2022(
+            document, key, self.urls(actor.username).ed25519_key_id, created=self.clock()
+        )
 
     def signer(self, actor: LocalActor) -> HttpSignatureAuth:
         """The ``httpx.Auth`` that signs requests as ``actor`` (RFC 9421 first, then cavage)."""

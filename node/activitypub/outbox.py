@@ -96,6 +96,7 @@ async def publish(
     activity.setdefault("id", new_activity_id(federation, actor))
     activity["actor"] = urls.id
     activity.setdefault("published", now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    activity = federation.sign_object(actor, activity)
     targets = list(inboxes)
     if to_followers:
         targets += await follower_inboxes(session, urls.id)
