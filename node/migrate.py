@@ -11,7 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
+__all__ = [
+    "alembic_config",
+    "current_heads",
+    "downgrade",
+    "head_revisions",
+    "upgrade",
+    "upgrade_async",
+]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -21,7 +28,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Migrate up. Synchronous (Alembic runs its own event loop): call it outside a loop,
     or through ``asyncio.to_thread``."""
     command.upgrade(alembic_config(database_url), revision)
@@ -31,18 +38,18 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None
-    return head
+def head_revisions() -> frozenset[str]:
+    """The newest revision of each branch (one, once branches are merged)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_heads(engine: AsyncEngine) -> frozenset[str]:
     async with engine.connect() as connection:
-        return await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        heads = await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_heads()
         )
+    return frozenset(heads)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, database_url, revision)

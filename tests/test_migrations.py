@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from node.db import make_engine
-from node.migrate import current_revision, downgrade, head_revision, upgrade
+from node.migrate import current_heads, downgrade, head_revisions, upgrade
 from node.models import Base
 
 
@@ -34,14 +34,15 @@ def test_migrated_database_matches_the_models(database_url: str) -> None:
 
 
 def test_database_is_at_head(database_url: str) -> None:
-    async def revision() -> str | None:
+    async def heads() -> frozenset[str]:
         engine = make_engine(database_url)
         try:
-            return await current_revision(engine)
+            return await current_heads(engine)
         finally:
             await engine.dispose()
 
-    assert asyncio.run(revision()) == head_revision()
+    assert asyncio.run(heads()) == head_revisions()
+    assert len(head_revisions()) == 1, "merge the migration branches"
 
 
 def test_downgrade_to_nothing_and_back(database_url: str) -> None:

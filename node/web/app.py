@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from node import i18n
 from node.config import Settings
-from node.migrate import current_revision, head_revision
+from node.migrate import current_heads, head_revisions
 from node.runtime import open_runtime
 from node.web import actors, discovery, federation
 from node.web.context import NodeContext
@@ -53,11 +54,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
-            revision = await current_revision(runtime.engine)
-            if revision != head_revision():
+            current, expected = await current_heads(runtime.engine), head_revisions()
+            if current != expected:
                 raise DatabaseNotMigrated(
-                    f"the database is at revision {revision!r}, this code needs"
-                    f" {head_revision()!r}: run `archipel migrate --data-dir {settings.data_dir}`"
+                    f"the database is at revision {sorted(current)}, this code needs"
+                    f" {sorted(expected)}: run `archipel migrate --data-dir {settings.data_dir}`"
                 )
             app.state.node = NodeContext(
                 settings=settings,
@@ -90,6 +91,16 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=exception_handlers,
-        middleware=[Middleware(LanguageMiddleware)],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=settings.secret_key,
+                session_cookie="archipel_session",
+                max_age=14 * 24 * 3600,
+                same_site="lax",
+                https_only=settings.url.startswith("https://"),
+            ),
+            Middleware(LanguageMiddleware),
+        ],
         max_body_size=settings.max_body_bytes,
     )

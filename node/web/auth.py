@@ -1,31 +1,111 @@
-"""Who is asking: bearer tokens for the JSON API."""
+"""Who is asking: a bearer token (JSON API) or a signed session cookie (pages), and CSRF.
+
+Sessions are Starlette's signed cookies (itsdangerous), keyed by the node secret. Every
+form that changes something carries ``csrf_token`` (see ``csrf_token``/``verify_csrf``).
+"""
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import select
 from starlette.requests import Request
 
-from node.db import session_scope
-from node.members.models import Member
+from node.db import read_only, session_scope
+from node.members.models import Member, MemberStatus
 from node.members.service import authenticate_token
 from node.web.context import node_context
 from node.web.errors import ApiError
 
-__all__ = ["require_member"]
+__all__ = [
+    "CSRF_FIELD",
+    "csrf_token",
+    "current_member",
+    "log_in",
+    "log_out",
+    "require_member",
+    "verify_csrf",
+]
+
+CSRF_FIELD = "csrf_token"
+_SESSION_MEMBER = "member_id"
+_SESSION_CSRF = "csrf"
+
+
+def log_in(request: Request, member: Member) -> None:
+    """Start a session for ``member`` (a fresh CSRF token too, against session fixation)."""
+    request.session.clear()
+    request.session[_SESSION_MEMBER] = member.id
+    request.session[_SESSION_CSRF] = secrets.token_urlsafe(32)
+
+
+def log_out(request: Request) -> None:
+    request.session.clear()
+
+
+async def current_member(request: Request) -> Member | None:
+    """The approved member of the session cookie, or None."""
+    member_id = request.session.get(_SESSION_MEMBER)
+    if not isinstance(member_id, int):
+        return None
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        member = (
+            await session.execute(select(Member).where(Member.id == member_id))
+        ).scalar_one_or_none()
+    if member is None or member.status != MemberStatus.APPROVED:
+        return None
+    return member
 
 
 async def require_member(request: Request) -> Member:
-    """The approved member behind ``Authorization: Bearer ...``, or 401."""
+    """The approved member behind ``Authorization: Bearer ...`` or the session, or 401."""
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "use Authorization: Bearer <token>", headers=_CHALLENGE)
+        node = node_context(request)
+        async with session_scope(node.sessionmaker) as session:
+            member = await authenticate_token(session, token.strip())
+        if member is None:
+            raise ApiError(401, "this token is unknown, revoked, or its member is not approved")
+        return member
+    member = await current_member(request)
+    if member is None:
         raise ApiError(
             401,
-            "this API needs a bearer token (archipel token create USERNAME)",
-            headers={"WWW-Authenticate": "Bearer"},
+            "please sign in, or send a bearer token (archipel token create USERNAME)",
+            headers=_CHALLENGE,
         )
-    node = node_context(request)
-    async with session_scope(node.sessionmaker) as session:
-        member = await authenticate_token(session, token.strip())
-    if member is None:
-        raise ApiError(401, "this token is unknown, revoked, or its member is not approved")
     return member
+
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use), for a hidden form field."""
+    token = request.session.get(_SESSION_CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session[_SESSION_CSRF] = token
+    return token
+
+
+def verify_csrf(request: Request, form: Any) -> None:
+    """403 unless the form's ``csrf_token`` matches the session's."""
+    expected = request.session.get(_SESSION_CSRF)
+    given = form.get(CSRF_FIELD) if form is not None else None
+    if (
+        not isinstance(expected, str)
+        or not isinstance(given, str)
+        or not hmac.compare_digest(expected, given)
+    ):
+        raise ApiError(
+            403,
+            "this form expired or did not come from this site (CSRF check):"
+            " reload the page and try again",
+        )

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from node import i18n
+from node.web.auth import csrf_token
 
 __all__ = ["make_templates", "render"]
 
@@ -28,6 +29,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     node = request.app.state.node
     page = node.templates.get_template(template).render(
         request=request,
+        csrf_token=lambda: csrf_token(request),
         chamber=node.settings,
         language=i18n.current_language(),
         **values,

@@ -1,0 +1,263 @@
+"""Outgoing delivery: publish() fans out one job per inbox; deliver_job against a fake host."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from node.activitypub.actors import get_local_actor
+from node.activitypub.federation import Federation
+from node.activitypub.keys import load_rsa_public_pem
+from node.activitypub.models import (
+    DomainBlock,
+    Follow,
+    FollowState,
+    HostHealth,
+    RemoteActor,
+    StoredActivity,
+)
+from node.activitypub.outbox import DELIVER, DeliveryPolicy, deliver_job, publish
+from node.activitypub.signatures import verify_request
+from node.config import Settings
+from node.db import read_only, session_scope, utcnow
+from node.jobs import Done, Fail, Job, JobState, Retry
+from tests.activitypub._remote import (
+    BOB,
+    BOB_INBOX,
+    LILLE,
+    FakeRemote,
+    actor_document,
+    count,
+    quiet_app,
+    remote_installed,
+)
+
+SHARED = "https://remote.test/inbox"
+DAVE = "https://other.test/users/dave"
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    async with quiet_app(settings) as application:
+        yield application
+
+
+@pytest.fixture
+async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
+    fake = FakeRemote()
+    async with remote_installed(app, fake):
+        yield fake
+
+
+def federation_of(app: Starlette) -> Federation:
+    federation: Federation = app.state.node.federation
+    return federation
+
+
+async def add_follower(
+    app: Starlette, uri: str, *, shared_inbox: str | None = None, state: str = FollowState.ACCEPTED
+) -> None:
+    document = actor_document(uri, shared_inbox=shared_inbox)
+    now = utcnow()
+    async with session_scope(app.state.node.sessionmaker) as session:
+        session.add(
+            RemoteActor(
+                uri=uri,
+                host=uri.split("/")[2],
+                inbox=document["inbox"],
+                shared_inbox=shared_inbox,
+                rsa_key_id=document["publicKey"]["id"],
+                rsa_public_pem=document["publicKey"]["publicKeyPem"],
+                document=document,
+                fetched_at=now,
+            )
+        )
+        session.add(
+            Follow(
+                follower_uri=uri,
+                followee_uri=LILLE,
+                follow_activity_id=f"{uri}/follows/1",
+                state=state,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def publish_note(app: Starlette, **kwargs: Any) -> StoredActivity:
+    federation = federation_of(app)
+    async with session_scope(app.state.node.sessionmaker) as session:
+        actor = await get_local_actor(session, "lille")
+        assert actor is not None
+        return await publish(
+            federation,
+            session,
+            actor,
+            {
+                "type": "Create",
+                "to": ["https://www.w3.org/ns/activitystreams#Public"],
+                "object": {
+                    "id": f"{LILLE}/notes/1",
+                    "type": "Note",
+                    "attributedTo": LILLE,
+                    "content": "Bonjour",
+                },
+            },
+            **kwargs,
+        )
+
+
+async def jobs(app: Starlette) -> list[Job]:
+    async with read_only(app.state.node.sessionmaker) as session:
+        return list((await session.execute(select(Job).order_by(Job.id))).scalars())
+
+
+async def test_publish_makes_one_job_per_distinct_inbox(app: Starlette) -> None:
+    await add_follower(app, BOB, shared_inbox=SHARED)
+    await add_follower(app, "https://remote.test/users/carol", shared_inbox=SHARED)
+    await add_follower(app, DAVE)
+    await add_follower(app, "https://remote.test/users/eve", state=FollowState.PENDING)
+    stored = await publish_note(app, to_followers=True, inboxes=[SHARED])
+    found = await jobs(app)
+    assert sorted(j.payload["inbox"] for j in found) == [f"{DAVE}/inbox", SHARED]
+    assert {j.kind for j in found} == {DELIVER}
+    assert {j.host for j in found} == {"remote.test", "other.test"}
+    assert {j.activity_pk for j in found} == {stored.id}
+    assert all(j.state == JobState.PENDING and j.give_up_at is not None for j in found)
+    assert await count(app, StoredActivity, StoredActivity.direction == "out") == 1
+
+
+async def test_publish_skips_blocked_and_local_inboxes(app: Starlette) -> None:
+    await add_follower(app, BOB)
+    async with session_scope(app.state.node.sessionmaker) as session:
+        session.add(DomainBlock(host="remote.test"))
+    await publish_note(app, to_followers=True, inboxes=["https://lille.test/inbox"])
+    assert await jobs(app) == []
+
+
+async def _one_job(app: Starlette, inbox: str = BOB_INBOX) -> Job:
+    await publish_note(app, inboxes=[inbox])
+    (job,) = await jobs(app)
+    return job
+
+
+async def _state(app: Starlette, job_id: int) -> Job:
+    async with read_only(app.state.node.sessionmaker) as session:
+        job = await session.get(Job, job_id)
+    assert job is not None
+    return job
+
+
+async def test_delivered(app: Starlette, remote: FakeRemote) -> None:
+    remote.inbox_status = [202]
+    job = await _one_job(app)
+    assert await deliver_job(federation_of(app))(job) == Done()  # the handler alone
+    assert await app.state.node.worker.run_once() == 1  # through the worker
+    after = await _state(app, job.id)
+    assert after.state == JobState.DONE
+    assert after.finished_at is not None and after.last_error == ""
+    assert [str(r.url) for r in remote.posts] == [BOB_INBOX, BOB_INBOX]
+    assert await app.state.node.worker.run_once() == 0
+
+
+async def test_server_error_is_retried_later(app: Starlette, remote: FakeRemote) -> None:
+    remote.inbox_status = [500]
+    job = await _one_job(app)
+    before = utcnow()
+    assert await app.state.node.worker.run_once() == 1
+    after = await _state(app, job.id)
+    assert after.state == JobState.PENDING
+    assert after.attempts == 1
+    assert after.next_attempt_at > before
+    assert after.last_error.startswith("HTTP 500")
+    assert after.locked_until is None
+    assert await app.state.node.worker.run_once() == 0  # not due yet
+    async with read_only(app.state.node.sessionmaker) as session:
+        health = await session.get(HostHealth, "remote.test")
+    assert health is not None and health.consecutive_failures == 1
+
+
+async def test_gone_removes_the_follower(app: Starlette, remote: FakeRemote) -> None:
+    await add_follower(app, BOB)
+    remote.inbox_status = [410]
+    await publish_note(app, to_followers=True)
+    (job,) = await jobs(app)
+    assert job.payload["inbox"] == BOB_INBOX
+    assert await app.state.node.worker.run_once() == 1
+    after = await _state(app, job.id)
+    assert after.state == JobState.FAILED
+    assert "410" in after.last_error
+    assert await count(app, Follow) == 0
+    async with read_only(app.state.node.sessionmaker) as session:
+        bob = (
+            await session.execute(select(RemoteActor).where(RemoteActor.uri == BOB))
+        ).scalar_one()
+    assert bob.gone_at is not None
+
+
+async def test_host_paused_after_repeated_failures(app: Starlette, remote: FakeRemote) -> None:
+    remote.inbox_status = [503]
+    job = await _one_job(app)
+    handler = deliver_job(federation_of(app), retry_base=30.0)
+    for attempt in range(1, DeliveryPolicy.pause_after_failures + 1):
+        outcome = await handler(job)
+        assert isinstance(outcome, Retry)
+        assert len(remote.posts) == attempt
+    async with read_only(app.state.node.sessionmaker) as session:
+        health = await session.get(HostHealth, "remote.test")
+    assert health is not None
+    assert health.consecutive_failures == DeliveryPolicy.pause_after_failures
+    assert health.paused_until is not None and health.paused_until > utcnow()
+
+    outcome = await handler(job)
+    assert isinstance(outcome, Retry) and "paused" in outcome.error
+    assert outcome.delay is not None and outcome.delay > timedelta(0)
+    assert len(remote.posts) == DeliveryPolicy.pause_after_failures  # no new request
+
+
+async def test_blocked_host_fails_without_a_request(app: Starlette, remote: FakeRemote) -> None:
+    job = await _one_job(app)
+    async with session_scope(app.state.node.sessionmaker) as session:
+        session.add(DomainBlock(host="remote.test"))
+    outcome = await deliver_job(federation_of(app))(job)
+    assert isinstance(outcome, Fail) and "blocked" in outcome.error
+    assert remote.requests == []
+    assert await app.state.node.worker.run_once() == 1
+    assert (await _state(app, job.id)).state == JobState.FAILED
+    assert remote.requests == []
+
+
+async def test_delivery_is_signed_by_the_local_actor(app: Starlette, remote: FakeRemote) -> None:
+    job = await _one_job(app)
+    assert await deliver_job(federation_of(app))(job) == Done()
+    (request,) = remote.posts
+    async with read_only(app.state.node.sessionmaker) as session:
+        actor = await get_local_actor(session, "lille")
+        stored = await session.get(StoredActivity, job.activity_pk)
+    assert actor is not None and stored is not None
+    key_id = federation_of(app).urls("lille").rsa_key_id
+    public = load_rsa_public_pem(actor.rsa_public_pem)
+    asked: list[str] = []
+
+    def resolve(kid: str) -> Any:
+        asked.append(kid)
+        return public if kid == key_id else None
+
+    result = verify_request(
+        "POST",
+        str(request.url),
+        list(request.headers.items()),
+        request.content,
+        resolve_key=resolve,
+        now=utcnow(),
+    )
+    assert result.ok, result.message
+    assert result.key_id == key_id
+    assert request.headers["content-type"] == "application/activity+json"
+    assert json.loads(request.content)["id"] == stored.activity_id
