@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
 from node.config import Settings
@@ -22,7 +22,7 @@ from node.migrate import current_heads, head_revisions
 from node.runtime import open_runtime
 from node.web import actors, discovery, federation
 from node.web.context import NodeContext
-from node.web.errors import exception_handlers
+from node.web.errors import ApiError, exception_handlers
 from node.web.templating import make_templates
 
 __all__ = ["DatabaseNotMigrated", "create_app"]
@@ -32,6 +32,42 @@ log = logging.getLogger(__name__)
 
 class DatabaseNotMigrated(RuntimeError):
     pass
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
+    (JSON for machines, a page for people), whatever ``Content-Length`` claims."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        limit = self.limit
+        too_large = f"the request body is larger than this node accepts ({limit} bytes)"
+        if declared.isdigit() and int(declared) > limit:
+
+            async def refuse() -> Message:
+                raise ApiError(413, too_large)
+
+            await self.app(scope, refuse, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise ApiError(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class LanguageMiddleware:
@@ -101,6 +137,6 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
         ],
-        max_body_size=settings.max_body_bytes,
     )
