@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, authority_of, id_of
+from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
+from node.activitypub.proofs import verify_proof
 from node.activitypub.signatures import PublicKey, averify_request
 from node.activitypub.urls import InvalidUrlError, same_origin
 from node.db import read_only
@@ -235,7 +238,7 @@ async def receive(
         log.info("inbox refused %s from %s: %s", activity["id"], actor_uri, result.message)
         raise InboxRejected(401, f"signature refused: {result.message}", str(result.reason))
     signer = owners.get(result.key_id or "")
-    if signer != actor_uri:
+    if signer != actor_uri and not await _signed_by_actor(federation, activity, actor_uri, now):
         raise InboxRejected(
             403,
             f"the activity's actor {actor_uri} is not the signer {signer}",
@@ -294,6 +297,26 @@ async def receive(
             raise InboxRejected(422, str(exc), "unprocessable") from exc
         await session.commit()
     return InboxResult(202, "accepted")
+
+
+async def _signed_by_actor(
+    federation: Federation, activity: dict[str, Any], actor_uri: str, now: datetime
+) -> bool:
+    """A forwarded activity (relay, inbox forwarding) is accepted when it carries its actor's
+    own object proof (Data Integrity) or RsaSignature2017 signature."""
+    if "proof" not in activity and "signature" not in activity:
+        return False
+    try:
+        actor = await federation.get_remote_actor(actor_uri)
+    except FederationError:
+        return False
+    keys = public_keys_of(actor.document)
+    result = verify_proof(activity, keys.get, now=now)
+    if not result.ok:
+        log.info("forwarded %s: proof refused: %s", activity.get("id"), result.message)
+    return result.ok and all(
+        method is not None and method in keys for method in result.verification_methods
+    )
 
 
 def _is_public(activity: dict[str, Any]) -> bool:

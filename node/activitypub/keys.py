@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -11,6 +12,7 @@ from node.activitypub import multikey
 from node.secretbox import SecretBox
 
 __all__ = [
+    "public_keys_of",
     "ActorKeys",
     "SealedActorKeys",
     "generate_actor_keys",
@@ -85,3 +87,36 @@ def unseal_rsa(sealed: str, box: SecretBox) -> rsa.RSAPrivateKey:
 
 def unseal_ed25519(sealed: str, box: SecretBox) -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.from_private_bytes(box.open(sealed))
+
+
+def public_keys_of(actor: dict[str, Any]) -> dict[str, rsa.RSAPublicKey | ed25519.Ed25519PublicKey]:
+    """The keys an actor document publishes as its own, by key id: ``publicKey`` (RSA PEM)
+    and ``assertionMethod`` Multikeys (Ed25519) whose owner/controller is the actor."""
+    actor_id = actor.get("id")
+    keys: dict[str, rsa.RSAPublicKey | ed25519.Ed25519PublicKey] = {}
+    public_key = actor.get("publicKey")
+    for entry in public_key if isinstance(public_key, list) else [public_key]:
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("id"), str)
+            and entry.get("owner", actor_id) == actor_id
+            and isinstance(entry.get("publicKeyPem"), str)
+        ):
+            try:
+                keys[entry["id"]] = load_rsa_public_pem(entry["publicKeyPem"])
+            except ValueError:
+                continue
+    methods = actor.get("assertionMethod")
+    for entry in methods if isinstance(methods, list) else [methods]:
+        if (
+            isinstance(entry, dict)
+            and entry.get("type") == "Multikey"
+            and isinstance(entry.get("id"), str)
+            and entry.get("controller") == actor_id
+            and isinstance(entry.get("publicKeyMultibase"), str)
+        ):
+            try:
+                keys[entry["id"]] = multikey.public_key_from_multibase(entry["publicKeyMultibase"])
+            except multikey.MultikeyError:
+                continue
+    return keys
