@@ -19,6 +19,10 @@ PURE_MODULES = [
     "node/activitypub/urls.py",
     "node/config.py",
     "node/secretbox.py",
+    "node/clearing/ledger.py",
+    "node/clearing/netting.py",
+    "node/clearing/units.py",
+    "node/activitypub/keys.py",
 ]
 
 
