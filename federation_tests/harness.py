@@ -86,7 +86,7 @@ class NodeProcess:
     def cli(self, *args: str) -> str:
         """``archipel COMMAND [SUBCOMMAND] --data-dir DIR ARGS...`` for this node."""
         words = list(args)
-        split = 2 if words[0] in ("member", "token", "block") else 1
+        split = 2 if words[0] in ("member", "token", "block", "admin", "clearing") else 1
         return archipel(
             *words[:split], "--data-dir", str(self.data_dir), *words[split:], env=self.env
         ).stdout

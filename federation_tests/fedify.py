@@ -1,0 +1,123 @@
+"""The Fedify interop peer (``fedify_peer/``) as pytest fixtures: install once, a peer per test.
+
+Import ``fedify_node_binary_fixture`` and ``fedify_peer_fixture`` into a test module to use the
+fixtures ``fedify_node_binary`` and ``fedify_peer``."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from federation_tests.harness import free_port
+
+PEER_DIR = Path(__file__).resolve().parent / "fedify_peer"
+
+__all__ = ["FedifyPeer", "fedify_node_binary_fixture", "fedify_peer_fixture", "wait_for"]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class FedifyPeer:
+    """A running ``peer.mjs``; ``get``/``post`` talk to its ``/_control/`` API."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    health: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def actor(self, name: str = "alice") -> dict[str, str]:
+        return dict(self.health["actors"][name])
+
+    def get(self, route: str, **params: Any) -> Any:
+        response = httpx.get(f"{self.url}/_control/{route}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        response = httpx.post(f"{self.url}/_control/{route}", json=body, timeout=60)
+        return response.status_code, response.json()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session", name="fedify_node_binary")
+def fedify_node_binary_fixture() -> str:
+    """Run ``install.sh`` once per session; skip the Fedify tests if it cannot install."""
+    try:
+        result = subprocess.run(
+            ["bash", str(PEER_DIR / "install.sh")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"fedify_peer/install.sh could not run: {exc}")
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        pytest.skip(
+            f"fedify_peer/install.sh failed (exit {result.returncode}): "
+            f"{result.stderr.strip()[-800:]}"
+        )
+    return lines[-1]
+
+
+@pytest.fixture(name="fedify_peer")
+def fedify_peer_fixture(fedify_node_binary: str, tmp_path: Path) -> Iterator[FedifyPeer]:
+    port = free_port()
+    log_path = tmp_path / "fedify-peer.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [fedify_node_binary, str(PEER_DIR / "peer.mjs"), "--port", str(port)],
+            cwd=PEER_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    peer = FedifyPeer(process=process, port=port, log_path=log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"fedify peer exited ({process.returncode}):\n{peer.log_tail()}")
+            try:
+                response = httpx.get(f"{peer.url}/_control/health", timeout=1.0)
+                if response.status_code == 200:
+                    peer.health = response.json()
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fedify peer not ready after 30s:\n{peer.log_tail()}")
+            time.sleep(0.1)
+        yield peer
+    finally:
+        peer.stop()
