@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from node.activitypub.models import LocalActor
 from node.db import Base, UTCDateTime, utcnow
 
-__all__ = ["ApiToken", "Member", "MemberRole", "MemberStatus"]
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Charter",
+    "ClearingOverride",
+    "LoginFailure",
+    "Member",
+    "MemberRole",
+    "MemberStatus",
+]
 
 
 class MemberStatus:
@@ -42,6 +52,14 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The charter version accepted at registration (``Charter.version``).
+    charter_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Why the member was refused or suspended, shown to them.
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    avatar_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    #: An administrator's decision on clearing access (``ClearingOverride``), None: the rule.
+    clearing_override: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    clearing_override_reason: Mapped[str] = mapped_column(Text, default="")
 
     actor: Mapped[LocalActor] = relationship(lazy="joined")
 
@@ -61,3 +79,46 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ClearingOverride:
+    GRANTED = "granted"
+    REVOKED = "revoked"
+    ALL = (GRANTED, REVOKED)
+
+
+class Charter(Base):
+    """One version of the chamber's charter; the highest version is in force."""
+
+    __tablename__ = "charters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditEntry(Base):
+    """An administrative action: who, when, what (action + target) and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    #: The administrator's username, or ``operator`` for the server's command line.
+    by: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(2048), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept a short while to slow down password guessing."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,307 @@
+"""Pages of a person's own account: register (with the charter), sign in and out, status
+and clearing access, profile, password, follow requests. Thin: the rules are in
+``node.members``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from node import i18n
+from node.activitypub.actors import ActorUrls
+from node.activitypub.federation import FederationError
+from node.activitypub.follows import answer_follow_request
+from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
+from node.db import read_only, session_scope, utcnow
+from node.members.accounts import (
+    change_password,
+    check_login_allowed,
+    clear_login_failures,
+    ensure_may_sign_in,
+    record_login_failure,
+    register_member,
+    update_profile,
+    verify_login,
+)
+from node.members.charter import current_charter, get_charter
+from node.members.clearing_access import clearing_access
+from node.members.errors import InvalidMemberInput, LoginRefused, LoginThrottled, MemberError
+from node.members.models import Member
+from node.members.passwords import MIN_PASSWORD_LENGTH
+from node.web._members import client_address, page_member, remember_language
+from node.web.auth import log_in, log_out, verify_csrf
+from node.web.context import node_context
+from node.web.errors import ApiError
+from node.web.templating import render
+
+__all__ = ["pending_follow_requests", "routes"]
+
+
+def _text(form: Any, name: str, limit: int = 5000) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/account"
+
+
+async def charter_page(request: Request) -> Response:
+    node = node_context(request)
+    version = request.path_params.get("version")
+    async with read_only(node.sessionmaker) as session:
+        charter = await (get_charter(session, version) if version else current_charter(session))
+        latest = await current_charter(session)
+    if charter is None:
+        raise ApiError(404, f"no version {version} of the charter")
+    return render(request, "account/charter.html", charter=charter, latest=latest)
+
+
+async def register_page(request: Request) -> Response:
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        charter = await current_charter(session)
+    if request.method == "GET":
+        return render(request, "account/register.html", charter=charter, values={}, error=None)
+    form = await request.form()
+    verify_csrf(request, form)
+    values = {k: _text(form, k, 200) for k in ("username", "display_name", "language")}
+    accepted = _text(form, "charter_version", 10)
+    try:
+        if _text(form, "accept_charter", 10) != "yes":
+            raise InvalidMemberInput("charter", i18n.gettext("Please accept the charter."))
+        if _text(form, "password", 2000) != _text(form, "password_confirm", 2000):
+            raise InvalidMemberInput("password", i18n.gettext("The passwords do not match."))
+        async with session_scope(node.sessionmaker) as session:
+            member = await register_member(
+                session,
+                node.box,
+                chamber_username=node.settings.chamber_username,
+                username=values["username"],
+                password=_text(form, "password", 2000),
+                display_name=values["display_name"],
+                accepted_charter_version=int(accepted) if accepted.isdigit() else None,
+                language=values["language"] or None,
+            )
+    except MemberError as exc:
+        return render(
+            request,
+            "account/register.html",
+            status_code=422 if isinstance(exc, InvalidMemberInput) else 409,
+            charter=charter,
+            values=values,
+            error=exc.message if isinstance(exc, InvalidMemberInput) else str(exc),
+        )
+    return render(request, "account/registered.html", status_code=201, member=member)
+
+
+async def login_page(request: Request) -> Response:
+    node = node_context(request)
+    next_url = _safe_next(request.query_params.get("next", "/account"))
+    if request.method == "GET":
+        return render(request, "account/login.html", next_url=next_url, error=None, username="")
+    form = await request.form()
+    verify_csrf(request, form)
+    username = _text(form, "username", 100).strip().lower()
+    password = _text(form, "password", 2000)
+    next_url = _safe_next(_text(form, "next", 500) or next_url)
+    address = client_address(request)
+    try:
+        async with read_only(node.sessionmaker) as session:
+            await check_login_allowed(session, username, address)
+            member = await verify_login(session, username, password)
+        if member is None:
+            async with session_scope(node.sessionmaker) as session:
+                await record_login_failure(session, username, address)
+            return render(
+                request,
+                "account/login.html",
+                status_code=401,
+                next_url=next_url,
+                username=username,
+                error=i18n.gettext("Unknown username or wrong password."),
+            )
+        ensure_may_sign_in(member)
+    except LoginThrottled as exc:
+        response = render(
+            request,
+            "account/login.html",
+            status_code=429,
+            next_url=next_url,
+            username=username,
+            error=i18n.gettext("Too many failed attempts: try again in %(minutes)d minutes.")
+            % {"minutes": max(1, round(exc.retry_after / 60))},
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except LoginRefused as exc:
+        return render(
+            request, "account/status.html", status_code=403, status=exc.status, reason=exc.reason
+        )
+    async with session_scope(node.sessionmaker) as session:
+        await clear_login_failures(session, username)
+        stored = await session.get(Member, member.id)
+        if stored is not None:
+            stored.last_active_at = utcnow()
+    log_in(request, member)
+    remember_language(request, member.language)
+    return RedirectResponse(next_url, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    verify_csrf(request, form)
+    log_out(request)
+    return RedirectResponse("/", status_code=303)
+
+
+async def account_page(request: Request) -> Response:
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        access = await clearing_access(session, node.settings, node.contributions, member)
+        found = await node.contributions.of(session, member)
+        charter = await current_charter(session)
+        actor = await session.get(LocalActor, member.actor_id)
+        pending = len(await pending_follow_requests(session, node.settings.url, member))
+    return render(
+        request,
+        "account/account.html",
+        member=member,
+        access=access,
+        contributions=found,
+        charter=charter,
+        actor=actor,
+        pending_requests=pending,
+        saved=request.query_params.get("saved") == "1",
+        error=None,
+    )
+
+
+async def profile_update(request: Request) -> Response:
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    node = node_context(request)
+    form = await request.form()
+    verify_csrf(request, form)
+    language = _text(form, "language", 8) or None
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            stored = await session.get(Member, member.id)
+            assert stored is not None
+            await update_profile(
+                session,
+                stored,
+                display_name=_text(form, "display_name", 200),
+                bio=_text(form, "bio", 6000),
+                avatar_url=_text(form, "avatar_url", 3000),
+                language=language,
+                manually_approves_followers=_text(form, "manually_approves_followers") == "yes",
+            )
+    except InvalidMemberInput as exc:
+        raise ApiError(422, f"{exc.field}: {exc.message}") from None
+    remember_language(request, language)
+    return RedirectResponse("/account?saved=1", status_code=303)
+
+
+async def password_page(request: Request) -> Response:
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    values = {"min_length": MIN_PASSWORD_LENGTH}
+    if request.method == "GET":
+        return render(request, "account/password.html", error=None, done=False, **values)
+    node = node_context(request)
+    form = await request.form()
+    verify_csrf(request, form)
+    try:
+        if _text(form, "new_password", 2000) != _text(form, "new_password_confirm", 2000):
+            raise InvalidMemberInput("new_password", i18n.gettext("The passwords do not match."))
+        async with session_scope(node.sessionmaker) as session:
+            stored = await session.get(Member, member.id)
+            assert stored is not None
+            await change_password(
+                session,
+                stored,
+                _text(form, "current_password", 2000),
+                _text(form, "new_password", 2000),
+            )
+    except InvalidMemberInput as exc:
+        return render(
+            request,
+            "account/password.html",
+            status_code=422,
+            error=exc.message,
+            done=False,
+            **values,
+        )
+    return render(request, "account/password.html", error=None, done=True, **values)
+
+
+async def pending_follow_requests(
+    session: Any, base_url: str, member: Member
+) -> list[tuple[Follow, RemoteActor | None]]:
+    """Follow requests waiting for the member's answer, with the requester if known."""
+    me = ActorUrls(base_url, member.username).id
+    rows = await session.execute(
+        select(Follow, RemoteActor)
+        .outerjoin(RemoteActor, RemoteActor.uri == Follow.follower_uri)
+        .where(Follow.followee_uri == me, Follow.state == FollowState.PENDING)
+        .order_by(Follow.id)
+    )
+    return [(follow, remote) for follow, remote in rows.all()]
+
+
+async def answer_follow(request: Request, member: Member, follower: str, accept: bool) -> None:
+    """Refresh the follower's actor first (network), then answer in one transaction."""
+    node = node_context(request)
+    try:
+        await node.federation.get_remote_actor(follower)
+    except FederationError:
+        pass  # the cached copy (stored when the request arrived) is enough to answer
+    async with session_scope(node.sessionmaker) as session:
+        actor = await session.get(LocalActor, member.actor_id)
+        assert actor is not None
+        try:
+            await answer_follow_request(node.federation, session, actor, follower, accept=accept)
+        except FederationError as exc:
+            raise ApiError(404, str(exc)) from None
+
+
+async def follow_requests_page(request: Request) -> Response:
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    node = node_context(request)
+    if request.method == "POST":
+        form = await request.form()
+        verify_csrf(request, form)
+        decision = _text(form, "decision", 10)
+        if decision not in ("accept", "reject"):
+            raise ApiError(422, "decision: accept or reject")
+        await answer_follow(request, member, _text(form, "follower", 2048), decision == "accept")
+        return RedirectResponse("/account/follow-requests", status_code=303)
+    async with read_only(node.sessionmaker) as session:
+        requests = await pending_follow_requests(session, node.settings.url, member)
+        actor = await session.get(LocalActor, member.actor_id)
+    return render(request, "account/follow_requests.html", requests=requests, actor=actor)
+
+
+routes = [
+    Route("/charter", charter_page, methods=["GET"]),
+    Route("/charter/{version:int}", charter_page, methods=["GET"]),
+    Route("/register", register_page, methods=["GET", "POST"]),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/account", account_page, methods=["GET"]),
+    Route("/account/profile", profile_update, methods=["POST"]),
+    Route("/account/password", password_page, methods=["GET", "POST"]),
+    Route("/account/follow-requests", follow_requests_page, methods=["GET", "POST"]),
+]

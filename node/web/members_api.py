@@ -1,0 +1,376 @@
+"""The JSON API of members and governance: the same actions as the pages.
+
+Bearer tokens need no CSRF token; a browser session that changes something sends the
+session's token in ``X-CSRF-Token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from node import i18n
+from node.activitypub.actors import ActorUrls
+from node.activitypub.models import DomainBlock, LocalActor
+from node.db import read_only, session_scope
+from node.members.accounts import change_password, register_member, update_profile
+from node.members.audit import list_audit
+from node.members.charter import current_charter, edit_charter
+from node.members.clearing_access import clearing_access
+from node.members.contributions import MemberContributions
+from node.members.errors import MemberError, NotAllowed
+from node.members.governance import (
+    MEMBER_ACTIONS,
+    block_domain,
+    remove_remote_content,
+    require_admin,
+    unblock_domain,
+)
+from node.members.models import AuditEntry, Member, MemberStatus
+from node.members.service import get_member
+from node.web._members import api_error
+from node.web.account import answer_follow, pending_follow_requests
+from node.web.auth import require_member
+from node.web.context import node_context
+from node.web.errors import ApiError
+from node.web.profiles import find_identity
+
+__all__ = ["member_json", "routes"]
+
+CSRF_HEADER = "x-csrf-token"
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _str(body: dict[str, Any], name: str, default: str | None = "") -> Any:
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(422, f"{name}: expected text", field=name)
+    return value
+
+
+async def _member(request: Request, *, admin: bool = False) -> Member:
+    """The caller, in their own language; CSRF-checked when a session cookie changes things."""
+    member = await require_member(request)
+    if request.method not in ("GET", "HEAD") and not request.headers.get("authorization"):
+        expected = request.session.get("csrf")
+        given = request.headers.get(CSRF_HEADER, "")
+        if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+            raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
+    i18n.use_language(
+        i18n.negotiate_language(
+            member.language,
+            request.headers.get("accept-language"),
+            node_context(request).settings.language,
+        )
+    )
+    if admin:
+        try:
+            require_admin(member)
+        except NotAllowed as exc:
+            raise api_error(exc) from None
+    return member
+
+
+def _contributions_json(found: MemberContributions, balances_public: bool) -> dict[str, Any]:
+    bricks, clearing = found.bricks, found.clearing
+    shown = balances_public and clearing.balance is not None
+    return {
+        "published_bricks": bricks.published,
+        "rating_average": bricks.rating_average,
+        "rating_count": bricks.rating_count,
+        "exchanges": clearing.exchanges,
+        "balance": str(clearing.balance) if shown else None,
+    }
+
+
+async def member_json(request: Request, session: Any, member: Member) -> dict[str, Any]:
+    node = node_context(request)
+    access = await clearing_access(session, node.settings, node.contributions, member)
+    found = await node.contributions.of(session, member)
+    actor = await session.get(LocalActor, member.actor_id)
+    return {
+        "username": member.username,
+        "actor": ActorUrls(node.settings.url, member.username).id,
+        "display_name": member.display_name,
+        "bio": member.bio,
+        "avatar_url": member.avatar_url,
+        "language": member.language,
+        "status": member.status,
+        "roles": ["member", "admin"] if member.is_admin else ["member"],
+        "charter_version": member.charter_version,
+        "manually_approves_followers": bool(actor and actor.manually_approves_followers),
+        "clearing_access": {
+            "allowed": access.allowed,
+            "missing": access.reasons(),
+            "override": access.override,
+        },
+        "contributions": _contributions_json(found, node.settings.balances_public),
+    }
+
+
+def _admin_member_json(member: Member) -> dict[str, Any]:
+    return {
+        "username": member.username,
+        "display_name": member.display_name,
+        "status": member.status,
+        "status_reason": member.status_reason,
+        "roles": ["member", "admin"] if member.is_admin else ["member"],
+        "charter_version": member.charter_version,
+        "clearing_override": member.clearing_override,
+        "created_at": member.created_at.isoformat(),
+    }
+
+
+def _audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "by": entry.by,
+        "action": entry.action,
+        "target": entry.target,
+        "reason": entry.reason,
+        "details": entry.details,
+    }
+
+
+async def charter(request: Request) -> Response:
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        current = await current_charter(session)
+    return JSONResponse({"version": current.version, "text": current.text})
+
+
+async def register(request: Request) -> Response:
+    node = node_context(request)
+    body = await _json(request)
+    version = body.get("charter_version")
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            member = await register_member(
+                session,
+                node.box,
+                chamber_username=node.settings.chamber_username,
+                username=_str(body, "username"),
+                password=_str(body, "password"),
+                display_name=_str(body, "display_name"),
+                accepted_charter_version=version if isinstance(version, int) else None,
+                language=_str(body, "language", None),
+            )
+    except MemberError as exc:
+        raise api_error(exc) from None
+    return JSONResponse({"username": member.username, "status": member.status}, status_code=201)
+
+
+async def me(request: Request) -> Response:
+    member = await _member(request)
+    node = node_context(request)
+    if request.method == "PATCH":
+        body = await _json(request)
+        fields: dict[str, Any] = {}
+        for name in ("display_name", "bio", "avatar_url"):
+            if name in body:
+                fields[name] = _str(body, name)
+        if "language" in body:
+            fields["language"] = _str(body, "language", None)
+        if "manually_approves_followers" in body:
+            value = body["manually_approves_followers"]
+            if not isinstance(value, bool):
+                raise ApiError(422, "manually_approves_followers: true or false")
+            fields["manually_approves_followers"] = value
+        try:
+            async with session_scope(node.sessionmaker) as session:
+                stored = await session.get(Member, member.id)
+                assert stored is not None
+                await update_profile(session, stored, **fields)
+        except MemberError as exc:
+            raise api_error(exc) from None
+    async with read_only(node.sessionmaker) as session:
+        stored = await session.get(Member, member.id)
+        assert stored is not None
+        return JSONResponse(await member_json(request, session, stored))
+
+
+async def password(request: Request) -> Response:
+    member = await _member(request)
+    node = node_context(request)
+    body = await _json(request)
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            stored = await session.get(Member, member.id)
+            assert stored is not None
+            await change_password(
+                session, stored, _str(body, "current_password"), _str(body, "new_password")
+            )
+    except MemberError as exc:
+        raise api_error(exc) from None
+    return Response(status_code=204)
+
+
+async def follow_requests(request: Request) -> Response:
+    member = await _member(request)
+    node = node_context(request)
+    if request.method == "POST":
+        body = await _json(request)
+        decision = _str(body, "decision")
+        if decision not in ("accept", "reject"):
+            raise ApiError(422, "decision: accept or reject", field="decision")
+        await answer_follow(request, member, _str(body, "actor"), decision == "accept")
+    async with read_only(node.sessionmaker) as session:
+        pending = await pending_follow_requests(session, node.settings.url, member)
+    return JSONResponse(
+        {
+            "pending": [
+                {"actor": follow.follower_uri, "requested_at": follow.created_at.isoformat()}
+                for follow, _remote in pending
+            ]
+        }
+    )
+
+
+async def public_member(request: Request) -> Response:
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        identity = await find_identity(
+            session, node.settings, request.path_params["username"], node.contributions
+        )
+    if identity is None or identity.member is None or identity.contributions is None:
+        raise ApiError(404, f"no member named {request.path_params['username']!r}")
+    member = identity.member
+    return JSONResponse(
+        {
+            "username": member.username,
+            "actor": identity.actor and ActorUrls(node.settings.url, member.username).id,
+            "display_name": identity.profile.name,
+            "bio": member.bio,
+            "avatar_url": member.avatar_url,
+            "member_since": (member.approved_at or member.created_at).date().isoformat(),
+            "contributions": _contributions_json(
+                identity.contributions, node.settings.balances_public
+            ),
+        }
+    )
+
+
+async def admin_members(request: Request) -> Response:
+    await _member(request, admin=True)
+    node = node_context(request)
+    status = request.query_params.get("status")
+    query = select(Member).order_by(Member.id)
+    if status:
+        if status not in MemberStatus.ALL:
+            raise ApiError(422, f"status: one of {', '.join(MemberStatus.ALL)}")
+        query = query.where(Member.status == status)
+    async with read_only(node.sessionmaker) as session:
+        members = list((await session.execute(query)).scalars())
+    return JSONResponse({"members": [_admin_member_json(m) for m in members]})
+
+
+async def admin_member_action(request: Request) -> Response:
+    admin = await _member(request, admin=True)
+    node = node_context(request)
+    action = request.path_params["action"]
+    if action not in MEMBER_ACTIONS:
+        raise ApiError(404, f"unknown action {action!r}: one of {', '.join(MEMBER_ACTIONS)}")
+    body = await _json(request)
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            by = await session.get(Member, admin.id)
+            member = await get_member(session, request.path_params["username"])
+            await MEMBER_ACTIONS[action](session, by, member, _str(body, "reason"))
+            result = _admin_member_json(member)
+    except MemberError as exc:
+        raise api_error(exc) from None
+    return JSONResponse(result)
+
+
+async def admin_audit(request: Request) -> Response:
+    await _member(request, admin=True)
+    node = node_context(request)
+    before = request.query_params.get("before", "")
+    async with read_only(node.sessionmaker) as session:
+        entries, total = await list_audit(
+            session, limit=100, before_id=int(before) if before.isdigit() else None
+        )
+    return JSONResponse({"total": total, "entries": [_audit_json(e) for e in entries]})
+
+
+async def admin_charter(request: Request) -> Response:
+    admin = await _member(request, admin=True)
+    node = node_context(request)
+    body = await _json(request)
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            by = await session.get(Member, admin.id)
+            new = await edit_charter(session, by, _str(body, "text"), _str(body, "reason"))
+    except MemberError as exc:
+        raise api_error(exc) from None
+    return JSONResponse({"version": new.version, "text": new.text})
+
+
+async def admin_blocks(request: Request) -> Response:
+    admin = await _member(request, admin=True)
+    node = node_context(request)
+    try:
+        if request.method == "POST":
+            body = await _json(request)
+            async with session_scope(node.sessionmaker) as session:
+                by = await session.get(Member, admin.id)
+                await block_domain(session, by, _str(body, "host"), _str(body, "reason"))
+        elif request.method == "DELETE":
+            async with session_scope(node.sessionmaker) as session:
+                by = await session.get(Member, admin.id)
+                await unblock_domain(
+                    session, by, request.path_params["host"], request.query_params.get("reason", "")
+                )
+    except MemberError as exc:
+        raise api_error(exc) from None
+    async with read_only(node.sessionmaker) as session:
+        rows = (await session.execute(select(DomainBlock).order_by(DomainBlock.host))).scalars()
+        blocks = [{"host": b.host, "reason": b.reason} for b in rows]
+    return JSONResponse({"blocks": blocks})
+
+
+async def admin_remove_remote(request: Request) -> Response:
+    admin = await _member(request, admin=True)
+    node = node_context(request)
+    body = await _json(request)
+    try:
+        async with session_scope(node.sessionmaker) as session:
+            by = await session.get(Member, admin.id)
+            removed = await remove_remote_content(
+                session, by, _str(body, "actor"), _str(body, "reason")
+            )
+    except MemberError as exc:
+        raise api_error(exc) from None
+    return JSONResponse({"removed_activities": removed})
+
+
+routes = [
+    Route("/api/v1/charter", charter, methods=["GET"]),
+    Route("/api/v1/register", register, methods=["POST"]),
+    Route("/api/v1/members/me", me, methods=["GET", "PATCH"]),
+    Route("/api/v1/members/me/password", password, methods=["POST"]),
+    Route("/api/v1/members/me/follow-requests", follow_requests, methods=["GET", "POST"]),
+    Route("/api/v1/members/{username}", public_member, methods=["GET"]),
+    Route("/api/v1/admin/members", admin_members, methods=["GET"]),
+    Route("/api/v1/admin/members/{username}/{action}", admin_member_action, methods=["POST"]),
+    Route("/api/v1/admin/audit", admin_audit, methods=["GET"]),
+    Route("/api/v1/admin/charter", admin_charter, methods=["PUT"]),
+    Route("/api/v1/admin/domain-blocks", admin_blocks, methods=["GET", "POST"]),
+    Route("/api/v1/admin/domain-blocks/{host}", admin_blocks, methods=["DELETE"]),
+    Route("/api/v1/admin/remote-content/remove", admin_remove_remote, methods=["POST"]),
+]

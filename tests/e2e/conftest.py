@@ -1,0 +1,139 @@
+"""A real browser (Debian's chromium, driven by Playwright) against a real server.
+
+Chromium is installed with apt when missing (as root, where apt works); elsewhere these
+tests are skipped with the reason printed. Never ``playwright install``: it downloads a
+browser build of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import Settings, new_settings
+from tests.web._members import PASSWORD
+from tests.web.conftest import fast_password_hashing  # noqa: F401 - autouse fixture
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _install_chromium() -> str | None:
+    """None when Chromium is there (installed now if need be), else why it is not."""
+    if Path(CHROMIUM).exists():
+        return None
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"{CHROMIUM} is missing and apt-get cannot be run as root here"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        if result.returncode != 0:
+            return f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}"
+    return None if Path(CHROMIUM).exists() else f"apt installed no {CHROMIUM}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Chromium, installed if need be; skips (printing why) where it cannot be."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+        print(f"\nbrowser tests skipped: {reason}")
+        pytest.skip(reason)
+    reason = _install_chromium()
+    if reason is not None:
+        print(f"\nbrowser tests skipped: {reason}")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: str, live_server: str) -> Iterator[Any]:
+    """Started after the server: Playwright's sync API keeps an event loop running in this
+    thread, so the database set-up (asyncio.run) must be done before."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _seed(settings: Settings) -> None:
+    from node.chamber import ensure_chamber_actor
+    from node.db import make_engine, make_sessionmaker, session_scope
+    from node.members.models import MemberRole, MemberStatus
+    from node.members.service import create_member
+    from node.secretbox import SecretBox
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            box = SecretBox(settings.secret_key)
+            await ensure_chamber_actor(session, settings, box)
+            await create_member(
+                session,
+                box,
+                username="ada",
+                chamber_username=settings.chamber_username,
+                password=PASSWORD,
+                status=MemberStatus.APPROVED,
+                role=MemberRole.ADMIN,
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """The node served by uvicorn in a thread; the gate asks for one brick, no waiting."""
+    import uvicorn
+
+    from node.web.app import create_app
+
+    port = _free_port()
+    settings = new_settings(
+        tmp_path / "node",
+        url=f"http://127.0.0.1:{port}",
+        name="Chambre de Lille",
+        chamber_username="lille",
+        database_url=database_url,
+    )
+    settings = dataclasses.replace(settings, clearing_min_bricks=1, clearing_min_days=0)
+    asyncio.run(_seed(settings))
+    config = uvicorn.Config(
+        create_app(settings, run_worker=False), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield settings.url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
