@@ -1,0 +1,91 @@
+"""The Fedify interop peer receives a brick as an Article it can read (name, summary,
+content, url, tags), parsed with Fedify's own vocabulary (``Article.fromJsonLd``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
+    PEER_DIR,
+    FedifyPeer,
+    fedify_node_binary_fixture,
+    fedify_peer_fixture,
+    wait_for,
+)
+from node.activitypub.jsonld import CONTEXT_FILES
+
+pytestmark = pytest.mark.federation
+CONTEXTS = Path(__file__).resolve().parents[1] / "node" / "activitypub" / "contexts"
+
+
+def read_with_fedify(node_binary: str, obj: dict[str, Any]) -> dict[str, Any]:
+    contexts = {
+        url: json.loads((CONTEXTS / name).read_text()) for url, name in CONTEXT_FILES.items()
+    }
+    script = Path(__file__).with_name("fedify_read_article.mjs").read_text()
+    result = subprocess.run(
+        [node_binary, "--input-type=module", "-e", script],
+        input=json.dumps({"object": obj, "contexts": contexts}),
+        capture_output=True,
+        text=True,
+        cwd=PEER_DIR,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_fedify_reads_a_brick_as_an_article(
+    make_node, fedify_peer: FedifyPeer, fedify_node_binary: str
+) -> None:  # type: ignore[no-untyped-def]
+    lille = make_node("lille")
+    lille.cli("member", "add", "marie")
+    token = lille.token("marie")
+    chamber = f"{lille.url}/actors/lille"
+    status, sent = fedify_peer.post("follow", {"target": chamber})
+    assert status == 200 and sent["ok"], sent
+    wait_for(
+        lambda: [f for f in fedify_peer.get("following") if f["state"] == "accepted"],
+        what="Fedify to record our Accept",
+    )
+    brick = {
+        "title": "Le jardin partagé",
+        "category": "methode",
+        "summary": "Comment ouvrir un jardin partagé en trois saisons.",
+        "body": "Des **voisins** et une charte.",
+        "tags": ["jardin", "quartier"],
+    }
+    created = httpx.post(
+        lille.url + "/api/v1/bricks", json=brick, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert created.status_code == 201, created.text
+    brick_id = created.json()["id"]
+
+    def announced() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in fedify_peer.get("received", type="Announce")
+            if (r.get("raw") or {}).get("object", {}).get("id") == brick_id
+            and r["fedify"]["status"] is not None
+        ]
+
+    (record,) = wait_for(announced, what="the chamber's Announce of the brick")
+    assert record["fedify"]["verified"] is True, record["fedify"]
+    assert record["fedify"]["listener"] == "Announce"
+    article = record["raw"]["object"]
+    assert article["type"] == "Article"
+    read = read_with_fedify(fedify_node_binary, {"@context": record["raw"]["@context"], **article})
+    assert read["id"] == brick_id and read["url"] == brick_id
+    assert read["name"] == brick["title"]
+    assert read["summary"] == brick["summary"]
+    assert read["content"].strip() == "<p>Des <strong>voisins</strong> et une charte.</p>"
+    assert read["tags"] == [
+        {"type": "Hashtag", "name": "#jardin", "href": f"{lille.url}/tags/jardin"},
+        {"type": "Hashtag", "name": "#quartier", "href": f"{lille.url}/tags/quartier"},
+    ]

@@ -1,0 +1,288 @@
+"""Bricks from the fediverse: Create/Update/Delete/Announce of Articles, replies, likes.
+
+Remote bricks are kept when a local actor follows the sender (a member or a chamber);
+only the brick's origin may update or delete it. A ``Note`` replying to a brick becomes a
+comment (with its ``rating`` when it carries one); ``Like`` counts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.activitypub.federation import id_of
+from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
+from node.activitypub.models import Follow, FollowState, RemoteActor
+from node.activitypub.urls import InvalidUrlError, same_origin
+from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
+from node.bricks.models import Brick, BrickLike, BrickReview
+from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
+from node.bricks.text import html_to_text
+from node.members.models import Member
+
+__all__ = ["register_brick_handlers", "store_remote_brick"]
+
+
+def _same_origin(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return same_origin(a, b)
+    except InvalidUrlError:
+        return False
+
+
+async def _followed(ctx: InboxContext, actor_uri: str) -> bool:
+    row = await ctx.session.execute(
+        select(Follow.id).where(
+            Follow.followee_uri == actor_uri, Follow.state == FollowState.ACCEPTED
+        )
+    )
+    return row.first() is not None
+
+
+async def _author_refs(ctx: InboxContext, uris: list[str]) -> list[AuthorRef]:
+    refs = []
+    for uri in uris:
+        username = ctx.federation.local_username(uri)
+        if username is not None:
+            member = (
+                await ctx.session.execute(select(Member).where(Member.username == username))
+            ).scalar_one_or_none()
+            if member is not None:
+                refs.append(
+                    AuthorRef(
+                        uri,
+                        member.display_name or member.username,
+                        f"{ctx.federation.base_url}/@{member.username}",
+                        member.id,
+                    )
+                )
+                continue
+        cached = (
+            await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == uri))
+        ).scalar_one_or_none()
+        refs.append(remote_author_ref(cached, uri))
+    return refs
+
+
+async def store_remote_brick(
+    session: AsyncSession, doc: BrickDocument, refs: list[AuthorRef]
+) -> Brick:
+    """Insert or refresh the local copy of a remote brick."""
+    brick = (await session.execute(select(Brick).where(Brick.uri == doc.uri))).scalar_one_or_none()
+    if brick is None:
+        brick = Brick(
+            key=secrets.token_hex(8),
+            uri=doc.uri,
+            local=False,
+            host=urlsplit(doc.uri).netloc.lower(),
+            published_at=doc.published,
+            like_count=0,
+            authors=[],
+            tags=[],
+            body_markdown="",
+        )
+        session.add(brick)
+    brick.url = doc.url
+    brick.chamber_uri = doc.chamber_uri
+    brick.title = doc.title
+    brick.category = doc.category
+    brick.summary = doc.summary
+    brick.body_html = doc.body_html
+    brick.body_text = html_to_text(doc.body_html)
+    brick.links = doc.links
+    brick.files = doc.files
+    brick.licence = doc.licence
+    brick.version = doc.version
+    brick.updated_at = doc.updated
+    if doc.rating_average is not None and doc.rating_count:
+        brick.rating_count = doc.rating_count
+        brick.rating_sum = round(doc.rating_average * doc.rating_count)
+    else:
+        brick.rating_count = brick.rating_count or 0
+        brick.rating_sum = brick.rating_sum or 0
+    brick.like_count = max(brick.like_count or 0, doc.like_count)
+    set_tags(brick, doc.tags)
+    set_authors(brick, refs)
+    await session.flush()
+    return brick
+
+
+async def _upsert(ctx: InboxContext, obj: Any, sender: str, *, creating: bool) -> None:
+    try:
+        doc = parse_article(obj)
+    except ArticleInvalid:
+        return  # not a brick: the timeline handlers decide whether to keep it
+    if not _same_origin(doc.uri, sender) or not all(_same_origin(a, sender) for a in doc.authors):
+        return  # a brick is only accepted from its own origin
+    if ctx.federation.is_local(doc.uri):
+        return
+    exists = (
+        await ctx.session.execute(select(Brick.id).where(Brick.uri == doc.uri))
+    ).first() is not None
+    if not exists and not await _followed(ctx, sender):
+        return  # nobody here follows the author or the chamber of this brick
+    if exists and creating:
+        return  # a repeated Create (or the chamber's Announce after the author's Create)
+    await store_remote_brick(ctx.session, doc, await _author_refs(ctx, doc.authors))
+
+
+async def _delete(ctx: InboxContext, object_id: str | None, sender: str) -> None:
+    if object_id is None or not _same_origin(object_id, sender):
+        return
+    brick = (
+        await ctx.session.execute(
+            select(Brick).where(Brick.uri == object_id, Brick.local.is_(False))
+        )
+    ).scalar_one_or_none()
+    if brick is not None:
+        await ctx.session.delete(brick)
+        return
+    review = (
+        await ctx.session.execute(
+            select(BrickReview).where(BrickReview.uri == object_id, BrickReview.local.is_(False))
+        )
+    ).scalar_one_or_none()
+    if review is not None and review.author_uri == sender:
+        await _forget_review(ctx.session, review)
+
+
+async def _forget_review(session: AsyncSession, review: BrickReview) -> None:
+    if review.rating is not None:
+        brick = await session.get(Brick, review.brick_id)
+        if brick is not None:
+            brick.rating_sum -= review.rating
+            brick.rating_count = max(0, brick.rating_count - 1)
+    await session.delete(review)
+
+
+async def _reply(ctx: InboxContext, obj: Any) -> bool:
+    reply = parse_reply(obj)
+    if reply is None:
+        return False
+    brick = (
+        await ctx.session.execute(select(Brick).where(Brick.uri == reply.in_reply_to))
+    ).scalar_one_or_none()
+    if brick is None:
+        return False
+    if reply.author != ctx.actor_uri:
+        raise InboxIgnored("a reply is only accepted from its author")
+    existing = (
+        await ctx.session.execute(select(BrickReview).where(BrickReview.uri == reply.uri))
+    ).scalar_one_or_none()
+    if existing is not None:
+        await _forget_review(ctx.session, existing)
+        await ctx.session.flush()
+    author = (await _author_refs(ctx, [reply.author]))[0]
+    ctx.session.add(
+        BrickReview(
+            uri=reply.uri,
+            brick_id=brick.id,
+            author_uri=reply.author,
+            author_name=author.name,
+            author_url=author.profile_url,
+            local=False,
+            rating=reply.rating,
+            used=reply.rating is not None,
+            comment_html=reply.content_html,
+            created_at=reply.published or ctx.federation.clock(),
+        )
+    )
+    if reply.rating is not None:
+        brick.rating_sum += reply.rating
+        brick.rating_count += 1
+    return True
+
+
+async def _on_create(ctx: InboxContext) -> None:
+    obj = ctx.object
+    if await _reply(ctx, obj):
+        return
+    if isinstance(obj, dict) and obj.get("type") == "Article":
+        await _upsert(ctx, obj, ctx.actor_uri, creating=True)
+
+
+async def _on_update(ctx: InboxContext) -> None:
+    obj = ctx.object
+    if isinstance(obj, dict) and obj.get("type") == "Article":
+        await _upsert(ctx, obj, ctx.actor_uri, creating=False)
+    elif isinstance(obj, dict) and obj.get("type") == "Note":
+        await _reply(ctx, obj)
+
+
+async def _on_delete(ctx: InboxContext) -> None:
+    await _delete(ctx, id_of(ctx.object), ctx.actor_uri)
+
+
+async def _on_announce(ctx: InboxContext) -> None:
+    """A chamber announces its members' bricks: the Article, or the Update/Delete itself."""
+    obj = ctx.object
+    if not isinstance(obj, dict):
+        return  # a boost by reference: we do not fetch inside the inbox transaction
+    if not _same_origin(id_of(obj), ctx.actor_uri):
+        return
+    kind = obj.get("type")
+    if kind == "Article":
+        await _upsert(ctx, obj, ctx.actor_uri, creating=True)
+        return
+    inner_actor = id_of(obj.get("actor"))
+    if not _same_origin(inner_actor, ctx.actor_uri):
+        return
+    inner = obj.get("object")
+    if kind in ("Create", "Update") and isinstance(inner, dict) and inner.get("type") == "Article":
+        await _upsert(ctx, inner, ctx.actor_uri, creating=kind == "Create")
+    elif kind == "Delete":
+        await _delete(ctx, id_of(inner), ctx.actor_uri)
+
+
+async def _on_like(ctx: InboxContext) -> None:
+    brick = (
+        await ctx.session.execute(select(Brick).where(Brick.uri == id_of(ctx.object)))
+    ).scalar_one_or_none()
+    if brick is None:
+        return
+    exists = (
+        await ctx.session.execute(
+            select(BrickLike.id).where(
+                BrickLike.brick_id == brick.id, BrickLike.actor_uri == ctx.actor_uri
+            )
+        )
+    ).first()
+    if exists is None:
+        ctx.session.add(
+            BrickLike(brick_id=brick.id, actor_uri=ctx.actor_uri, activity_id=ctx.activity["id"])
+        )
+        brick.like_count += 1
+
+
+async def _on_undo(ctx: InboxContext) -> None:
+    obj = ctx.object
+    if not isinstance(obj, dict) or obj.get("type") != "Like":
+        return
+    like = (
+        await ctx.session.execute(
+            select(BrickLike).where(
+                BrickLike.actor_uri == ctx.actor_uri,
+                BrickLike.activity_id == id_of(obj),
+            )
+        )
+    ).scalar_one_or_none()
+    if like is not None:
+        brick = await ctx.session.get(Brick, like.brick_id)
+        if brick is not None:
+            brick.like_count = max(0, brick.like_count - 1)
+        await ctx.session.delete(like)
+
+
+def register_brick_handlers(dispatcher: InboxDispatcher) -> None:
+    dispatcher.register("Create", _on_create)
+    dispatcher.register("Update", _on_update)
+    dispatcher.register("Delete", _on_delete)
+    dispatcher.register("Announce", _on_announce)
+    dispatcher.register("Like", _on_like)
+    dispatcher.register("Undo", _on_undo)

@@ -1,0 +1,260 @@
+"""What a brick may hold, checked field by field with a message per field (pure).
+
+``validate_brick(data)`` takes what a form or a JSON body gave (strings or lists) and
+returns a ``BrickInput`` or raises ``BrickInvalid`` whose ``errors`` map each bad field to
+a sentence a person can act on. Files are checked by ``check_file``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.bricks.text import MAX_MARKDOWN_CHARS
+
+__all__ = [
+    "CATEGORIES",
+    "CATEGORY_LABELS",
+    "FILE_TYPES",
+    "LICENCE_NAME",
+    "LICENCE_URL",
+    "MAX_FILES",
+    "MAX_FILE_BYTES",
+    "MAX_SUMMARY_CHARS",
+    "MAX_SUMMARY_LINES",
+    "BrickInput",
+    "BrickInvalid",
+    "check_file",
+    "normalize_tag",
+    "parse_category",
+    "validate_brick",
+]
+
+CATEGORIES = ("concept", "analyse", "methode")
+CATEGORY_LABELS: Mapping[str, Mapping[str, str]] = {
+    "concept": {"fr": "Concept", "en": "Concept", "nl": "Concept"},
+    "analyse": {"fr": "Analyse", "en": "Analysis", "nl": "Analyse"},
+    "methode": {"fr": "Méthode", "en": "Method", "nl": "Methode"},
+}
+LICENCE_NAME = "CC BY-SA 4.0"
+LICENCE_URL = "https://creativecommons.org/licenses/by-sa/4.0/"
+
+MIN_TITLE_CHARS = 3
+MAX_TITLE_CHARS = 150
+#: "about five lines": five lines of a page, at most 500 characters.
+MAX_SUMMARY_LINES = 5
+MAX_SUMMARY_CHARS = 500
+MAX_TAGS = 10
+MAX_TAG_CHARS = 40
+MAX_LINKS = 20
+MAX_AUTHORS = 10
+MAX_FILES = 5
+MAX_FILE_BYTES = 5 * 1024 * 1024
+#: extension -> (media type, magic prefix or None)
+FILE_TYPES: Mapping[str, tuple[str, bytes | None]] = {
+    ".pdf": ("application/pdf", b"%PDF-"),
+    ".png": ("image/png", b"\x89PNG\r\n\x1a\n"),
+    ".jpg": ("image/jpeg", b"\xff\xd8\xff"),
+    ".jpeg": ("image/jpeg", b"\xff\xd8\xff"),
+    ".gif": ("image/gif", b"GIF8"),
+    ".txt": ("text/plain", None),
+    ".md": ("text/markdown", None),
+    ".csv": ("text/csv", None),
+    ".odt": ("application/vnd.oasis.opendocument.text", b"PK\x03\x04"),
+    ".ods": ("application/vnd.oasis.opendocument.spreadsheet", b"PK\x03\x04"),
+    ".odp": ("application/vnd.oasis.opendocument.presentation", b"PK\x03\x04"),
+}
+
+_TAG_RE = re.compile(r"^[\w-]+$")
+
+
+class BrickInvalid(ValueError):
+    """Some fields are wrong: ``errors`` maps each one to what to fix."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class BrickInput:
+    title: str
+    category: str
+    summary: str
+    body: str
+    tags: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+
+
+def parse_category(value: Any) -> str | None:
+    """``methode`` from ``methode``, ``Méthode``, ``Method``...; None when unknown."""
+    if not isinstance(value, str):
+        return None
+    plain = unicodedata.normalize("NFKD", value.strip().lower())
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    aliases = {"method": "methode", "analysis": "analyse"}
+    plain = aliases.get(plain, plain)
+    return plain if plain in CATEGORIES else None
+
+
+def normalize_tag(value: str) -> str:
+    return unicodedata.normalize("NFC", value.strip().lstrip("#").strip().lower())
+
+
+def _items(value: Any, separators: str) -> list[str] | None:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        parts = re.split(f"[{re.escape(separators)}]", value)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        parts = value
+    else:
+        return None
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return None
+    return value.replace("\r\n", "\n").strip()
+
+
+def validate_brick(data: Mapping[str, Any], *, partial: bool = False) -> BrickInput:
+    """Check every field and report all the errors at once.
+
+    With ``partial`` (PATCH) a missing field is not an error; the caller merges the result
+    with the stored brick before calling again without ``partial``.
+    """
+    errors: dict[str, str] = {}
+
+    def present(name: str) -> bool:
+        return not partial or name in data
+
+    title = _text(data, "title")
+    if present("title"):
+        if title is None:
+            errors["title"] = "the title must be text"
+        elif len(title) < MIN_TITLE_CHARS:
+            errors["title"] = f"give a title of at least {MIN_TITLE_CHARS} characters"
+        elif len(title) > MAX_TITLE_CHARS:
+            errors["title"] = f"the title is too long: at most {MAX_TITLE_CHARS} characters"
+        elif "\n" in title:
+            errors["title"] = "the title must fit on one line"
+
+    category = parse_category(data.get("category"))
+    if present("category") and category is None:
+        errors["category"] = "choose a category: concept, analyse or methode"
+
+    summary = _text(data, "summary")
+    if present("summary"):
+        if summary is None:
+            errors["summary"] = "the summary must be text"
+        elif not summary:
+            errors["summary"] = "write a short description (a few lines)"
+        elif len(summary) > MAX_SUMMARY_CHARS:
+            errors["summary"] = (
+                f"the summary is too long ({len(summary)} characters): keep it to about five"
+                f" lines, at most {MAX_SUMMARY_CHARS} characters; the rest goes in the body"
+            )
+        elif summary.count("\n") >= MAX_SUMMARY_LINES:
+            errors["summary"] = (
+                f"the summary has too many lines: at most {MAX_SUMMARY_LINES};"
+                " the rest goes in the body"
+            )
+
+    body = _text(data, "body")
+    if present("body"):
+        if body is None:
+            errors["body"] = "the body must be Markdown text"
+        elif not body:
+            errors["body"] = "write the development of the brick (Markdown)"
+        elif len(body) > MAX_MARKDOWN_CHARS:
+            errors["body"] = f"the body is too long: at most {MAX_MARKDOWN_CHARS} characters"
+
+    tags: list[str] = []
+    raw_tags = _items(data.get("tags"), ",")
+    if raw_tags is None:
+        errors["tags"] = "give tags as a list of words or a comma-separated text"
+    else:
+        for raw in raw_tags:
+            tag = normalize_tag(raw)
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS or not _TAG_RE.match(tag):
+                errors["tags"] = (
+                    f"the tag {raw!r} is not valid: use letters, digits, - or _,"
+                    f" at most {MAX_TAG_CHARS} characters"
+                )
+                break
+            if tag not in tags:
+                tags.append(tag)
+        if "tags" not in errors and len(tags) > MAX_TAGS:
+            errors["tags"] = f"too many tags: at most {MAX_TAGS}"
+
+    links: list[str] = []
+    raw_links = _items(data.get("links"), "\n")
+    if raw_links is None:
+        errors["links"] = "give links as a list of URLs or one URL per line"
+    else:
+        for link in raw_links:
+            parts = urlsplit(link)
+            if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2048:
+                errors["links"] = f"{link!r} is not a web address (http:// or https://)"
+                break
+            if link not in links:
+                links.append(link)
+        if "links" not in errors and len(links) > MAX_LINKS:
+            errors["links"] = f"too many links: at most {MAX_LINKS}"
+
+    authors: list[str] = []
+    raw_authors = _items(data.get("authors"), ",\n")
+    if raw_authors is None:
+        errors["authors"] = "give co-authors as a list of usernames or actor URLs"
+    else:
+        authors = list(dict.fromkeys(raw_authors))
+        if len(authors) > MAX_AUTHORS:
+            errors["authors"] = f"too many authors: at most {MAX_AUTHORS}"
+
+    if errors:
+        raise BrickInvalid(errors)
+    return BrickInput(
+        title=title or "",
+        category=category or "",
+        summary=summary or "",
+        body=body or "",
+        tags=tags,
+        links=links,
+        authors=authors,
+    )
+
+
+def check_file(filename: str, content: bytes) -> str:
+    """The media type of an acceptable attachment; ``BrickInvalid`` on ``files`` otherwise."""
+    name = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    extension = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
+    if extension not in FILE_TYPES:
+        allowed = ", ".join(sorted(FILE_TYPES))
+        raise BrickInvalid({"files": f"{name!r}: this kind of file is not accepted ({allowed})"})
+    if len(content) > MAX_FILE_BYTES:
+        raise BrickInvalid(
+            {"files": f"{name!r} is too large: at most {MAX_FILE_BYTES // (1024 * 1024)} MB"}
+        )
+    if not content:
+        raise BrickInvalid({"files": f"{name!r} is empty"})
+    media_type, magic = FILE_TYPES[extension]
+    if magic is not None and not content.startswith(magic):
+        raise BrickInvalid({"files": f"{name!r} is not really a {extension} file"})
+    if magic is None:
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BrickInvalid({"files": f"{name!r} is not a UTF-8 text file"}) from None
+    return media_type

@@ -1,0 +1,405 @@
+"""Pages of the commons bank: catalogue, brick pages (AS2 on negotiation), the create and
+edit forms, version history, tag pages, Atom feeds, attached files."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import quote, urlencode
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from node import i18n
+from node.activitypub.jsonld import default_context
+from node.bricks.as2 import format_time, review_note
+from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
+from node.bricks.files import file_path
+from node.bricks.models import Brick, BrickReview, BrickVersion
+from node.bricks.service import BrickForbidden, brick_article, is_author
+from node.bricks.validation import (
+    CATEGORIES,
+    CATEGORY_LABELS,
+    LICENCE_NAME,
+    LICENCE_URL,
+    MAX_SUMMARY_CHARS,
+    BrickInvalid,
+    normalize_tag,
+    parse_category,
+)
+from node.db import read_only
+from node.members.models import Member
+from node.web.auth import current_member, verify_csrf
+from node.web.bricks_forms import read_payload
+from node.web.bricks_ops import (
+    brick_fields,
+    create_from_payload,
+    delete_by_key,
+    load_brick,
+    review_by_key,
+    update_from_payload,
+)
+from node.web.context import NodeContext, node_context
+from node.web.errors import ApiError
+from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.templating import render
+
+__all__ = ["category_label", "catalogue_query", "routes"]
+
+
+def category_label(category: str) -> str:
+    labels = CATEGORY_LABELS.get(category, {})
+    return labels.get(i18n.current_language(), labels.get("fr", category))
+
+
+def _login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+
+def catalogue_query(node: NodeContext, params: Any, *, limit: int = 20) -> CatalogueQuery:
+    """Catalogue filters from query parameters (the pages and the API share them)."""
+    scope = params.get("scope") or "all"
+    if scope not in ("local", "federated", "all"):
+        raise ApiError(422, "scope: one of local, federated, all", errors={"scope": "invalid"})
+    category = params.get("category") or None
+    if category is not None:
+        category = parse_category(category)
+        if category is None:
+            raise ApiError(
+                422,
+                "category: one of concept, analyse, methode",
+                errors={"category": "one of concept, analyse, methode"},
+            )
+    author = (params.get("author") or "").strip().lstrip("@") or None
+    if author and not author.startswith(("http://", "https://")):
+        author = node.federation.urls(author.lower()).id
+    cursor = params.get("after") or params.get("cursor")
+    try:
+        cursor_id = int(cursor) if cursor else None
+        limit = int(params.get("limit") or limit)
+    except ValueError:
+        raise ApiError(422, "after and limit must be integers") from None
+    scope_value = cast(Scope, scope)
+    return CatalogueQuery(
+        q=(params.get("q") or "")[:200],
+        category=category,
+        tag=params.get("tag") or None,
+        author=author,
+        chamber=(params.get("chamber") or None),
+        scope=scope_value,
+        cursor=cursor_id,
+        limit=limit,
+    )
+
+
+async def _page_context(request: Request) -> dict[str, Any]:
+    return {
+        "member": await current_member(request),
+        "category_label": category_label,
+        "categories": CATEGORIES,
+        "licence_name": LICENCE_NAME,
+        "licence_url": LICENCE_URL,
+    }
+
+
+async def catalogue(request: Request) -> Response:
+    node = node_context(request)
+    query = catalogue_query(node, request.query_params)
+    async with read_only(node.sessionmaker) as session:
+        page = await search_bricks(session, query)
+        hosts = list((await session.execute(select(Brick.host).distinct())).scalars())
+    params = {k: v for k, v in request.query_params.items() if k not in ("after", "cursor") and v}
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = "?" + urlencode({**params, "after": page.next_cursor})
+    return render(
+        request,
+        "bricks/catalogue.html",
+        page=page,
+        query=query,
+        params=params,
+        hosts=sorted(hosts),
+        next_url=next_url,
+        heading=None,
+        **await _page_context(request),
+    )
+
+
+async def tag_page(request: Request) -> Response:
+    node = node_context(request)
+    tag = normalize_tag(request.path_params["tag"])
+    params = dict(request.query_params)
+    params["tag"] = tag
+    query = catalogue_query(node, params)
+    async with read_only(node.sessionmaker) as session:
+        page = await search_bricks(session, query)
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = "?" + urlencode({"after": page.next_cursor})
+    return render(
+        request,
+        "bricks/catalogue.html",
+        page=page,
+        query=query,
+        params={},
+        hosts=[],
+        next_url=next_url,
+        heading=tag,
+        **await _page_context(request),
+    )
+
+
+async def brick_page(request: Request) -> Response:
+    node = node_context(request)
+    brick = await load_brick(node, request.path_params["key"])
+    if wants_activity_json(request):
+        if not brick.local:
+            return RedirectResponse(brick.uri, status_code=303, headers={"Vary": "Accept"})
+        document = {"@context": default_context(), **brick_article(node.federation, brick)}
+        return ActivityJSONResponse(document)
+    async with read_only(node.sessionmaker) as session:
+        reviews = list(
+            (
+                await session.execute(
+                    select(BrickReview)
+                    .where(BrickReview.brick_id == brick.id)
+                    .order_by(BrickReview.created_at, BrickReview.id)
+                )
+            ).scalars()
+        )
+    context = await _page_context(request)
+    member: Member | None = context["member"]
+    return render(
+        request,
+        "bricks/brick.html",
+        brick=brick,
+        reviews=reviews,
+        can_edit=member is not None and brick.local and is_author(brick, member),
+        can_review=member is not None and not is_author(brick, member),
+        review_errors={},
+        **context,
+    )
+
+
+def _form_values(data: dict[str, Any]) -> dict[str, str]:
+    def joined(value: Any, separator: str) -> str:
+        if isinstance(value, list):
+            return separator.join(str(v) for v in value)
+        return str(value or "")
+
+    return {
+        "title": str(data.get("title") or ""),
+        "category": parse_category(data.get("category")) or str(data.get("category") or ""),
+        "summary": str(data.get("summary") or ""),
+        "body": str(data.get("body") or ""),
+        "tags": joined(data.get("tags"), ", "),
+        "links": joined(data.get("links"), "\n"),
+        "authors": joined(data.get("authors"), ", "),
+    }
+
+
+async def _form(
+    request: Request,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    brick: Brick | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "bricks/form.html",
+        status_code=status_code,
+        values=_form_values(values),
+        errors=errors,
+        brick=brick,
+        max_summary=MAX_SUMMARY_CHARS,
+        **await _page_context(request),
+    )
+
+
+async def new_brick(request: Request) -> Response:
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    if request.method == "GET":
+        return await _form(request, values={}, errors={})
+    node = node_context(request)
+    payload = await read_payload(request)
+    verify_csrf(request, payload.form)
+    try:
+        brick = await create_from_payload(node, member, payload)
+    except BrickInvalid as exc:
+        return await _form(request, values=payload.data, errors=exc.errors, status_code=422)
+    return RedirectResponse(f"/bricks/{brick.key}", status_code=303)
+
+
+async def edit_brick(request: Request) -> Response:
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    node = node_context(request)
+    key = request.path_params["key"]
+    brick = await load_brick(node, key)
+    if not brick.local or not is_author(brick, member):
+        raise ApiError(403, "only the authors of a brick of this chamber can edit it")
+    if request.method == "GET":
+        return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
+    payload = await read_payload(request)
+    verify_csrf(request, payload.form)
+    try:
+        await update_from_payload(node, member, key, payload)
+    except BrickInvalid as exc:
+        values = {**brick_fields(brick), **payload.data}
+        return await _form(request, values=values, errors=exc.errors, brick=brick, status_code=422)
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return RedirectResponse(f"/bricks/{key}", status_code=303)
+
+
+async def remove_brick(request: Request) -> Response:
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    form = await request.form()
+    verify_csrf(request, form)
+    try:
+        await delete_by_key(node_context(request), member, request.path_params["key"])
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return RedirectResponse("/bricks", status_code=303)
+
+
+async def review_brick(request: Request) -> Response:
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    form = await request.form()
+    verify_csrf(request, form)
+    key = request.path_params["key"]
+    try:
+        await review_by_key(
+            node_context(request), member, key, form.get("rating"), form.get("comment")
+        )
+    except BrickInvalid as exc:
+        raise ApiError(422, "; ".join(exc.errors.values()), errors=exc.errors) from None
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return RedirectResponse(f"/bricks/{key}#reviews", status_code=303)
+
+
+async def history(request: Request) -> Response:
+    node = node_context(request)
+    brick = await load_brick(node, request.path_params["key"])
+    async with read_only(node.sessionmaker) as session:
+        versions = list(
+            (
+                await session.execute(
+                    select(BrickVersion)
+                    .where(BrickVersion.brick_id == brick.id)
+                    .order_by(BrickVersion.version.desc())
+                )
+            ).scalars()
+        )
+    return render(
+        request,
+        "bricks/history.html",
+        brick=brick,
+        versions=versions,
+        **await _page_context(request),
+    )
+
+
+async def _feed(request: Request, tag: str | None) -> Response:
+    node = node_context(request)
+    query = CatalogueQuery(tag=tag, scope="local", limit=50)
+    async with read_only(node.sessionmaker) as session:
+        page = await search_bricks(session, query)
+    settings = node.settings
+    self_url = settings.absolute(f"/tags/{quote(tag)}/feed.atom" if tag else "/bricks/feed.atom")
+    updated = max((b.updated_at for b in page.items), default=None)
+    body = node.templates.get_template("bricks/feed.xml").render(
+        chamber=settings,
+        tag=tag,
+        bricks=page.items,
+        self_url=self_url,
+        updated=format_time(updated) if updated else "1970-01-01T00:00:00Z",
+        format_time=format_time,
+        category_label=category_label,
+        licence_url=LICENCE_URL,
+    )
+    return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+
+async def chamber_feed(request: Request) -> Response:
+    return await _feed(request, None)
+
+
+async def tag_feed(request: Request) -> Response:
+    return await _feed(request, normalize_tag(request.path_params["tag"]))
+
+
+async def attached_file(request: Request) -> Response:
+    node = node_context(request)
+    found = file_path(node.settings.files_dir, request.path_params["name"])
+    if found is None:
+        raise ApiError(404, "no such file")
+    path, media_type = found
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )
+
+
+async def review_object(request: Request) -> Response:
+    """Our reviews dereference as the ``Note`` we sent (or a page link for browsers)."""
+    node = node_context(request)
+    uri = node.settings.absolute(f"/reviews/{request.path_params['key']}")
+    async with read_only(node.sessionmaker) as session:
+        row = (
+            await session.execute(
+                select(BrickReview, Brick)
+                .join(Brick, Brick.id == BrickReview.brick_id)
+                .where(BrickReview.uri == uri)
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, "no such review")
+    review, brick = row
+    if not wants_activity_json(request):
+        return RedirectResponse(f"/bricks/{brick.key}#reviews", status_code=303)
+    note = review_note(
+        uri=review.uri,
+        author=review.author_uri,
+        brick_uri=brick.uri,
+        brick_title=brick.title,
+        comment_html=review.comment_html,
+        rating=review.rating,
+        published=review.created_at,
+        to=["https://www.w3.org/ns/activitystreams#Public"],
+        cc=[a.actor_uri for a in brick.authors],
+    )
+    return ActivityJSONResponse({"@context": default_context(), **note})
+
+
+routes = [
+    Route("/bricks", catalogue, methods=["GET"]),
+    Route("/bricks/new", new_brick, methods=["GET", "POST"]),
+    Route("/bricks/feed.atom", chamber_feed, methods=["GET"]),
+    Route("/bricks/{key}", brick_page, methods=["GET"]),
+    Route("/bricks/{key}/edit", edit_brick, methods=["GET", "POST"]),
+    Route("/bricks/{key}/delete", remove_brick, methods=["POST"]),
+    Route("/bricks/{key}/reviews", review_brick, methods=["POST"]),
+    Route("/bricks/{key}/history", history, methods=["GET"]),
+    Route("/tags/{tag}", tag_page, methods=["GET"]),
+    Route("/tags/{tag}/feed.atom", tag_feed, methods=["GET"]),
+    Route("/files/{name}", attached_file, methods=["GET"]),
+    Route("/reviews/{key}", review_object, methods=["GET"]),
+]

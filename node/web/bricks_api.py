@@ -1,0 +1,191 @@
+"""The commons bank's JSON API under ``/api/v1`` (bearer tokens), described by
+``openapi.json`` served at ``/api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from node.bricks.catalogue import search_bricks
+from node.bricks.models import Brick, BrickReview
+from node.bricks.service import BrickForbidden
+from node.bricks.validation import BrickInvalid
+from node.db import read_only
+from node.web.auth import require_member
+from node.web.bricks import catalogue_query
+from node.web.bricks_forms import read_payload
+from node.web.bricks_ops import (
+    create_from_payload,
+    delete_by_key,
+    load_brick,
+    review_by_key,
+    update_from_payload,
+)
+from node.web.context import node_context
+from node.web.errors import ApiError
+
+__all__ = ["brick_item", "routes"]
+
+
+def _invalid(exc: BrickInvalid) -> ApiError:
+    return ApiError(422, "some fields are not valid", errors=exc.errors)
+
+
+def brick_item(brick: Brick) -> dict[str, Any]:
+    return {
+        "id": brick.uri,
+        "key": brick.key,
+        "url": brick.url,
+        "title": brick.title,
+        "category": brick.category,
+        "tags": brick.tag_names,
+        "summary": brick.summary,
+        "authors": [
+            {"id": a.actor_uri, "name": a.name, "url": a.profile_url} for a in brick.authors
+        ],
+        "local": brick.local,
+        "published": brick.published_at.isoformat(),
+        "updated": brick.updated_at.isoformat(),
+        "rating_average": brick.rating_average,
+        "rating_count": brick.rating_count,
+    }
+
+
+def _detail(brick: Brick, reviews: list[BrickReview]) -> dict[str, Any]:
+    return {
+        **brick_item(brick),
+        "body": brick.body_markdown,
+        "content": brick.body_html,
+        "links": brick.links,
+        "files": brick.files,
+        "licence": brick.licence,
+        "version": brick.version,
+        "likes": brick.like_count,
+        "reviews": [
+            {
+                "id": r.uri,
+                "author": {"id": r.author_uri, "name": r.author_name, "url": r.author_url},
+                "rating": r.rating,
+                "comment": r.comment_html,
+                "used": r.used,
+                "local": r.local,
+                "published": r.created_at.isoformat(),
+            }
+            for r in reviews
+        ],
+    }
+
+
+async def list_bricks(request: Request) -> Response:
+    node = node_context(request)
+    query = catalogue_query(node, request.query_params)
+    async with read_only(node.sessionmaker) as session:
+        page = await search_bricks(session, query)
+    next_url = None
+    if page.next_cursor is not None:
+        params = {k: v for k, v in request.query_params.items() if k not in ("after", "cursor")}
+        params["after"] = str(page.next_cursor)
+        next_url = node.settings.absolute("/api/v1/bricks?" + urlencode(params))
+    return JSONResponse(
+        {
+            "items": [brick_item(b) for b in page.items],
+            "next": next_url,
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+async def create(request: Request) -> Response:
+    member = await require_member(request)
+    payload = await read_payload(request)
+    try:
+        brick = await create_from_payload(node_context(request), member, payload)
+    except BrickInvalid as exc:
+        raise _invalid(exc) from None
+    return JSONResponse(
+        {"id": brick.uri, "key": brick.key, "url": brick.url},
+        status_code=201,
+        headers={"Location": brick.url},
+    )
+
+
+async def _detail_response(request: Request, key: str, status_code: int = 200) -> Response:
+    node = node_context(request)
+    brick = await load_brick(node, key)
+    async with read_only(node.sessionmaker) as session:
+        reviews = list(
+            (
+                await session.execute(
+                    select(BrickReview)
+                    .where(BrickReview.brick_id == brick.id)
+                    .order_by(BrickReview.created_at, BrickReview.id)
+                )
+            ).scalars()
+        )
+    return JSONResponse(_detail(brick, reviews), status_code=status_code)
+
+
+async def one_brick(request: Request) -> Response:
+    key = request.path_params["key"]
+    if request.method == "GET":
+        return await _detail_response(request, key)
+    member = await require_member(request)
+    node = node_context(request)
+    try:
+        if request.method == "DELETE":
+            await delete_by_key(node, member, key)
+            return Response(status_code=204)
+        payload = await read_payload(request)
+        await update_from_payload(node, member, key, payload)
+    except BrickInvalid as exc:
+        raise _invalid(exc) from None
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return await _detail_response(request, key)
+
+
+async def reviews(request: Request) -> Response:
+    member = await require_member(request)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "send a JSON object with rating and comment")
+    key = request.path_params["key"]
+    try:
+        review = await review_by_key(
+            node_context(request), member, key, body.get("rating"), body.get("comment")
+        )
+    except BrickInvalid as exc:
+        raise _invalid(exc) from None
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return JSONResponse(
+        {"id": review.uri, "rating": review.rating, "comment": review.comment_html, "used": True},
+        status_code=201,
+    )
+
+
+async def openapi(request: Request) -> Response:
+    document = json.loads(
+        resources.files("node.web").joinpath("openapi.json").read_text(encoding="utf-8")
+    )
+    document["servers"] = [{"url": node_context(request).settings.url}]
+    return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
+
+
+routes = [
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+    Route("/api/v1/bricks", list_bricks, methods=["GET"]),
+    Route("/api/v1/bricks", create, methods=["POST"]),
+    Route("/api/v1/bricks/{key}", one_brick, methods=["GET", "PATCH", "DELETE"]),
+    Route("/api/v1/bricks/{key}/reviews", reviews, methods=["POST"]),
+]
