@@ -1,0 +1,824 @@
+"""The clearing house service: exchanges, their signed activities, and posting to the ledger.
+
+Each change is one write transaction: the exchange row is locked (``FOR UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers), the state machine
+(`node.clearing.states`) says whether the change is allowed, and on acceptance the involved
+account rows are locked in id order, their balances and limits loaded, `ledger.apply` decides,
+and the entries and new balances are written; the signed activity is stored with
+`node.activitypub.outbox.publish` in the same transaction. Two acceptances racing for the same
+headroom therefore never both pass, and a declaration is never half-recorded.
+
+Accounts are created in their own short transaction before the main one (``ensure_account``),
+so that two first exchanges of a member never race to create the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from node.activitypub.federation import Federation
+from node.activitypub.models import LocalActor
+from node.activitypub.outbox import publish
+from node.activitypub.urls import InvalidUrlError, origin_of
+from node.clearing import ledger
+from node.clearing.activities import (
+    ExchangeTerms,
+    event_activity,
+    exchange_object,
+    proposal_activity,
+)
+from node.clearing.ledger import AccountKind, Limits
+from node.clearing.models import (
+    COMMONS_FUND_KEY,
+    ClearingAccount,
+    ClearingEntry,
+    ClearingEvent,
+    ClearingTransaction,
+    Exchange,
+    TransactionKind,
+    member_account_key,
+)
+from node.clearing.states import (
+    ExchangeEvent,
+    ExchangeState,
+    Party,
+    Role,
+    next_state,
+    party_of,
+)
+from node.clearing.units import ClearingError, format_minutes
+from node.config import Settings
+from node.db import read_only, session_scope
+from node.jobs import Job, JobState, enqueue
+from node.members.contributions import ClearingStats
+from node.members.models import Member, MemberStatus
+
+__all__ = [
+    "MAX_MINUTES",
+    "AccountView",
+    "ClearingHouse",
+    "ClearingTerms",
+    "CrossChamberUnavailable",
+    "ExchangeNotFound",
+    "IdempotencyConflict",
+    "InvalidExchange",
+    "NotAParty",
+    "Summary",
+    "clearing_stats",
+]
+
+EXPIRE_JOB = "clearing.expire"
+DEMURRAGE_JOB = "clearing.demurrage"
+MAX_MINUTES = 1000 * 60
+MAX_DESCRIPTION = 2000
+MAX_BRICKS = 20
+
+
+class ExchangeNotFound(ClearingError):
+    pass
+
+
+class NotAParty(ClearingError):
+    """The member is neither the provider nor the beneficiary of this exchange."""
+
+
+class CrossChamberUnavailable(ClearingError):
+    def __init__(self, who: str) -> None:
+        super().__init__(
+            f"{who} is on another chamber: cross-chamber exchanges are not available yet"
+        )
+
+
+class InvalidExchange(ClearingError):
+    """A field of a declaration is wrong; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class IdempotencyConflict(ClearingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used for a different declaration: "
+            "use a new key for a new exchange"
+        )
+
+
+@dataclass(frozen=True)
+class ClearingTerms:
+    """The chamber's rules for its ledger (from the settings)."""
+
+    default_floor: int = -20 * 60
+    default_ceiling: int | None = None
+    levy_basis_points: int = 0
+    demurrage_basis_points: int = 0
+    demurrage_threshold: int = 0
+    demurrage_period: timedelta = timedelta(days=30)
+    declaration_expiry: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClearingTerms:
+        ceiling = settings.clearing_default_ceiling_minutes
+        return cls(
+            default_floor=settings.clearing_default_floor_minutes,
+            default_ceiling=None if ceiling < 0 else ceiling,
+            levy_basis_points=settings.clearing_levy_basis_points,
+            demurrage_basis_points=settings.clearing_demurrage_basis_points,
+            demurrage_threshold=settings.clearing_demurrage_threshold_minutes,
+            demurrage_period=timedelta(days=settings.clearing_demurrage_period_days),
+            declaration_expiry=timedelta(days=settings.clearing_declaration_expiry_days),
+        )
+
+    def limits_of(self, account: ClearingAccount) -> Limits:
+        kind = AccountKind(account.kind)
+        if kind == AccountKind.MEMBER:
+            floor, ceiling = self.default_floor, self.default_ceiling
+        else:
+            floor, ceiling = 0, None
+        return Limits(
+            floor=account.floor if account.floor is not None else floor,
+            ceiling=account.ceiling if account.ceiling is not None else ceiling,
+            kind=kind,
+        )
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: ClearingAccount | None
+    balance: int
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class Summary:
+    accounts: int
+    sum_minutes: int
+    exchanges_posted: int
+    volume_minutes: int
+
+
+def _fingerprint(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ClearingHouse:
+    """Everything that changes the clearing house; built from the federation and settings."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.federation = federation
+        self.settings = settings
+        self.sessionmaker: async_sessionmaker[AsyncSession] = federation.sessionmaker
+        self.terms = ClearingTerms.from_settings(settings)
+        self.clock = clock or federation.clock
+
+    # --- parties and accounts -------------------------------------------------------------
+
+    def exchange_uri(self, key: str) -> str:
+        return f"{self.settings.url}/exchanges/{key}"
+
+    def actor_uri(self, member: Member) -> str:
+        return self.federation.urls(member.username).id
+
+    async def resolve_party(self, session: AsyncSession, text: str) -> Member:
+        """A member of this node from ``@user@host``, ``user@host``, ``user`` or an actor URL.
+
+        Raises `CrossChamberUnavailable` for another node's member (issue 7 settles those)
+        and `InvalidExchange` when nobody answers to it here.
+        """
+        handle = text.strip()
+        username: str | None
+        if handle.startswith(("http://", "https://")):
+            try:
+                origin_of(handle)
+            except InvalidUrlError as exc:
+                raise InvalidExchange("counterparty", str(exc)) from None
+            if not self.federation.is_local(handle):
+                raise CrossChamberUnavailable(handle)
+            username = self.federation.local_username(handle)
+            if username is None and handle.startswith(self.settings.url + "/@"):
+                username = handle[len(self.settings.url) + 2 :]
+        else:
+            account = handle.removeprefix("acct:").lstrip("@")
+            user, sep, host = account.partition("@")
+            if sep and host.lower() != self.settings.host.lower():
+                raise CrossChamberUnavailable(handle)
+            username = user
+        member = None
+        if username:
+            member = (
+                await session.execute(select(Member).where(Member.username == username.lower()))
+            ).scalar_one_or_none()
+        if member is None or member.status != MemberStatus.APPROVED:
+            raise InvalidExchange("counterparty", f"no member of this chamber is called {text!r}")
+        return member
+
+    async def ensure_accounts(self, *member_ids: int, commons: bool = False) -> None:
+        """Open (at zero) the accounts that do not exist yet, each in its own transaction."""
+        wanted: list[tuple[str, AccountKind, int | None]] = [
+            (member_account_key(m), AccountKind.MEMBER, m) for m in member_ids
+        ]
+        if commons:
+            wanted.append((COMMONS_FUND_KEY, AccountKind.COMMONS_FUND, None))
+        async with read_only(self.sessionmaker) as session:
+            existing = set(
+                (
+                    await session.execute(
+                        select(ClearingAccount.key).where(
+                            ClearingAccount.key.in_([k for k, _, _ in wanted])
+                        )
+                    )
+                ).scalars()
+            )
+        for key, kind, member_id in wanted:
+            if key in existing:
+                continue
+            try:
+                async with session_scope(self.sessionmaker) as session:
+                    session.add(
+                        ClearingAccount(
+                            key=key,
+                            kind=kind.value,
+                            member_id=member_id,
+                            balance=0,
+                            created_at=self.clock(),
+                        )
+                    )
+            except IntegrityError:
+                pass  # created meanwhile by another request: fine
+
+    # --- declaring ------------------------------------------------------------------------
+
+    def _check_terms(
+        self, minutes: Any, description: Any, performed_on: date | None, bricks: Any
+    ) -> tuple[int, str, date, list[str]]:
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise InvalidExchange("minutes", "a whole number of minutes, e.g. 90 for 1 h 30")
+        if not 0 < minutes <= MAX_MINUTES:
+            raise InvalidExchange(
+                "minutes", f"between 1 and {MAX_MINUTES} ({format_minutes(MAX_MINUTES)})"
+            )
+        if not isinstance(description, str) or not description.strip():
+            raise InvalidExchange("description", "say in a few words what was done")
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidExchange("description", f"at most {MAX_DESCRIPTION} characters")
+        today = self.clock().date()
+        performed_on = performed_on or today
+        if performed_on > today + timedelta(days=1):
+            raise InvalidExchange("date", "an exchange is declared once done, not in advance")
+        bricks = list(bricks or [])
+        if len(bricks) > MAX_BRICKS:
+            raise InvalidExchange("bricks", f"at most {MAX_BRICKS} bricks")
+        for brick in bricks:
+            try:
+                if not isinstance(brick, str):
+                    raise InvalidUrlError("not text")
+                origin_of(brick)
+            except InvalidUrlError:
+                raise InvalidExchange("bricks", f"{brick!r} is not a brick URL") from None
+        return minutes, description.strip(), performed_on, bricks
+
+    async def declare(
+        self,
+        member: Member,
+        counterparty: Member,
+        *,
+        role: Role,
+        minutes: Any,
+        description: Any,
+        performed_on: date | None = None,
+        bricks: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Exchange, bool]:
+        """Record "``member`` (on side ``role``) and ``counterparty`` exchanged this".
+
+        Returns the exchange and whether it is a replay of an earlier request with the same
+        ``idempotency_key`` (then nothing new is created).
+        """
+        minutes, description, performed_on, brick_list = self._check_terms(
+            minutes, description, performed_on, bricks
+        )
+        if counterparty.id == member.id:
+            raise InvalidExchange("counterparty", "an exchange needs two different members")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            raise InvalidExchange("Idempotency-Key", "between 1 and 255 characters")
+        provider, beneficiary = (
+            (member, counterparty) if role == Role.PROVIDER else (counterparty, member)
+        )
+        fingerprint = _fingerprint(
+            {
+                "counterparty": counterparty.id,
+                "role": role.value,
+                "minutes": minutes,
+                "description": description,
+                "date": performed_on.isoformat(),
+                "bricks": brick_list,
+            }
+        )
+        if idempotency_key is not None:
+            replay = await self._replay(member, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay, True
+        await self.ensure_accounts(provider.id, beneficiary.id)
+        now = self.clock()
+        key = secrets.token_hex(8)
+        try:
+            async with session_scope(self.sessionmaker) as session:
+                exchange = Exchange(
+                    key=key,
+                    uri=self.exchange_uri(key),
+                    provider_uri=self.actor_uri(provider),
+                    beneficiary_uri=self.actor_uri(beneficiary),
+                    provider_member_id=provider.id,
+                    beneficiary_member_id=beneficiary.id,
+                    initiator=role.value,
+                    initiator_member_id=member.id,
+                    minutes=minutes,
+                    description=description,
+                    performed_on=performed_on,
+                    bricks=brick_list,
+                    state=ExchangeState.PROPOSED.value,
+                    comment="",
+                    version=1,
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=fingerprint,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + self.terms.declaration_expiry,
+                )
+                session.add(exchange)
+                await session.flush()
+                await self._record(session, exchange, "declare", member, now)
+                await _ensure_job(session, EXPIRE_JOB, exchange.expires_at, now)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            replay = await self._replay(member, idempotency_key, fingerprint)
+            if replay is None:
+                raise
+            return replay, True
+        return exchange, False
+
+    async def _replay(self, member: Member, key: str, fingerprint: str) -> Exchange | None:
+        async with read_only(self.sessionmaker) as session:
+            found = (
+                await session.execute(
+                    select(Exchange).where(
+                        Exchange.initiator_member_id == member.id,
+                        Exchange.idempotency_key == key,
+                    )
+                )
+            ).scalar_one_or_none()
+        if found is not None and found.request_fingerprint != fingerprint:
+            raise IdempotencyConflict()
+        return found
+
+    # --- answering ------------------------------------------------------------------------
+
+    async def act(
+        self,
+        member: Member,
+        key: str,
+        event: ExchangeEvent,
+        *,
+        comment: str = "",
+        minutes: Any = None,
+        description: Any = None,
+        performed_on: date | None = None,
+        bricks: Sequence[str] | None = None,
+    ) -> Exchange:
+        """``member`` accepts, contests, refuses, withdraws or amends the exchange ``key``.
+
+        Accepting posts it to the ledger in the same transaction, or raises a
+        `ledger.LimitBreach` and changes nothing.
+        """
+        if event == ExchangeEvent.EXPIRE:
+            raise NotAParty("only the chamber expires a declaration")
+        if len(comment) > MAX_DESCRIPTION:
+            raise InvalidExchange("comment", f"at most {MAX_DESCRIPTION} characters")
+        if event == ExchangeEvent.CONTEST and not comment.strip():
+            raise InvalidExchange("comment", "say what is wrong, so that it can be amended")
+        async with read_only(self.sessionmaker) as session:
+            found = await self._get(session, key)
+            member_ids = [
+                m for m in (found.provider_member_id, found.beneficiary_member_id) if m is not None
+            ]
+        if event == ExchangeEvent.ACCEPT:
+            await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
+        now = self.clock()
+        async with session_scope(self.sessionmaker) as session:
+            exchange = await self._get(session, key, lock=True)
+            role = self._role_of(exchange, member)
+            party = party_of(role, Role(exchange.initiator))
+            new_state = next_state(ExchangeState(exchange.state), event, party)
+            if event == ExchangeEvent.AMEND:
+                new_minutes, new_description, new_date, new_bricks = self._check_terms(
+                    exchange.minutes if minutes is None else minutes,
+                    exchange.description if description is None else description,
+                    performed_on or exchange.performed_on,
+                    exchange.bricks if bricks is None else bricks,
+                )
+                exchange.minutes, exchange.description = new_minutes, new_description
+                exchange.performed_on, exchange.bricks = new_date, new_bricks
+                exchange.version += 1
+                exchange.expires_at = now + self.terms.declaration_expiry
+            if event == ExchangeEvent.ACCEPT:
+                await self._post(session, exchange, now)
+                exchange.posted_at = now
+                if self.terms.demurrage_basis_points:
+                    await _ensure_job(
+                        session, DEMURRAGE_JOB, now + self.terms.demurrage_period, now
+                    )
+            if event in (ExchangeEvent.CONTEST, ExchangeEvent.AMEND):
+                exchange.comment = comment.strip() if event == ExchangeEvent.CONTEST else ""
+            exchange.state = new_state.value
+            exchange.updated_at = now
+            await self._record(session, exchange, event.value, member, now, comment=comment)
+        return exchange
+
+    def _role_of(self, exchange: Exchange, member: Member) -> Role:
+        if exchange.provider_member_id == member.id:
+            return Role.PROVIDER
+        if exchange.beneficiary_member_id == member.id:
+            return Role.BENEFICIARY
+        raise NotAParty("you are neither the provider nor the beneficiary of this exchange")
+
+    async def _get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
+        query = select(Exchange).where(Exchange.key == key)
+        if lock:
+            query = query.with_for_update()
+        exchange = (await session.execute(query)).scalar_one_or_none()
+        if exchange is None:
+            raise ExchangeNotFound(f"no exchange {key!r} on this chamber")
+        return exchange
+
+    async def _post(self, session: AsyncSession, exchange: Exchange, now: datetime) -> None:
+        assert exchange.provider_member_id is not None
+        assert exchange.beneficiary_member_id is not None
+        provider_key = member_account_key(exchange.provider_member_id)
+        beneficiary_key = member_account_key(exchange.beneficiary_member_id)
+        levy = self.terms.levy_basis_points
+        transaction = ledger.exchange_postings(
+            provider_key,
+            beneficiary_key,
+            exchange.minutes,
+            levy,
+            COMMONS_FUND_KEY if levy else None,
+        )
+        await self._write(
+            session,
+            transaction,
+            ClearingTransaction(
+                kind=TransactionKind.EXCHANGE,
+                exchange_id=exchange.id,
+                memo=exchange.description[:200],
+                posted_at=now,
+            ),
+        )
+
+    async def _write(
+        self, session: AsyncSession, transaction: ledger.Transaction, row: ClearingTransaction
+    ) -> None:
+        """Lock the accounts (id order), apply the transaction, write entries and balances."""
+        keys = [p.account for p in transaction]
+        accounts = list(
+            (
+                await session.execute(
+                    select(ClearingAccount)
+                    .where(ClearingAccount.key.in_(keys))
+                    .order_by(ClearingAccount.id)
+                    .with_for_update()
+                )
+            ).scalars()
+        )
+        by_key = {a.key: a for a in accounts}
+        balances = {a.key: a.balance for a in accounts}
+        limits = {a.key: self.terms.limits_of(a) for a in accounts}
+        after = ledger.apply(balances, limits, transaction)
+        session.add(row)
+        await session.flush()
+        for posting in transaction:
+            account = by_key[posting.account]
+            account.balance = after[posting.account]
+            session.add(
+                ClearingEntry(
+                    transaction_id=row.id,
+                    account_id=account.id,
+                    amount=posting.amount,
+                    balance_after=account.balance,
+                    posted_at=row.posted_at,
+                )
+            )
+        await session.flush()
+
+    # --- activities -----------------------------------------------------------------------
+
+    def terms_of(self, exchange: Exchange) -> ExchangeTerms:
+        return ExchangeTerms(
+            uri=exchange.uri,
+            provider=exchange.provider_uri,
+            receiver=exchange.beneficiary_uri,
+            minutes=exchange.minutes,
+            description=exchange.description,
+            performed_on=exchange.performed_on,
+            bricks=tuple(exchange.bricks or ()),
+            version=exchange.version,
+            url=exchange.uri,
+        )
+
+    def document_of(self, exchange: Exchange) -> dict[str, Any]:
+        initiator = (
+            exchange.provider_uri
+            if exchange.initiator == Role.PROVIDER.value
+            else exchange.beneficiary_uri
+        )
+        return exchange_object(
+            self.terms_of(exchange), state=ExchangeState(exchange.state), attributed_to=initiator
+        )
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        exchange: Exchange,
+        event: str,
+        member: Member | None,
+        now: datetime,
+        *,
+        comment: str = "",
+    ) -> None:
+        """Sign and store the activity for this change, and the event that points to it."""
+        if member is None:
+            actor = (
+                await session.execute(
+                    select(LocalActor).where(LocalActor.username == self.settings.chamber_username)
+                )
+            ).scalar_one()
+        else:
+            actor = (
+                await session.execute(select(LocalActor).where(LocalActor.id == member.actor_id))
+            ).scalar_one()
+        actor_uri = self.federation.urls(actor.username).id
+        other = (
+            exchange.beneficiary_uri
+            if actor_uri == exchange.provider_uri
+            else exchange.provider_uri
+        )
+        if event in ("declare", ExchangeEvent.AMEND.value):
+            document = self.document_of(exchange)
+            document["state"] = ExchangeState.PROPOSED.value
+            activity = proposal_activity(event, actor_uri, other, document)
+        else:
+            result = None
+            if event == ExchangeEvent.ACCEPT.value:
+                result = self.document_of(exchange)
+                result["state"] = ExchangeState.POSTED.value
+            audience = other if member is not None else exchange.provider_uri
+            activity = event_activity(
+                ExchangeEvent(event),
+                actor_uri,
+                exchange.proposal_activity_id,
+                exchange.uri,
+                audience,
+                comment=comment.strip(),
+                result=result,
+            )
+            if member is None:
+                activity["cc"] = [exchange.provider_uri, exchange.beneficiary_uri]
+        stored = await publish(self.federation, session, actor, activity, now=now)
+        if event in ("declare", ExchangeEvent.AMEND.value):
+            exchange.proposal_activity_id = stored.activity_id
+        session.add(
+            ClearingEvent(
+                exchange_id=exchange.id,
+                event=event,
+                state_after=exchange.state
+                if event not in ("declare", ExchangeEvent.AMEND.value)
+                else ExchangeState.PROPOSED.value,
+                actor_uri=actor_uri,
+                activity_id=stored.activity_id,
+                activity_pk=stored.id,
+                comment=comment.strip(),
+                details={"version": exchange.version, "minutes": exchange.minutes},
+                created_at=now,
+            )
+        )
+        await session.flush()
+
+    # --- the chamber's periodic work ------------------------------------------------------
+
+    async def expire_due(self, *, limit: int = 200) -> int:
+        """Expire open declarations whose delay has passed; return how many."""
+        now = self.clock()
+        open_states = [ExchangeState.PROPOSED.value, ExchangeState.CONTESTED.value]
+        async with read_only(self.sessionmaker) as session:
+            keys = list(
+                (
+                    await session.execute(
+                        select(Exchange.key)
+                        .where(Exchange.state.in_(open_states), Exchange.expires_at <= now)
+                        .order_by(Exchange.expires_at)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+        expired = 0
+        for key in keys:
+            async with session_scope(self.sessionmaker) as session:
+                exchange = await self._get(session, key, lock=True)
+                if exchange.state not in open_states or exchange.expires_at > now:
+                    continue  # answered meanwhile
+                exchange.state = next_state(
+                    ExchangeState(exchange.state), ExchangeEvent.EXPIRE, Party.CHAMBER
+                ).value
+                exchange.updated_at = now
+                await self._record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
+                expired += 1
+        return expired
+
+    async def run_demurrage(self, period: str) -> int:
+        """One period of *fonte*: melt balances above the threshold into the commons fund.
+
+        ``period`` names the period (e.g. ``2026-11-23``): a second run for the same period
+        does nothing. Returns the minutes melted.
+        """
+        rate = self.terms.demurrage_basis_points
+        if rate == 0:
+            return 0
+        await self.ensure_accounts(commons=True)
+        now = self.clock()
+        async with session_scope(self.sessionmaker) as session:
+            if (
+                await session.execute(
+                    select(ClearingTransaction.id).where(
+                        ClearingTransaction.period == f"demurrage:{period}"
+                    )
+                )
+            ).first() is not None:
+                return 0
+            rows = (
+                await session.execute(
+                    select(ClearingAccount.key, ClearingAccount.balance).where(
+                        ClearingAccount.kind == AccountKind.MEMBER.value,
+                        ClearingAccount.balance > self.terms.demurrage_threshold,
+                    )
+                )
+            ).all()
+            postings = ledger.demurrage_postings(
+                {key: balance for key, balance in rows},
+                rate,
+                self.terms.demurrage_threshold,
+                COMMONS_FUND_KEY,
+            )
+            if not postings:
+                return 0
+            transaction = ledger.Transaction(postings)
+            # Balances are re-read under lock by _write; a race that moved one since is
+            # refused by the ledger or simply melts from the fresh balance on the next period.
+            await self._write(
+                session,
+                transaction,
+                ClearingTransaction(
+                    kind=TransactionKind.DEMURRAGE,
+                    period=f"demurrage:{period}",
+                    memo=f"fonte {rate / 100:g} % above "
+                    f"{format_minutes(self.terms.demurrage_threshold)}",
+                    posted_at=now,
+                ),
+            )
+            return transaction.volume
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def account_of(self, session: AsyncSession, member: Member) -> AccountView:
+        account = (
+            await session.execute(
+                select(ClearingAccount).where(ClearingAccount.member_id == member.id)
+            )
+        ).scalar_one_or_none()
+        if account is None:
+            probe = ClearingAccount(kind=AccountKind.MEMBER.value, balance=0)
+            return AccountView(None, 0, self.terms.limits_of(probe))
+        return AccountView(account, account.balance, self.terms.limits_of(account))
+
+    async def summary(self, session: AsyncSession) -> Summary:
+        count, total = (
+            await session.execute(
+                select(
+                    func.count(ClearingAccount.id),
+                    func.coalesce(func.sum(ClearingAccount.balance), 0),
+                )
+            )
+        ).one()
+        posted, volume = (
+            await session.execute(
+                select(func.count(Exchange.id), func.coalesce(func.sum(Exchange.minutes), 0)).where(
+                    Exchange.state == ExchangeState.POSTED.value
+                )
+            )
+        ).one()
+        return Summary(int(count), int(total), int(posted), int(volume))
+
+    async def exchanges_of(
+        self,
+        session: AsyncSession,
+        member: Member,
+        *,
+        state: str | None = None,
+        role: Role | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Exchange]:
+        if role == Role.PROVIDER:
+            where = Exchange.provider_member_id == member.id
+        elif role == Role.BENEFICIARY:
+            where = Exchange.beneficiary_member_id == member.id
+        else:
+            where = or_(
+                Exchange.provider_member_id == member.id,
+                Exchange.beneficiary_member_id == member.id,
+            )
+        query = select(Exchange).where(where).order_by(Exchange.id.desc()).limit(limit)
+        if state:
+            query = query.where(Exchange.state == state)
+        if before is not None:
+            query = query.where(Exchange.id < before)
+        return list((await session.execute(query)).scalars())
+
+    async def get(self, session: AsyncSession, key: str) -> Exchange:
+        return await self._get(session, key)
+
+    async def events_of(self, session: AsyncSession, exchange: Exchange) -> list[ClearingEvent]:
+        return list(
+            (
+                await session.execute(
+                    select(ClearingEvent)
+                    .where(ClearingEvent.exchange_id == exchange.id)
+                    .order_by(ClearingEvent.id)
+                )
+            ).scalars()
+        )
+
+    async def history(
+        self, session: AsyncSession, account: ClearingAccount, *, limit: int = 200
+    ) -> list[tuple[ClearingEntry, ClearingTransaction]]:
+        rows = await session.execute(
+            select(ClearingEntry, ClearingTransaction)
+            .join(ClearingTransaction, ClearingTransaction.id == ClearingEntry.transaction_id)
+            .where(ClearingEntry.account_id == account.id)
+            .order_by(ClearingEntry.id.desc())
+            .limit(limit)
+        )
+        return [(entry, tx) for entry, tx in rows.all()]
+
+
+async def _ensure_job(session: AsyncSession, kind: str, run_at: datetime, now: datetime) -> None:
+    """Start a periodic cycle (node.clearing.jobs) when none is pending; each run schedules
+    the next, so the first declaration (or posting, for fonte) is enough."""
+    pending = (
+        await session.execute(
+            select(Job.id).where(Job.kind == kind, Job.state == JobState.PENDING).limit(1)
+        )
+    ).first()
+    if pending is None:
+        job = await enqueue(session, kind, {"run_at": run_at.isoformat()}, now=now)
+        job.next_attempt_at = run_at
+
+
+async def clearing_stats(session: AsyncSession, member: Member) -> ClearingStats:
+    """The clearing plug-in of ``node.members.contributions``: exchanges posted, balance."""
+    exchanges = (
+        await session.execute(
+            select(func.count(Exchange.id)).where(
+                Exchange.state == ExchangeState.POSTED.value,
+                or_(
+                    Exchange.provider_member_id == member.id,
+                    Exchange.beneficiary_member_id == member.id,
+                ),
+            )
+        )
+    ).scalar_one()
+    balance = (
+        await session.execute(
+            select(ClearingAccount.balance).where(ClearingAccount.member_id == member.id)
+        )
+    ).scalar_one_or_none()
+    hours = None if balance is None else (Decimal(balance) / 60).quantize(Decimal("0.01"))
+    return ClearingStats(exchanges=int(exchanges), balance=hours)

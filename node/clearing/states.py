@@ -1,0 +1,135 @@
+"""The life of an exchange, as a pure function: (state, event, who acts) -> next state.
+
+One party *declares* the exchange (the initiator: usually the provider, "I did this for you,
+worth N"; or the beneficiary, "you did this for me"); the other (the counterparty) must agree
+before anything is posted::
+
+    proposed ──accept (counterparty)──▶ posted
+       │ ▲  ╲──refuse (counterparty)──▶ refused
+       │ │   ╲─withdraw (initiator)───▶ withdrawn
+       │ │    ╲expire (chamber)───────▶ expired
+  contest│ │amend (initiator)
+       ▼ │
+    contested ── accept / refuse / withdraw / expire, as from proposed
+
+``amend`` (the initiator changes the terms) is allowed from ``proposed`` and ``contested`` and
+always leads back to ``proposed``. ``posted``, ``refused``, ``withdrawn`` and ``expired`` are
+final. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from node.clearing.units import ClearingError
+
+__all__ = [
+    "FINAL_STATES",
+    "OPEN_STATES",
+    "ExchangeEvent",
+    "ExchangeState",
+    "InvalidTransition",
+    "Party",
+    "Role",
+    "allowed_events",
+    "next_state",
+    "party_of",
+]
+
+
+class ExchangeState(StrEnum):
+    PROPOSED = "proposed"
+    CONTESTED = "contested"
+    POSTED = "posted"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class ExchangeEvent(StrEnum):
+    ACCEPT = "accept"
+    CONTEST = "contest"
+    AMEND = "amend"
+    REFUSE = "refuse"
+    WITHDRAW = "withdraw"
+    EXPIRE = "expire"
+
+
+class Role(StrEnum):
+    """A member's side of an exchange."""
+
+    PROVIDER = "provider"
+    BENEFICIARY = "beneficiary"
+
+
+class Party(StrEnum):
+    """Who acts on an exchange, relative to who declared it."""
+
+    INITIATOR = "initiator"
+    COUNTERPARTY = "counterparty"
+    CHAMBER = "chamber"
+
+
+OPEN_STATES = frozenset({ExchangeState.PROPOSED, ExchangeState.CONTESTED})
+FINAL_STATES = frozenset(ExchangeState) - OPEN_STATES
+
+_TABLE: dict[tuple[ExchangeEvent, Party], tuple[frozenset[ExchangeState], ExchangeState]] = {
+    (ExchangeEvent.ACCEPT, Party.COUNTERPARTY): (OPEN_STATES, ExchangeState.POSTED),
+    (ExchangeEvent.CONTEST, Party.COUNTERPARTY): (
+        frozenset({ExchangeState.PROPOSED}),
+        ExchangeState.CONTESTED,
+    ),
+    (ExchangeEvent.REFUSE, Party.COUNTERPARTY): (OPEN_STATES, ExchangeState.REFUSED),
+    (ExchangeEvent.AMEND, Party.INITIATOR): (OPEN_STATES, ExchangeState.PROPOSED),
+    (ExchangeEvent.WITHDRAW, Party.INITIATOR): (OPEN_STATES, ExchangeState.WITHDRAWN),
+    (ExchangeEvent.EXPIRE, Party.CHAMBER): (OPEN_STATES, ExchangeState.EXPIRED),
+}
+
+_WHO = {
+    ExchangeEvent.ACCEPT: "the other party (not the one who declared it)",
+    ExchangeEvent.CONTEST: "the other party (not the one who declared it)",
+    ExchangeEvent.REFUSE: "the other party (not the one who declared it)",
+    ExchangeEvent.AMEND: "the member who declared it",
+    ExchangeEvent.WITHDRAW: "the member who declared it",
+    ExchangeEvent.EXPIRE: "the chamber",
+}
+
+
+class InvalidTransition(ClearingError):
+    """This event is not possible in this state, or not for this party."""
+
+    def __init__(self, state: ExchangeState, event: ExchangeEvent, party: Party) -> None:
+        self.state = state
+        self.event = event
+        self.party = party
+        allowed_from, _ = _TABLE.get((event, party), (frozenset(), state))
+        if (event, party) not in _TABLE:
+            message = f"only {_WHO[event]} can {event.value} this exchange"
+        elif state in FINAL_STATES:
+            message = f"this exchange is already {state.value}: it cannot change any more"
+        else:
+            states = " or ".join(sorted(s.value for s in allowed_from))
+            message = (
+                f"{event.value} is possible only when the exchange is {states}; it is {state.value}"
+            )
+        super().__init__(message)
+
+
+def party_of(role: Role, initiator: Role) -> Party:
+    """The party of the member on side ``role`` when ``initiator`` declared the exchange."""
+    return Party.INITIATOR if role == initiator else Party.COUNTERPARTY
+
+
+def next_state(state: ExchangeState, event: ExchangeEvent, party: Party) -> ExchangeState:
+    """The state after ``event`` by ``party``, or raise `InvalidTransition`."""
+    rule = _TABLE.get((event, party))
+    if rule is None or state not in rule[0]:
+        raise InvalidTransition(state, event, party)
+    return rule[1]
+
+
+def allowed_events(state: ExchangeState, party: Party) -> list[ExchangeEvent]:
+    """What ``party`` may do now (for the buttons of a page)."""
+    return [
+        event for (event, who), (sources, _) in _TABLE.items() if who == party and state in sources
+    ]

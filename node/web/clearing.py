@@ -1,0 +1,373 @@
+"""Pages and public documents of the clearing house.
+
+Public: ``/ledger`` (page, or an AS2 ``OrderedCollection`` of posted exchanges), ``/ledger.csv``,
+``/ledger/activities`` (every signed clearing activity, AS2), ``/exchanges/{key}`` (page, or the
+``EconomicEvent``). Members: ``/clearing`` (their account: balance, limits, history, items to
+answer, the form to declare), its CSV, and the forms that act on an exchange.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from node.activitypub.jsonld import default_context
+from node.activitypub.models import StoredActivity
+from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
+from node.clearing.states import ExchangeState, Role, allowed_events, party_of
+from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
+from node.db import read_only
+from node.members.clearing_access import clearing_access
+from node.members.models import Member
+from node.web._members import page_member
+from node.web.auth import verify_csrf
+from node.web.clearing_api import ACTIONS, clearing_error, house_of
+from node.web.context import node_context
+from node.web.errors import ApiError
+from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.templating import render
+
+__all__ = ["routes"]
+
+PAGE_SIZE = 50
+
+
+def _cursor(request: Request) -> int | None:
+    raw = request.query_params.get("before")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "before must be a positive integer (a cursor from a next link)")
+    return int(raw)
+
+
+def _collection_page(
+    collection_id: str, request: Request, items: list[Any], cursors: list[int], total: int
+) -> dict[str, Any]:
+    if "page" not in request.query_params:
+        return {
+            "@context": default_context()[0],
+            "id": collection_id,
+            "type": "OrderedCollection",
+            "totalItems": total,
+            "first": f"{collection_id}?page=true",
+        }
+    page: dict[str, Any] = {
+        "@context": default_context(),
+        "id": f"{collection_id}?{request.url.query}",
+        "type": "OrderedCollectionPage",
+        "partOf": collection_id,
+        "orderedItems": items,
+    }
+    if len(items) == PAGE_SIZE:
+        page["next"] = f"{collection_id}?page=true&before={cursors[-1]}"
+    return page
+
+
+async def _usernames(session: Any, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(Member.id, Member.username).where(Member.id.in_(ids)))
+    return {member_id: username for member_id, username in rows.all()}
+
+
+async def ledger(request: Request) -> Response:
+    node = node_context(request)
+    house = house_of(node)
+    before = _cursor(request)
+    async with read_only(node.sessionmaker) as session:
+        query = (
+            select(Exchange)
+            .where(Exchange.state == ExchangeState.POSTED.value)
+            .order_by(Exchange.id.desc())
+            .limit(PAGE_SIZE)
+        )
+        if before is not None:
+            query = query.where(Exchange.id < before)
+        exchanges = list((await session.execute(query)).scalars())
+        summary = await house.summary(session)
+        accounts: list[tuple[str, int]] = []
+        if node.settings.balances_public:
+            rows = await session.execute(
+                select(ClearingAccount.key, ClearingAccount.balance, Member.username)
+                .outerjoin(Member, Member.id == ClearingAccount.member_id)
+                .order_by(ClearingAccount.id)
+            )
+            accounts = [(username or key, balance) for key, balance, username in rows.all()]
+        names = await _usernames(
+            session,
+            {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
+        )
+    collection_id = node.settings.absolute("/ledger")
+    if wants_activity_json(request):
+        document = _collection_page(
+            collection_id,
+            request,
+            [house.document_of(e) for e in exchanges],
+            [e.id for e in exchanges],
+            summary.exchanges_posted,
+        )
+        if node.settings.balances_public and "page" not in request.query_params:
+            document["@context"] = default_context()
+            document["attachment"] = [
+                {"type": "PropertyValue", "name": name, "value": str(balance)}
+                for name, balance in accounts
+            ]
+        return ActivityJSONResponse(document)
+    return render(
+        request,
+        "clearing/ledger.html",
+        exchanges=exchanges,
+        names=names,
+        summary=summary,
+        accounts=accounts,
+        format_minutes=format_minutes,
+        next_before=exchanges[-1].id if len(exchanges) == PAGE_SIZE else None,
+    )
+
+
+async def ledger_csv(request: Request) -> Response:
+    node = node_context(request)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["key", "id", "date", "provider", "beneficiary", "minutes", "description", "posted_at"]
+    )
+    async with read_only(node.sessionmaker) as session:
+        rows = await session.stream_scalars(
+            select(Exchange)
+            .where(Exchange.state == ExchangeState.POSTED.value)
+            .order_by(Exchange.id)
+        )
+        async for e in rows:
+            writer.writerow(
+                [
+                    e.key,
+                    e.uri,
+                    e.performed_on.isoformat(),
+                    e.provider_uri,
+                    e.beneficiary_uri,
+                    e.minutes,
+                    e.description,
+                    e.posted_at.isoformat() if e.posted_at else "",
+                ]
+            )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="ledger.csv"'},
+    )
+
+
+async def ledger_activities(request: Request) -> Response:
+    node = node_context(request)
+    before = _cursor(request)
+    async with read_only(node.sessionmaker) as session:
+        total = (await session.execute(select(func.count(ClearingEvent.id)))).scalar_one()
+        query = (
+            select(ClearingEvent.id, StoredActivity.document)
+            .join(StoredActivity, StoredActivity.id == ClearingEvent.activity_pk)
+            .order_by(ClearingEvent.id.desc())
+            .limit(PAGE_SIZE)
+        )
+        if before is not None:
+            query = query.where(ClearingEvent.id < before)
+        rows = (await session.execute(query)).all()
+    items = [{k: v for k, v in document.items() if k != "@context"} for _, document in rows]
+    return ActivityJSONResponse(
+        _collection_page(
+            node.settings.absolute("/ledger/activities"),
+            request,
+            items,
+            [pk for pk, _ in rows],
+            int(total),
+        )
+    )
+
+
+async def exchange_page(request: Request) -> Response:
+    node = node_context(request)
+    house = house_of(node)
+    async with read_only(node.sessionmaker) as session:
+        try:
+            exchange = await house.get(session, request.path_params["key"])
+        except ClearingError as exc:
+            raise clearing_error(exc) from None
+        if wants_activity_json(request):
+            return ActivityJSONResponse(
+                {"@context": default_context(), **house.document_of(exchange)}
+            )
+        events = await house.events_of(session, exchange)
+        names = await _usernames(
+            session,
+            {m for m in (exchange.provider_member_id, exchange.beneficiary_member_id) if m},
+        )
+    member = await page_member(request)
+    actions: list[str] = []
+    if isinstance(member, Member) and member.id in (
+        exchange.provider_member_id,
+        exchange.beneficiary_member_id,
+    ):
+        role = Role.PROVIDER if member.id == exchange.provider_member_id else Role.BENEFICIARY
+        party = party_of(role, Role(exchange.initiator))
+        actions = [e.value for e in allowed_events(ExchangeState(exchange.state), party)]
+    return render(
+        request,
+        "clearing/exchange.html",
+        exchange=exchange,
+        events=events,
+        names=names,
+        actions=actions,
+        format_minutes=format_minutes,
+    )
+
+
+async def exchange_form_action(request: Request) -> Response:
+    node = node_context(request)
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    form = await request.form()
+    verify_csrf(request, form)
+    event = ACTIONS.get(request.path_params["action"])
+    if event is None:
+        raise ApiError(404, "no such action")
+    key = request.path_params["key"]
+    async with read_only(node.sessionmaker) as session:
+        access = await clearing_access(session, node.settings, node.contributions, member)
+    if not access.allowed:
+        raise ApiError(403, "no access to the clearing house yet: " + "; ".join(access.reasons()))
+    minutes = None
+    if event.value == "amend" and form.get("duration"):
+        try:
+            minutes = parse_duration(str(form.get("duration")))
+        except DurationError as exc:
+            raise ApiError(422, str(exc)) from None
+    try:
+        await house_of(node).act(
+            member,
+            key,
+            event,
+            comment=str(form.get("comment", "")),
+            minutes=minutes,
+            description=str(form["description"]) if form.get("description") else None,
+        )
+    except ClearingError as exc:
+        raise clearing_error(exc) from None
+    return RedirectResponse(f"/exchanges/{key}", status_code=303)
+
+
+async def account_page(request: Request) -> Response:
+    node = node_context(request)
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    house = house_of(node)
+    async with read_only(node.sessionmaker) as session:
+        access = await clearing_access(session, node.settings, node.contributions, member)
+        view = await house.account_of(session, member)
+        history = await house.history(session, view.account) if view.account else []
+        exchanges = await house.exchanges_of(session, member)
+        names = await _usernames(
+            session,
+            {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
+        )
+    to_answer = [
+        e
+        for e in exchanges
+        if e.state in ("proposed", "contested") and e.initiator_member_id != member.id
+    ]
+    return render(
+        request,
+        "clearing/account.html",
+        member=member,
+        access=access,
+        view=view,
+        history=history,
+        exchanges=exchanges,
+        to_answer=to_answer,
+        names=names,
+        format_minutes=format_minutes,
+        today=date.today().isoformat(),
+        error=request.query_params.get("error"),
+    )
+
+
+async def account_csv(request: Request) -> Response:
+    node = node_context(request)
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    house = house_of(node)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["posted_at", "kind", "memo", "amount_minutes", "balance_after_minutes"])
+    async with read_only(node.sessionmaker) as session:
+        view = await house.account_of(session, member)
+        history = await house.history(session, view.account, limit=100_000) if view.account else []
+    for entry, tx in reversed(history):
+        writer.writerow(
+            [entry.posted_at.isoformat(), tx.kind, tx.memo, entry.amount, entry.balance_after]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="my-account.csv"'},
+    )
+
+
+async def declare_form(request: Request) -> Response:
+    node = node_context(request)
+    member = await page_member(request)
+    if not isinstance(member, Member):
+        return member
+    form = await request.form()
+    verify_csrf(request, form)
+    house = house_of(node)
+    role = Role.BENEFICIARY if form.get("role") == "beneficiary" else Role.PROVIDER
+    try:
+        minutes = parse_duration(str(form.get("duration", "")))
+        async with read_only(node.sessionmaker) as session:
+            access = await clearing_access(session, node.settings, node.contributions, member)
+            if not access.allowed:
+                raise ApiError(
+                    403, "no access to the clearing house yet: " + "; ".join(access.reasons())
+                )
+            counterparty = await house.resolve_party(session, str(form.get("counterparty", "")))
+        performed = str(form.get("date") or "")
+        exchange, _ = await house.declare(
+            member,
+            counterparty,
+            role=role,
+            minutes=minutes,
+            description=str(form.get("description", "")),
+            performed_on=date.fromisoformat(performed) if performed else None,
+            bricks=[b for b in str(form.get("bricks", "")).split() if b],
+            idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
+        )
+    except ValueError as exc:
+        if isinstance(exc, DurationError):
+            raise ApiError(422, str(exc)) from None
+        raise ApiError(422, f"date: {exc}") from None
+    except ClearingError as exc:
+        raise clearing_error(exc) from None
+    return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
+
+
+routes = [
+    Route("/ledger", ledger, methods=["GET"]),
+    Route("/ledger.csv", ledger_csv, methods=["GET"]),
+    Route("/ledger/activities", ledger_activities, methods=["GET"]),
+    Route("/exchanges/{key}", exchange_page, methods=["GET"]),
+    Route("/exchanges/{key}/{action}", exchange_form_action, methods=["POST"]),
+    Route("/clearing", account_page, methods=["GET"]),
+    Route("/clearing/account.csv", account_csv, methods=["GET"]),
+    Route("/clearing/exchanges", declare_form, methods=["POST"]),
+]

@@ -1,0 +1,350 @@
+"""The JSON API of the clearing house (paths documented in ``node.web.openapi_clearing``).
+
+Bearer tokens need no CSRF token; a browser session that changes something sends the
+session's token in ``X-CSRF-Token``. Every member route checks the clearing-access gate
+(``node.members.clearing_access``): 403 with what is missing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from node.clearing.ledger import CeilingBreach, FloorBreach, LedgerError
+from node.clearing.models import Exchange
+from node.clearing.service import (
+    ClearingHouse,
+    CrossChamberUnavailable,
+    ExchangeNotFound,
+    IdempotencyConflict,
+    InvalidExchange,
+    NotAParty,
+)
+from node.clearing.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
+from node.db import read_only
+from node.members.clearing_access import (
+    ClearingAccessDenied,
+    clearing_access,
+    require_clearing_access,
+)
+from node.members.models import Member
+from node.web.auth import require_member
+from node.web.context import NodeContext, node_context
+from node.web.errors import ApiError
+
+__all__ = [
+    "clearing_error",
+    "exchange_json",
+    "house_of",
+    "routes",
+]
+
+CSRF_HEADER = "x-csrf-token"
+ACTIONS = {
+    "accept": ExchangeEvent.ACCEPT,
+    "refuse": ExchangeEvent.REFUSE,
+    "contest": ExchangeEvent.CONTEST,
+    "withdraw": ExchangeEvent.WITHDRAW,
+    "amend": ExchangeEvent.AMEND,
+}
+
+
+def house_of(node: NodeContext) -> ClearingHouse:
+    return ClearingHouse(node.federation, node.settings)
+
+
+def clearing_error(exc: Exception) -> ApiError:
+    """The HTTP status a clearing error means, with a message a member can act on."""
+    if isinstance(exc, ClearingAccessDenied):
+        return ApiError(403, str(exc), missing=exc.access.reasons())
+    if isinstance(exc, InvalidExchange):
+        return ApiError(422, exc.message, field=exc.field)
+    if isinstance(exc, CrossChamberUnavailable | IdempotencyConflict | DurationError):
+        return ApiError(422, str(exc))
+    if isinstance(exc, ExchangeNotFound):
+        return ApiError(404, str(exc))
+    if isinstance(exc, NotAParty):
+        return ApiError(403, str(exc))
+    if isinstance(exc, InvalidTransition):
+        return ApiError(409, str(exc))
+    if isinstance(exc, FloorBreach):
+        return ApiError(
+            409,
+            f"not posted: the beneficiary's balance would go below their floor of "
+            f"{format_minutes(exc.limit)} by {format_minutes(exc.excess)}",
+            limit_minutes=exc.limit,
+            excess_minutes=exc.excess,
+        )
+    if isinstance(exc, CeilingBreach):
+        return ApiError(
+            409,
+            f"not posted: the provider's balance would go above their ceiling of "
+            f"{format_minutes(exc.limit)} by {format_minutes(exc.excess)}",
+            limit_minutes=exc.limit,
+            excess_minutes=exc.excess,
+        )
+    if isinstance(exc, LedgerError):
+        return ApiError(409, f"not posted: {exc}")
+    return ApiError(400, str(exc))
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+async def _clearing_member(request: Request) -> Member:
+    """The caller, CSRF-checked when a session cookie changes things, with clearing access."""
+    member = await require_member(request)
+    if request.method not in ("GET", "HEAD") and not request.headers.get("authorization"):
+        expected = request.session.get("csrf")
+        given = request.headers.get(CSRF_HEADER, "")
+        if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+            raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        try:
+            await require_clearing_access(session, node.settings, node.contributions, member)
+        except ClearingAccessDenied as exc:
+            raise clearing_error(exc) from None
+    return member
+
+
+def exchange_json(exchange: Exchange, member: Member | None = None) -> dict[str, Any]:
+    role = None
+    if member is not None:
+        if exchange.provider_member_id == member.id:
+            role = "provider"
+        elif exchange.beneficiary_member_id == member.id:
+            role = "beneficiary"
+    return {
+        "key": exchange.key,
+        "id": exchange.uri,
+        "url": exchange.uri,
+        "state": exchange.state,
+        "provider": exchange.provider_uri,
+        "beneficiary": exchange.beneficiary_uri,
+        "initiator": exchange.initiator,
+        "role": role,
+        "minutes": exchange.minutes,
+        "duration": format_minutes(exchange.minutes),
+        "description": exchange.description,
+        "date": exchange.performed_on.isoformat(),
+        "bricks": list(exchange.bricks or []),
+        "comment": exchange.comment,
+        "version": exchange.version,
+        "proposal": exchange.proposal_activity_id,
+        "created_at": exchange.created_at.isoformat(),
+        "expires_at": exchange.expires_at.isoformat(),
+        "posted_at": exchange.posted_at.isoformat() if exchange.posted_at else None,
+    }
+
+
+def _minutes_of(body: dict[str, Any], required: bool) -> Any:
+    if "minutes" in body:
+        return body["minutes"]
+    if "duration" in body:
+        duration = body["duration"]
+        if not isinstance(duration, str):
+            raise ApiError(422, 'duration: text such as "1 h 30"', field="duration")
+        try:
+            return parse_duration(duration)
+        except DurationError as exc:
+            raise ApiError(422, str(exc), field="duration") from None
+    if required:
+        raise ApiError(422, "minutes: how long, in minutes (90 for 1 h 30)", field="minutes")
+    return None
+
+
+def _date_of(body: dict[str, Any]) -> date | None:
+    value = body.get("date")
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ApiError(422, "date: YYYY-MM-DD", field="date") from None
+
+
+def _bricks_of(body: dict[str, Any]) -> list[str] | None:
+    bricks = body.get("bricks")
+    if bricks is not None and not isinstance(bricks, list):
+        raise ApiError(422, "bricks: a list of brick URLs", field="bricks")
+    return bricks
+
+
+async def declare_exchange(request: Request) -> Response:
+    node = node_context(request)
+    member = await _clearing_member(request)
+    body = await _json(request)
+    house = house_of(node)
+    if ("beneficiary" in body) == ("provider" in body):
+        raise ApiError(
+            422,
+            "name the beneficiary (you did the work) or the provider (they did it for you)",
+            field="beneficiary",
+        )
+    role = Role.PROVIDER if "beneficiary" in body else Role.BENEFICIARY
+    other = body["beneficiary"] if role == Role.PROVIDER else body["provider"]
+    if not isinstance(other, str) or not other.strip():
+        raise ApiError(422, "@user@host or an actor URL", field=role.value)
+    try:
+        async with read_only(node.sessionmaker) as session:
+            counterparty = await house.resolve_party(session, other)
+            access = await clearing_access(session, node.settings, node.contributions, counterparty)
+        if not access.allowed:
+            raise InvalidExchange(
+                "beneficiary" if role == Role.PROVIDER else "provider",
+                f"{counterparty.username} cannot use the clearing house yet",
+            )
+        exchange, replayed = await house.declare(
+            member,
+            counterparty,
+            role=role,
+            minutes=_minutes_of(body, required=True),
+            description=body.get("description"),
+            performed_on=_date_of(body),
+            bricks=_bricks_of(body),
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+    except InvalidExchange as exc:
+        if exc.field == "counterparty":
+            exc.field = "beneficiary" if role == Role.PROVIDER else "provider"
+        raise clearing_error(exc) from None
+    except ClearingError as exc:
+        raise clearing_error(exc) from None
+    headers = {"Location": f"/api/v1/exchanges/{exchange.key}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(exchange_json(exchange, member), status_code=201, headers=headers)
+
+
+async def exchange_action(request: Request) -> Response:
+    node = node_context(request)
+    action = request.path_params["action"]
+    event = ACTIONS.get(action)
+    if event is None:
+        raise ApiError(404, f"no action {action!r}: one of {', '.join(ACTIONS)}")
+    member = await _clearing_member(request)
+    body: dict[str, Any] = {}
+    if request.headers.get("content-length", "0") not in ("", "0"):
+        body = await _json(request)
+    comment = body.get("comment", "")
+    if not isinstance(comment, str):
+        raise ApiError(422, "comment: text", field="comment")
+    try:
+        exchange = await house_of(node).act(
+            member,
+            request.path_params["key"],
+            event,
+            comment=comment,
+            minutes=_minutes_of(body, required=False) if event == ExchangeEvent.AMEND else None,
+            description=body.get("description") if event == ExchangeEvent.AMEND else None,
+            performed_on=_date_of(body) if event == ExchangeEvent.AMEND else None,
+            bricks=_bricks_of(body) if event == ExchangeEvent.AMEND else None,
+        )
+    except ClearingError as exc:
+        raise clearing_error(exc) from None
+    return JSONResponse(exchange_json(exchange, member))
+
+
+async def list_exchanges(request: Request) -> Response:
+    node = node_context(request)
+    member = await _clearing_member(request)
+    role_text = request.query_params.get("role")
+    if role_text not in (None, "", "provider", "beneficiary"):
+        raise ApiError(422, "role: provider or beneficiary", field="role")
+    state = request.query_params.get("state") or None
+    before = request.query_params.get("before")
+    async with read_only(node.sessionmaker) as session:
+        items = await house_of(node).exchanges_of(
+            session,
+            member,
+            state=state,
+            role=Role(role_text) if role_text else None,
+            before=int(before) if before and before.isdigit() else None,
+        )
+    return JSONResponse({"items": [exchange_json(e, member) for e in items]})
+
+
+async def get_exchange(request: Request) -> Response:
+    node = node_context(request)
+    member = await _clearing_member(request)
+    house = house_of(node)
+    async with read_only(node.sessionmaker) as session:
+        try:
+            exchange = await house.get(session, request.path_params["key"])
+        except ClearingError as exc:
+            raise clearing_error(exc) from None
+        events = await house.events_of(session, exchange)
+    data = exchange_json(exchange, member)
+    data["activities"] = [e.activity_id for e in events]
+    return JSONResponse(data)
+
+
+async def my_account(request: Request) -> Response:
+    node = node_context(request)
+    member = await _clearing_member(request)
+    house = house_of(node)
+    async with read_only(node.sessionmaker) as session:
+        view = await house.account_of(session, member)
+        history = await house.history(session, view.account) if view.account else []
+        pending = [
+            e
+            for e in await house.exchanges_of(session, member)
+            if e.state in ("proposed", "contested")
+        ]
+    return JSONResponse(
+        {
+            "balance_minutes": view.balance,
+            "balance": format_minutes(view.balance),
+            "floor_minutes": view.limits.floor,
+            "ceiling_minutes": view.limits.ceiling,
+            "history": [
+                {
+                    "amount_minutes": entry.amount,
+                    "balance_after_minutes": entry.balance_after,
+                    "kind": tx.kind,
+                    "memo": tx.memo,
+                    "posted_at": entry.posted_at.isoformat(),
+                }
+                for entry, tx in history
+            ],
+            "pending": [exchange_json(e, member) for e in pending],
+        }
+    )
+
+
+async def ledger_summary(request: Request) -> Response:
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        summary = await house_of(node).summary(session)
+    return JSONResponse(
+        {
+            "accounts": summary.accounts,
+            "sum_minutes": summary.sum_minutes,
+            "exchanges_posted": summary.exchanges_posted,
+            "volume_minutes": summary.volume_minutes,
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/exchanges", declare_exchange, methods=["POST"]),
+    Route("/api/v1/exchanges", list_exchanges, methods=["GET"]),
+    Route("/api/v1/exchanges/{key}", get_exchange, methods=["GET"]),
+    Route("/api/v1/exchanges/{key}/{action}", exchange_action, methods=["POST"]),
+    Route("/api/v1/accounts/me", my_account, methods=["GET"]),
+    Route("/api/v1/ledger/summary", ledger_summary, methods=["GET"]),
+]

@@ -1,0 +1,190 @@
+"""OpenAPI 3.1 paths of the clearing house API, for the node's ``/api/v1/openapi.json``.
+
+Merge with ``{**paths, **CLEARING_PATHS}`` and ``{**schemas, **CLEARING_SCHEMAS}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CLEARING_PATHS", "CLEARING_SCHEMAS"]
+
+_ERR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_EXCHANGE = {"application/json": {"schema": {"$ref": "#/components/schemas/Exchange"}}}
+_SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+CLEARING_SCHEMAS: dict[str, Any] = {
+    "Exchange": {
+        "type": "object",
+        "required": ["key", "id", "state", "provider", "beneficiary", "minutes", "description"],
+        "properties": {
+            "key": {"type": "string"},
+            "id": {"type": "string", "format": "uri", "description": "the EconomicEvent's id"},
+            "state": {
+                "enum": ["proposed", "contested", "posted", "refused", "withdrawn", "expired"]
+            },
+            "provider": {"type": "string", "format": "uri"},
+            "beneficiary": {"type": "string", "format": "uri"},
+            "initiator": {"enum": ["provider", "beneficiary"]},
+            "role": {"enum": ["provider", "beneficiary", None]},
+            "minutes": {"type": "integer", "minimum": 1},
+            "duration": {"type": "string", "examples": ["1 h 30"]},
+            "description": {"type": "string"},
+            "date": {"type": "string", "format": "date"},
+            "bricks": {"type": "array", "items": {"type": "string", "format": "uri"}},
+            "comment": {"type": "string"},
+            "version": {"type": "integer"},
+            "proposal": {"type": "string", "format": "uri"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "posted_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Declaration": {
+        "type": "object",
+        "description": "name the beneficiary (you are the provider) or the provider (reverse flow)",
+        "properties": {
+            "beneficiary": {"type": "string", "examples": ["@marie@lille.example"]},
+            "provider": {"type": "string"},
+            "minutes": {"type": "integer", "minimum": 1, "maximum": 60000},
+            "duration": {
+                "type": "string",
+                "description": "instead of minutes: 1 h 30, 1:30, 90 min",
+            },
+            "description": {"type": "string", "maxLength": 2000},
+            "date": {"type": "string", "format": "date"},
+            "bricks": {
+                "type": "array",
+                "items": {"type": "string", "format": "uri"},
+                "maxItems": 20,
+            },
+        },
+        "required": ["description"],
+    },
+}
+
+CLEARING_PATHS: dict[str, Any] = {
+    "/api/v1/exchanges": {
+        "post": {
+            "summary": "Declare an exchange (idempotent with Idempotency-Key)",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Declaration"}}
+                },
+            },
+            "responses": {
+                "201": {
+                    "description": "declared (or replayed: header Idempotent-Replayed)",
+                    "content": _EXCHANGE,
+                },
+                "403": {**_ERR, "description": "no clearing access (missing: the reasons)"},
+                "422": {
+                    **_ERR,
+                    "description": "invalid field, or a counterparty on another chamber",
+                },
+            },
+        },
+        "get": {
+            "summary": "My exchanges",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"type": "string"}},
+                {"name": "role", "in": "query", "schema": {"enum": ["provider", "beneficiary"]}},
+                {"name": "before", "in": "query", "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "items",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Exchange"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "403": _ERR,
+            },
+        },
+    },
+    "/api/v1/exchanges/{key}": {
+        "get": {
+            "summary": "One exchange with its activity ids",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {"description": "the exchange", "content": _EXCHANGE},
+                "404": _ERR,
+            },
+        }
+    },
+    "/api/v1/exchanges/{key}/{action}": {
+        "post": {
+            "summary": "accept | refuse | contest (comment required) | withdraw | amend",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "action",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["accept", "refuse", "contest", "withdraw", "amend"]},
+                },
+            ],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "properties": {"comment": {"type": "string"}}}
+                    }
+                }
+            },
+            "responses": {
+                "200": {"description": "the exchange after the change", "content": _EXCHANGE},
+                "403": {**_ERR, "description": "not a party, or no clearing access"},
+                "409": {
+                    **_ERR,
+                    "description": "not allowed now, or a limit would be breached",
+                },
+                "422": _ERR,
+            },
+        }
+    },
+    "/api/v1/accounts/me": {
+        "get": {
+            "summary": "My balance, limits, history and the exchanges waiting for an answer",
+            "security": _SECURED,
+            "responses": {
+                "200": {
+                    "description": "balance, floor and ceiling (null: none) in minutes, history"
+                },
+                "403": _ERR,
+            },
+        }
+    },
+    "/api/v1/ledger/summary": {
+        "get": {
+            "summary": "Public: accounts, sum_minutes (always 0), exchanges_posted, volume_minutes",
+            "responses": {"200": {"description": "the summary"}},
+        }
+    },
+}
