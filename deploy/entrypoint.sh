@@ -14,7 +14,7 @@ if [ ! -f "$DATA_DIR/archipel.toml" ]; then
 fi
 case "${1:-serve}" in
     serve)
-        shift || true
+        if [ "$#" -gt 0 ]; then shift; fi
         exec archipel serve --data-dir "$DATA_DIR" --host 0.0.0.0 --port "${PORT:-8000}" "$@"
         ;;
     worker)
