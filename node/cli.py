@@ -102,16 +102,23 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from node.ops.logs import configure_logging
     from node.web.app import create_app
 
     settings = _settings(args)
+    if args.proxy_headers and not settings.trusted_proxies.strip():
+        raise CommandError("--proxy-headers needs trusted_proxies (the reverse proxy's address)")
+    log_config = configure_logging(settings.log_format, args.log_level)
     upgrade(settings.database_url)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        proxy_headers=False,
+        log_config=log_config,
+        access_log=False,  # node.access (node.ops.web) logs each request, with its duration
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=settings.trusted_proxies if args.proxy_headers else None,
         server_header=False,
     )
 
@@ -148,10 +155,68 @@ def cmd_token_create(args: argparse.Namespace) -> None:
     print(asyncio.run(_with_session(settings, work)))
 
 
+def cmd_member_action(args: argparse.Namespace) -> None:
+    """approve, refuse, suspend, reinstate (member), promote, demote (admin), grant, revoke,
+    rule (clearing): the administrators' actions, run by the operator and audit-logged."""
+    from node.members.governance import MEMBER_ACTIONS
+
+    settings = _settings(args)
+    action = {"grant": "grant-clearing", "revoke": "revoke-clearing", "rule": "clearing-by-rule"}
+    name = action.get(args.action, args.action)
+
+    async def work(session: Any) -> str:
+        member = await get_member(session, args.username)
+        await MEMBER_ACTIONS[name](session, None, member, args.reason)
+        access = member.clearing_override or "by the chamber's rule"
+        return (
+            f"{member.username}: {member.status}, {member.role}, clearing access {access}"
+            " (logged in the audit log)"
+        )
+
+    print(asyncio.run(_with_session(settings, work)))
+
+
+def cmd_member_list(args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from node.members.models import Member
+
+    settings = _settings(args)
+
+    async def work(session: Any) -> list[str]:
+        query = select(Member).order_by(Member.username)
+        if args.status:
+            query = query.where(Member.status == args.status)
+        return [
+            f"{m.username}\t{m.status}\t{m.role}\t{m.status_reason}"
+            for m in (await session.execute(query)).scalars()
+        ]
+
+    for line in asyncio.run(_with_session(settings, work)):
+        print(line)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from node.members.audit import list_audit
+
+    settings = _settings(args)
+
+    async def work(session: Any) -> list[str]:
+        entries, _total = await list_audit(session, limit=args.limit)
+        return [
+            f"{e.at:%Y-%m-%d %H:%M}\t{e.by}\t{e.action}\t{e.target}\t{e.reason}" for e in entries
+        ]
+
+    for line in asyncio.run(_with_session(settings, work)):
+        print(line)
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
+    from node.ops.logs import configure_logging
     from node.runtime import open_runtime
 
     settings = _settings(args)
+    configure_logging(settings.log_format, args.log_level)
     upgrade(settings.database_url)
 
     async def run() -> None:
@@ -218,28 +283,63 @@ def cmd_announce(args: argparse.Namespace) -> None:
 
 
 def cmd_block(args: argparse.Namespace) -> None:
-    from sqlalchemy import delete, select
+    from sqlalchemy import select
 
     from node.activitypub.models import DomainBlock
+    from node.members.governance import block_domain, unblock_domain
 
     settings = _settings(args)
 
     async def work(session: Any) -> list[str]:
+        # through the governance service: blocks are written to the audit log
         if args.block_command == "add":
-            host = args.host.strip().lower()
-            if not host or "/" in host or " " in host:
-                raise CommandError("give a host name such as spam.example (no scheme or path)")
-            if await session.get(DomainBlock, host) is None:
-                session.add(DomainBlock(host=host, reason=args.reason))
+            try:
+                host = (await block_domain(session, None, args.host, args.reason)).host
+            except MemberError as exc:
+                raise CommandError(str(exc)) from None
             return [f"{host} is blocked: nothing in, nothing out"]
         if args.block_command == "remove":
-            await session.execute(delete(DomainBlock).where(DomainBlock.host == args.host.lower()))
+            await unblock_domain(session, None, args.host, args.reason)
             return [f"{args.host.lower()} is no longer blocked"]
         rows = await session.execute(select(DomainBlock).order_by(DomainBlock.host))
         return [f"{b.host}\t{b.reason}" for b in rows.scalars()]
 
     for line in asyncio.run(_with_session(settings, work)):
         print(line)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from node.ops.backup import BackupError, create_backup
+
+    try:
+        summary = create_backup(args.data_dir, args.out)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"backup written to {summary.path}: {sum(summary.rows.values())} rows in"
+        f" {len(summary.rows)} tables, {summary.files} file(s); it holds the node secret:"
+        " keep it as safe as the data directory"
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from node.ops.backup import BackupError, restore_backup
+
+    try:
+        summary = restore_backup(args.archive, args.data_dir, database_url=args.database_url)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"restored into {summary.data_dir}: {sum(summary.rows.values())} rows (counts match"
+        f" the backup), {summary.files} file(s); check it with `archipel doctor`"
+    )
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from node.ops.doctor import doctor
+
+    if doctor(args.data_dir) != 0:
+        raise CommandError("some checks failed: fix them (see above) and run doctor again")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Proto from trusted_proxies (behind a reverse proxy)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     member = commands.add_parser("member", help="manage members")
@@ -283,6 +388,43 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--display-name")
     add.set_defaults(func=cmd_member_add)
 
+    for verb, needs_reason in (
+        ("approve", False),
+        ("refuse", True),
+        ("suspend", True),
+        ("reinstate", False),
+    ):
+        action = with_data_dir(member_commands.add_parser(verb, help=f"{verb} a member (logged)"))
+        action.add_argument("username")
+        action.add_argument("--reason", required=needs_reason, default="")
+        action.set_defaults(func=cmd_member_action, action=verb)
+    listing = with_data_dir(member_commands.add_parser("list", help="list members"))
+    listing.add_argument("--status", choices=list(MemberStatus.ALL))
+    listing.set_defaults(func=cmd_member_list)
+
+    admin = commands.add_parser("admin", help="the administrators' college")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    for verb in ("promote", "demote"):
+        action = with_data_dir(admin_commands.add_parser(verb, help=f"{verb} an administrator"))
+        action.add_argument("username")
+        action.add_argument("--reason", default="")
+        action.set_defaults(func=cmd_member_action, action=verb)
+    audit = with_data_dir(admin_commands.add_parser("audit", help="print the audit log"))
+    audit.add_argument("--limit", type=int, default=50)
+    audit.set_defaults(func=cmd_audit)
+
+    clearing = commands.add_parser("clearing", help="access to the clearing house")
+    clearing_commands = clearing.add_subparsers(dest="clearing_command", required=True)
+    for verb, text in (
+        ("grant", "open access by hand"),
+        ("revoke", "withdraw access by hand"),
+        ("rule", "back to the chamber's rule"),
+    ):
+        action = with_data_dir(clearing_commands.add_parser(verb, help=text))
+        action.add_argument("username")
+        action.add_argument("--reason", required=True)
+        action.set_defaults(func=cmd_member_action, action=verb)
+
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = with_data_dir(token_commands.add_parser("create", help="print a new bearer token"))
@@ -291,6 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_token_create)
     worker = with_data_dir(commands.add_parser("worker", help="run background jobs (delivery)"))
     worker.add_argument("--until-idle", action="store_true", help="stop when no job is due")
+    worker.add_argument("--log-level", default="info")
+
+    backup = with_data_dir(commands.add_parser("backup", help="write a backup archive"))
+    backup.add_argument("out", help="the .tar.gz to write (or a directory for a dated name)")
+    backup.set_defaults(func=cmd_backup)
+    restore = with_data_dir(
+        commands.add_parser("restore", help="restore a backup into a new data directory")
+    )
+    restore.add_argument("archive")
+    restore.add_argument("--database-url", help="default: SQLite in the new data directory")
+    restore.set_defaults(func=cmd_restore)
+    doctor = with_data_dir(commands.add_parser("doctor", help="check the chamber's setup"))
+    doctor.set_defaults(func=cmd_doctor)
     worker.set_defaults(func=cmd_worker)
 
     follow = with_data_dir(commands.add_parser("follow", help="follow a remote actor"))
@@ -313,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     block_add.add_argument("--reason", default="")
     block_remove = with_data_dir(block_commands.add_parser("remove"))
     block_remove.add_argument("host")
+    block_remove.add_argument("--reason", default="")
     with_data_dir(block_commands.add_parser("list"))
     block.set_defaults(func=cmd_block)
     return parser

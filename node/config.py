@@ -53,6 +53,26 @@ class Settings:
     max_body_bytes: int = 1_000_000
     retry_base_seconds: float = 30.0
     job_lease_seconds: int = 120
+    #: The clearing-access gate (node.members.gate): published bricks and membership age.
+    clearing_min_bricks: int = 1
+    clearing_min_days: int = 180
+    #: Whether profiles show clearing balances (transparency is the point: on by default).
+    balances_public: bool = True
+    #: The clearing house (node.clearing): limits in minutes of the hour unit, rates in basis
+    #: points (250 = 2.5 %). A floor is an overdraft limit (<= 0); a ceiling of -1 means none.
+    clearing_default_floor_minutes: int = -20 * 60
+    clearing_default_ceiling_minutes: int = -1
+    clearing_levy_basis_points: int = 0
+    clearing_demurrage_basis_points: int = 0
+    clearing_demurrage_threshold_minutes: int = 0
+    clearing_demurrage_period_days: int = 30
+    clearing_declaration_expiry_days: int = 30
+    #: Operations (node.ops): "text" or "json" logs; a bearer token for /metrics (empty: open);
+    #: the reverse proxies whose X-Forwarded-* headers `serve --proxy-headers` trusts
+    #: (comma-separated addresses or networks, as uvicorn's forwarded_allow_ips).
+    log_format: str = "text"
+    metrics_token: str = ""
+    trusted_proxies: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,6 +149,19 @@ _FIELD_TYPES: dict[str, type] = {
     "max_body_bytes": int,
     "retry_base_seconds": float,
     "job_lease_seconds": int,
+    "log_format": str,
+    "metrics_token": str,
+    "trusted_proxies": str,
+    "clearing_min_bricks": int,
+    "clearing_min_days": int,
+    "balances_public": bool,
+    "clearing_default_floor_minutes": int,
+    "clearing_default_ceiling_minutes": int,
+    "clearing_levy_basis_points": int,
+    "clearing_demurrage_basis_points": int,
+    "clearing_demurrage_threshold_minutes": int,
+    "clearing_demurrage_period_days": int,
+    "clearing_declaration_expiry_days": int,
 }
 
 
@@ -148,8 +181,33 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("retry_base_seconds: between 0.1 and 3600")
     if not 2 <= settings.job_lease_seconds <= 3600:
         raise ConfigError("job_lease_seconds: between 2 and 3600")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError("log_format: text (for people) or json (one object per line)")
+    if not 0 <= settings.clearing_min_bricks <= 1000:
+        raise ConfigError("clearing_min_bricks: between 0 and 1000")
+    if not 0 <= settings.clearing_min_days <= 3650:
+        raise ConfigError("clearing_min_days: between 0 and 3650 (six months is 180)")
+    _validate_clearing(settings)
     database_url = settings.database_url or default_database_url(settings.data_dir)
     return replace(settings, url=url, name=settings.name.strip(), database_url=database_url)
+
+
+def _validate_clearing(settings: Settings) -> None:
+    if not -1_000_000 * 60 <= settings.clearing_default_floor_minutes <= 0:
+        raise ConfigError(
+            "clearing_default_floor_minutes: an overdraft limit, at most 0 (-1200 is -20 h)"
+        )
+    if settings.clearing_default_ceiling_minutes < -1:
+        raise ConfigError("clearing_default_ceiling_minutes: at least 0, or -1 for no ceiling")
+    for name in ("clearing_levy_basis_points", "clearing_demurrage_basis_points"):
+        if not 0 <= getattr(settings, name) <= 10_000:
+            raise ConfigError(f"{name}: between 0 and 10000 basis points (250 is 2.5 %)")
+    if settings.clearing_demurrage_threshold_minutes < 0:
+        raise ConfigError("clearing_demurrage_threshold_minutes: at least 0 (only savings melt)")
+    if not 1 <= settings.clearing_demurrage_period_days <= 366:
+        raise ConfigError("clearing_demurrage_period_days: between 1 and 366")
+    if not 1 <= settings.clearing_declaration_expiry_days <= 3650:
+        raise ConfigError("clearing_declaration_expiry_days: between 1 and 3650")
 
 
 def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None) -> Settings:

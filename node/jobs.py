@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import WRITE, Base, UTCDateTime, utcnow
+from node.ops.metrics import JOBS_FINISHED
 
 __all__ = [
     "Done",
@@ -173,6 +174,7 @@ class Worker:
         values: dict[str, Any] = {"attempts": job.attempts + 1, "locked_until": None}
         if isinstance(outcome, Done):
             values |= {"state": JobState.DONE, "finished_at": now, "last_error": ""}
+            JOBS_FINISHED.inc(kind=job.kind, outcome="done")
         elif isinstance(outcome, Fail) or (job.give_up_at is not None and now >= job.give_up_at):
             values |= {
                 "state": JobState.FAILED,
@@ -180,6 +182,7 @@ class Worker:
                 "last_error": outcome_error(outcome),
             }
             log.warning("job %s (%s) failed: %s", job.id, job.kind, values["last_error"])
+            JOBS_FINISHED.inc(kind=job.kind, outcome="failed")
         else:
             assert isinstance(outcome, Retry)
             delay = (
@@ -188,6 +191,7 @@ class Worker:
                 else next_delay(job.attempts + 1, base=self.retry_base)
             )
             values |= {"next_attempt_at": now + delay, "last_error": outcome.error[:2000]}
+            JOBS_FINISHED.inc(kind=job.kind, outcome="retry")
         async with self.sessionmaker() as session, session.begin():
             await session.execute(update(Job).where(Job.id == job.id).values(**values))
 
@@ -218,18 +222,38 @@ class Worker:
         return total
 
     async def run_forever(self, idle_sleep: float = 1.0) -> None:
-        while True:
-            try:
-                ran = await self.run_once()
-            except Exception:  # the database may be briefly unreachable: keep the loop alive
-                log.exception("worker loop error")
-                ran = 0
-            if ran == 0:
-                self.wakeup.clear()
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), timeout=idle_sleep)
-                except TimeoutError:
-                    pass
+        """Keep up to ``concurrency`` jobs running: a new one is claimed as each finishes,
+        so one slow host never holds the others back."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                claimed: list[Job] = []
+                free = self.concurrency - len(running)
+                if free > 0:
+                    self.wakeup.clear()
+                    try:
+                        claimed = await self.claim(free)
+                    except Exception:  # the database may be briefly unreachable: keep going
+                        log.exception("worker loop error")
+                for job in claimed:
+                    running.add(asyncio.create_task(self._run(job)))
+                if claimed and len(running) < self.concurrency:
+                    continue  # there may be more due jobs
+                waiters: set[asyncio.Future[Any]] = set(running)
+                wakeup = asyncio.ensure_future(self.wakeup.wait())
+                waiters.add(wakeup)
+                await asyncio.wait(waiters, timeout=idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                wakeup.cancel()
+                finished = {task for task in running if task.done()}
+                running -= finished
+                for task in finished:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("job bookkeeping failed", exc_info=task.exception())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
 
 def outcome_error(outcome: Outcome) -> str:

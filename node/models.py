@@ -2,7 +2,16 @@
 
 from node import jobs
 from node.activitypub import models as activitypub_models
+from node.bricks import models as bricks_models
+from node.clearing import models as clearing_models
 from node.db import Base
 from node.members import models as members_models
 
-__all__ = ["Base", "activitypub_models", "jobs", "members_models"]
+__all__ = [
+    "Base",
+    "activitypub_models",
+    "bricks_models",
+    "clearing_models",
+    "jobs",
+    "members_models",
+]

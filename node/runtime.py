@@ -21,6 +21,8 @@ from node.activitypub.jsonld import install_offline_loader
 from node.activitypub.notes import register_timeline_handlers
 from node.activitypub.outbox import DELIVER, deliver_job
 from node.activitypub.transport import make_async_client
+from node.bricks.inbox import register_brick_handlers
+from node.clearing.jobs import clearing_job_handlers
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker
 from node.jobs import Handler, Worker
@@ -45,7 +47,10 @@ class Runtime:
 
 
 def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    return {DELIVER: deliver_job(federation, retry_base=settings.retry_base_seconds)}
+    return {
+        DELIVER: deliver_job(federation, retry_base=settings.retry_base_seconds),
+        **clearing_job_handlers(federation, settings),
+    }
 
 
 @asynccontextmanager
@@ -69,6 +74,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     dispatcher = InboxDispatcher()
     register_follow_handlers(dispatcher)
     register_timeline_handlers(dispatcher)
+    register_brick_handlers(dispatcher)
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),

@@ -22,6 +22,9 @@ PURE_MODULES = [
     "node/clearing/ledger.py",
     "node/clearing/netting.py",
     "node/clearing/units.py",
+    "node/clearing/states.py",
+    "node/clearing/activities.py",
+    "node/members/gate.py",
     "node/activitypub/keys.py",
 ]
 

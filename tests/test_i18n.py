@@ -39,3 +39,27 @@ def test_every_french_entry_is_translated() -> None:
         catalog = read_po(po)
     missing = [m.id for m in catalog if m.id and not m.string]
     assert missing == []
+
+
+def test_every_message_of_the_code_and_pages_has_a_french_translation() -> None:
+    """Extract as `pybabel extract -F babel.cfg` would, and compare with the catalogue."""
+    from importlib import resources
+    from pathlib import Path
+
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent
+    method_map = [("node/**.py", "python"), ("node/web/templates/**.html", "jinja2")]
+    options = {"node/web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    found: set[str] = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(root), method_map, options_map=options
+    ):
+        found.add(message if isinstance(message, str) else message[0])
+    path = resources.files("node") / "locale" / "fr" / "LC_MESSAGES" / "archipel.po"
+    with path.open("rb") as po:
+        catalog = read_po(po)
+    missing = sorted(m for m in found if m and (m not in catalog or not catalog[m].string))
+    assert len(found) > 100
+    assert missing == []

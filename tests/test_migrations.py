@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from node.db import make_engine
-from node.migrate import current_heads, downgrade, head_revisions, upgrade
+from node.migrate import current_heads, downgrade, head_revisions, include_object, upgrade
 from node.models import Base
 
 
@@ -25,7 +25,9 @@ def _inspect(url: str, fn: Any) -> Any:
 
 
 def _diff(sync_connection: Any) -> list[Any]:
-    context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        sync_connection, opts={"compare_type": True, "include_object": include_object}
+    )
     return compare_metadata(context, Base.metadata)
 
 

@@ -24,6 +24,7 @@ from node.activitypub.proofs import verify_proof
 from node.activitypub.signatures import PublicKey, averify_request
 from node.activitypub.urls import InvalidUrlError, same_origin
 from node.db import read_only
+from node.ops.metrics import INBOX_RECEIVED, INBOX_REJECTIONS
 
 __all__ = [
     "InboxContext",
@@ -195,6 +196,33 @@ async def receive(
     dispatcher: InboxDispatcher,
 ) -> InboxResult:
     """Process one inbox POST. Raises ``InboxRejected`` for anything refused."""
+    try:
+        result = await _receive(
+            federation,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            recipient_username=recipient_username,
+            dispatcher=dispatcher,
+        )
+    except InboxRejected as exc:
+        INBOX_REJECTIONS.inc(reason=exc.reason)
+        raise
+    INBOX_RECEIVED.inc(result=result.reason)
+    return result
+
+
+async def _receive(
+    federation: Federation,
+    *,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | list[tuple[str, str]],
+    body: bytes,
+    recipient_username: str | None,
+    dispatcher: InboxDispatcher,
+) -> InboxResult:
     activity = _parse(body)
     actor_uri = id_of(activity["actor"])
     assert actor_uri is not None

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.actors import get_local_actor
@@ -30,6 +32,7 @@ from node.activitypub.models import (
 )
 from node.db import read_only
 from node.jobs import Done, Fail, Handler, Job, Outcome, Retry, enqueue
+from node.ops.metrics import DELIVERY_ATTEMPTS, status_class
 
 __all__ = [
     "DELIVER",
@@ -148,19 +151,31 @@ async def _host_paused_until(session: AsyncSession, host: str, now: datetime) ->
 async def _record_host(
     session: AsyncSession, host: str, ok: bool, error: str, now: datetime, pause_for: timedelta
 ) -> None:
-    health = await session.get(HostHealth, host)
-    if health is None:
-        health = HostHealth(host=host, consecutive_failures=0, last_error="")
-        session.add(health)
+    """Count consecutive failures per host atomically (several workers deliver at once)."""
     if ok:
-        health.consecutive_failures = 0
-        health.paused_until = None
-        health.last_error = ""
+        await session.execute(
+            update(HostHealth)
+            .where(HostHealth.host == host, HostHealth.consecutive_failures > 0)
+            .values(consecutive_failures=0, paused_until=None, last_error="")
+        )
         return
-    health.consecutive_failures += 1
-    health.last_error = error[:500]
-    if health.consecutive_failures >= DeliveryPolicy.pause_after_failures:
-        health.paused_until = now + pause_for
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    values = insert(HostHealth).values(
+        host=host, consecutive_failures=1, last_error=error[:500], paused_until=None
+    )
+    statement = values.on_conflict_do_update(
+        index_elements=[HostHealth.host],
+        set_={
+            "consecutive_failures": HostHealth.consecutive_failures + 1,
+            "last_error": error[:500],
+        },
+    ).returning(HostHealth.consecutive_failures)
+    failures = (await session.execute(statement)).scalar_one()
+    if failures >= DeliveryPolicy.pause_after_failures:
+        await session.execute(
+            update(HostHealth).where(HostHealth.host == host).values(paused_until=now + pause_for)
+        )
 
 
 async def _remove_gone_inbox(session: AsyncSession, inbox: str, now: datetime) -> None:
@@ -195,8 +210,10 @@ def deliver_job(federation: Federation, *, retry_base: float = 30.0) -> Handler:
         async with read_only(federation.sessionmaker) as session:
             paused = await _host_paused_until(session, host, now)
             if paused is not None:
+                DELIVERY_ATTEMPTS.inc(result="paused")
                 return Retry(f"{host} is paused after repeated failures", delay=paused - now)
             if await federation.is_blocked(session, inbox):
+                DELIVERY_ATTEMPTS.inc(result="blocked")
                 return Fail(f"{host} is blocked")
             stored = await session.get(StoredActivity, job.activity_pk)
             actor = await get_local_actor(session, job.payload["actor"])
@@ -216,10 +233,12 @@ def deliver_job(federation: Federation, *, retry_base: float = 30.0) -> Handler:
             await response.aread()
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
+            DELIVERY_ATTEMPTS.inc(result="network")
             async with federation.sessionmaker() as session, session.begin():
                 await _record_host(session, host, False, error, now, pause_for)
             return Retry(error)
         status = response.status_code
+        DELIVERY_ATTEMPTS.inc(result="gone" if status == 410 else status_class(status))
         async with federation.sessionmaker() as session, session.begin():
             if 200 <= status < 300:
                 await _record_host(session, host, True, "", now, pause_for)

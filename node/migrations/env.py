@@ -7,6 +7,7 @@ from alembic import context
 from sqlalchemy.pool import NullPool
 
 from node.db import UTCDateTime, make_engine
+from node.migrate import include_object
 from node.models import Base
 
 config = context.config
@@ -34,6 +35,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=_render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

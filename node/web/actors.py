@@ -21,7 +21,7 @@ __all__ = ["routes"]
 async def _identity(request: Request, username: str) -> LocalIdentity:
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
-        identity = await find_identity(session, node.settings, username)
+        identity = await find_identity(session, node.settings, username, node.contributions)
     if identity is None:
         raise ApiError(404, f"no actor named {username!r} on this node")
     return identity

@@ -12,15 +12,31 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
+from node.bricks.service import brick_stats
+from node.clearing.service import clearing_stats
 from node.config import Settings
+from node.members.contributions import ContributionStats
 from node.migrate import current_heads, head_revisions
+from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_endpoint
 from node.runtime import open_runtime
-from node.web import actors, discovery, federation
+from node.web import (
+    account,
+    actors,
+    admin,
+    bricks,
+    bricks_api,
+    clearing,
+    clearing_api,
+    discovery,
+    federation,
+    members_api,
+)
+from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
 from node.web.errors import ApiError, exception_handlers
 from node.web.templating import make_templates
@@ -80,12 +96,20 @@ class LanguageMiddleware:
         if scope["type"] == "http":
             settings = scope["app"].state.node.settings
             accept_language = Headers(scope=scope).get("accept-language")
-            i18n.use_language(i18n.negotiate_language(None, accept_language, settings.language))
+            member_language = scope.get("session", {}).get(LANGUAGE_KEY)
+            i18n.use_language(
+                i18n.negotiate_language(member_language, accept_language, settings.language)
+            )
         await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     """The app; with ``run_worker`` the durable job worker runs inside the server process."""
+    #: Domains report bricks, ratings and clearing use here (node.members.contributions).
+    contributions = ContributionStats()
+    install_default_collectors()
+    contributions.register_bricks(brick_stats)
+    contributions.register_clearing(clearing_stats)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +129,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 dispatcher=runtime.dispatcher,
                 worker=runtime.worker,
                 templates=make_templates(),
+                contributions=contributions,
             )
             worker_task = None
             if run_worker:
@@ -121,6 +146,14 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *discovery.routes,
         *actors.routes,
         *federation.routes,
+        *account.routes,
+        *admin.routes,
+        *members_api.routes,
+        *bricks.routes,
+        *bricks_api.routes,
+        *clearing.routes,
+        *clearing_api.routes,
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("node.web", "static")]), name="static"),
     ]
     return Starlette(
@@ -128,6 +161,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
+            Middleware(MetricsMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,

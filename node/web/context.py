@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,6 +12,7 @@ from node.activitypub.federation import Federation
 from node.activitypub.inbox import InboxDispatcher
 from node.config import Settings
 from node.jobs import Worker
+from node.members.contributions import ContributionStats
 from node.secretbox import SecretBox
 
 __all__ = ["NodeContext", "node_context"]
@@ -27,6 +28,8 @@ class NodeContext:
     dispatcher: InboxDispatcher
     worker: Worker
     templates: Environment
+    #: What bricks and the clearing house report about members (registered at app build).
+    contributions: ContributionStats = field(default_factory=ContributionStats)
 
 
 def node_context(request: Request) -> NodeContext:

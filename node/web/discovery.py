@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from node import __version__
 from node.activitypub.actors import ActorUrls
+from node.bricks.catalogue import count_local_bricks
 from node.db import read_only, utcnow
 from node.members.service import count_members
 from node.web.context import node_context
@@ -116,6 +117,7 @@ async def nodeinfo(request: Request) -> Response:
         total = await count_members(session)
         month = await count_members(session, active_since=now - timedelta(days=30))
         halfyear = await count_members(session, active_since=now - timedelta(days=180))
+        local_bricks = await count_local_bricks(session)
     document = {
         "version": "2.1",
         "software": {
@@ -128,7 +130,7 @@ async def nodeinfo(request: Request) -> Response:
         "openRegistrations": True,
         "usage": {
             "users": {"total": total, "activeMonth": month, "activeHalfyear": halfyear},
-            "localPosts": 0,
+            "localPosts": local_bricks,
         },
         "metadata": {
             "nodeName": settings.name,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.activitypub.actors import ActorProfile, get_local_actor
 from node.activitypub.models import LocalActor
 from node.config import Settings
+from node.members.contributions import ContributionStats, MemberContributions
 from node.members.models import Member, MemberStatus
 
 __all__ = ["LocalIdentity", "find_identity", "plain_text_to_html"]
@@ -30,16 +31,41 @@ class LocalIdentity:
     actor: LocalActor
     member: Member | None
     profile: ActorProfile
+    #: Bricks, ratings and clearing use (when asked for, see ``find_identity``).
+    contributions: MemberContributions | None = None
 
     @property
     def is_chamber(self) -> bool:
         return self.member is None
 
 
+def _stat(name: str, value: object) -> dict[str, object]:
+    return {"type": "PropertyValue", "name": name, "value": str(value)}
+
+
+def _profile_extra(settings: Settings, found: MemberContributions) -> dict[str, object]:
+    """Contributions as terms of the Archipel context and Mastodon-style profile fields."""
+    bricks, clearing = found.bricks, found.clearing
+    extra: dict[str, object] = {"ratingCount": bricks.rating_count}
+    attachment = [_stat("Published bricks", bricks.published)]
+    if bricks.rating_average is not None:
+        extra["ratingAverage"] = round(bricks.rating_average, 2)
+        attachment.append(_stat("Rating", f"{bricks.rating_average:.1f}/5 ({bricks.rating_count})"))
+    attachment.append(_stat("Clearing exchanges", clearing.exchanges))
+    if settings.balances_public and clearing.balance is not None:
+        attachment.append(_stat("Clearing balance", clearing.balance))
+    extra["attachment"] = attachment
+    return extra
+
+
 async def find_identity(
-    session: AsyncSession, settings: Settings, username: str
+    session: AsyncSession,
+    settings: Settings,
+    username: str,
+    contributions: ContributionStats | None = None,
 ) -> LocalIdentity | None:
-    """The chamber or an approved member by username; None for anyone not public."""
+    """The chamber or an approved member by username; None for anyone not public.
+    With ``contributions``, a member's bricks, ratings and clearing use come along."""
     username = username.lower()
     actor = await get_local_actor(session, username)
     if actor is None:
@@ -56,9 +82,12 @@ async def find_identity(
     ).scalar_one_or_none()
     if member is None or member.status != MemberStatus.APPROVED:
         return None
+    found = await contributions.of(session, member) if contributions is not None else None
     profile = ActorProfile(
         name=member.display_name or member.username,
         summary_html=plain_text_to_html(member.bio),
         page_url=settings.absolute(f"/@{member.username}"),
+        icon_url=member.avatar_url,
+        extra=_profile_extra(settings, found) if found is not None else {},
     )
-    return LocalIdentity(actor=actor, member=member, profile=profile)
+    return LocalIdentity(actor=actor, member=member, profile=profile, contributions=found)

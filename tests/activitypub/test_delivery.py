@@ -114,8 +114,10 @@ async def publish_note(app: Starlette, **kwargs: Any) -> StoredActivity:
 
 
 async def jobs(app: Starlette) -> list[Job]:
+    """The delivery jobs (other kinds, e.g. periodic clearing jobs, are not ours here)."""
     async with read_only(app.state.node.sessionmaker) as session:
-        return list((await session.execute(select(Job).order_by(Job.id))).scalars())
+        query = select(Job).where(Job.kind == DELIVER).order_by(Job.id)
+        return list((await session.execute(query)).scalars())
 
 
 async def test_publish_makes_one_job_per_distinct_inbox(app: Starlette) -> None:

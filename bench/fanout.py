@@ -1,0 +1,186 @@
+"""Delivery fan-out of one activity to 2,000 followers on 200 hosts, against the RSA floor.
+
+    .venv/bin/python -m bench.fanout [--hosts 200] [--per-host 10] [--no-personal]
+        [--database-url postgresql://postgres@127.0.0.1:5432/archipel_bench]
+
+Starts ``--hosts`` fake remote servers (asyncio, in this process, each on its own 127.0.0.1
+port) that serve the actor documents of ``--per-host`` followers each and answer 202 to
+every POST, counting them. A node is initialised in a temp dir (``archipel init``); its
+runtime (``open_runtime``, in this process) fetches every follower's document through the
+real path (``Federation.get_remote_actor``), the accepted ``Follow`` rows are inserted
+directly, then one note is published (``publish_note``) and the delivery worker runs
+(``Worker.run_until_idle``) until no job is left.
+
+Variant "shared": every host advertises ``endpoints.sharedInbox``, so the node must send one
+POST per host (200), not one per follower (2,000); the bench checks that. Variant
+"personal" (skip with ``--no-personal``): no shared inbox, one POST per follower.
+
+Every delivery signs once (RSA-2048), so raw RSA signs per second, measured in the same
+run, is the floor printed beside deliveries per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import func, select
+
+from bench._support import FakeHost, add_database_argument, backends, rsa_floor
+from federation_tests.harness import NodeProcess
+from node.activitypub.actors import get_local_actor
+from node.activitypub.keys import rsa_public_pem
+from node.activitypub.models import Follow, FollowState
+from node.activitypub.notes import publish_note
+from node.config import load_settings
+from node.db import read_only, session_scope
+from node.jobs import Job
+from node.runtime import open_runtime
+
+CHAMBER = "bench"
+
+
+def follower_document(host: FakeHost, user: str, pem: str, shared: bool) -> dict[str, object]:
+    uri = f"{host.origin}/users/{user}"
+    document: dict[str, object] = {
+        "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+        "id": uri,
+        "type": "Person",
+        "preferredUsername": user,
+        "inbox": f"{uri}/inbox",
+        "outbox": f"{uri}/outbox",
+        "publicKey": {"id": f"{uri}#main-key", "owner": uri, "publicKeyPem": pem},
+    }
+    if shared:
+        document["endpoints"] = {"sharedInbox": f"{host.origin}/inbox"}
+    return document
+
+
+async def run_variant(
+    label: str, database_url: str | None, shared: bool, args: argparse.Namespace, pem: str
+) -> dict[str, float]:
+    hosts = [FakeHost() for _ in range(args.hosts)]
+    await asyncio.gather(*(host.start() for host in hosts))
+    followers: list[str] = []
+    for host in hosts:
+        for j in range(args.per_host):
+            document = follower_document(host, f"u{j}", pem, shared)
+            host.serve_document(f"/users/u{j}", document)
+            followers.append(str(document["id"]))
+    expected = args.hosts if shared else args.hosts * args.per_host
+    variant = "shared inboxes" if shared else "personal inboxes"
+    try:
+        with tempfile.TemporaryDirectory(prefix="archipel-bench-") as tmp:
+            node = NodeProcess(CHAMBER, Path(tmp), database_url=database_url)
+            node.init()
+            settings = load_settings(node.data_dir)
+            async with open_runtime(settings) as runtime:
+                federation = runtime.federation
+                start = time.perf_counter()
+                slots = asyncio.Semaphore(16)
+
+                async def fetch(uri: str) -> None:
+                    async with slots:
+                        await federation.get_remote_actor(uri)
+
+                await asyncio.gather(*(fetch(uri) for uri in followers))
+                fetched = time.perf_counter() - start
+                chamber = federation.urls(CHAMBER).id
+                async with session_scope(runtime.sessionmaker) as session:
+                    now = federation.clock()
+                    session.add_all(
+                        Follow(
+                            follower_uri=uri,
+                            followee_uri=chamber,
+                            follow_activity_id=f"{uri}/follows/1",
+                            state=FollowState.ACCEPTED,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                        for uri in followers
+                    )
+
+                start = time.perf_counter()
+                async with session_scope(runtime.sessionmaker) as session:
+                    actor = await get_local_actor(session, CHAMBER)
+                    assert actor is not None
+                    await publish_note(federation, session, actor, "Bench: une nouvelle.")
+                published = time.perf_counter() - start
+                async with read_only(runtime.sessionmaker) as session:
+                    enqueued = (await session.execute(select(func.count(Job.id)))).scalar_one()
+
+                start = time.perf_counter()
+                ran = await asyncio.wait_for(
+                    runtime.worker.run_until_idle(max_batches=10 * expected),
+                    timeout=args.max_seconds,
+                )
+                delivered = time.perf_counter() - start
+                async with read_only(runtime.sessionmaker) as session:
+                    rows = await session.execute(
+                        select(Job.state, func.count()).group_by(Job.state)
+                    )
+                    states = {state: count for state, count in rows}
+    finally:
+        await asyncio.gather(*(host.stop() for host in hosts))
+
+    posts = sum(sum(host.posts.values()) for host in hosts)
+    signed = sum(host.signed_posts for host in hosts)
+    per_host = {sum(host.posts.values()) for host in hosts}
+    print(
+        f"[{label}, {variant}] {len(followers)} followers on {args.hosts} hosts fetched in "
+        f"{fetched:.1f} s; publish enqueued {enqueued} jobs in {published * 1000:.0f} ms; "
+        f"worker ran {ran} jobs in {delivered:.2f} s; hosts received {posts} POSTs "
+        f"({signed} signed, {sorted(per_host)} per host); jobs {states}"
+    )
+    if enqueued != expected or posts != expected or signed != posts or states != {"done": posts}:
+        raise SystemExit(f"[{label}, {variant}] FAILED: expected {expected} deliveries")
+    return {"deliveries": posts, "publish": published, "deliver": delivered}
+
+
+async def amain(args: argparse.Namespace) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sign_rate, verify_rate = rsa_floor(key, args.seconds)
+    pem = rsa_public_pem(key)
+    results = []
+    for label, database in backends(args.database_url):
+        for shared in (True, False) if args.personal else (True,):
+            async with database() as database_url:
+                result = await run_variant(label, database_url, shared, args, pem)
+                results.append((label, shared, result))
+    print(f"raw RSA-2048 sign            {sign_rate:10.0f} /s   (the floor: one per delivery)")
+    print(f"raw RSA-2048 verify          {verify_rate:10.0f} /s")
+    for label, shared, result in results:
+        count, seconds = result["deliveries"], result["publish"] + result["deliver"]
+        per_second = count / result["deliver"]
+        print(
+            f"fan-out {label:10s} {'shared' if shared else 'personal':8s} "
+            f"{count:5.0f} POSTs: publish {result['publish'] * 1000:6.0f} ms + deliver "
+            f"{result['deliver']:6.2f} s = {seconds:6.2f} s; {per_second:6.0f} deliveries/s   "
+            f"ratio to raw sign: {per_second / sign_rate:.3f} (1 in {sign_rate / per_second:.0f})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--per-host", type=int, default=10, help="followers on each host")
+    parser.add_argument(
+        "--no-personal",
+        dest="personal",
+        action="store_false",
+        help="skip the variant without shared inboxes (one POST per follower)",
+    )
+    parser.add_argument("--seconds", type=float, default=1.0, help="per floor measurement")
+    parser.add_argument(
+        "--max-seconds", type=float, default=300.0, help="give up delivering after this long"
+    )
+    add_database_argument(parser)
+    asyncio.run(amain(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
