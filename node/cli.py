@@ -342,6 +342,49 @@ def cmd_doctor(args: argparse.Namespace) -> None:
         raise CommandError("some checks failed: fix them (see above) and run doctor again")
 
 
+def cmd_clearing_limits(args: argparse.Namespace) -> None:
+    from node.clearing.service import ClearingHouse
+    from node.clearing.units import ClearingError, format_minutes, parse_duration
+    from node.db import read_only
+    from node.runtime import open_runtime
+
+    settings = _settings(args)
+
+    def minutes(text: str | None, *, current: int | None) -> int | None:
+        if text is None:
+            return current
+        if text.strip().lower() in ("default", "none"):
+            return None
+        return parse_duration(text)
+
+    async def run() -> str:
+        async with open_runtime(settings) as runtime:
+            house = ClearingHouse(runtime.federation, settings)
+            async with read_only(runtime.sessionmaker) as session:
+                member = await get_member(session, args.username)
+                view = await house.account_of(session, member)
+            current = view.account
+            floor = minutes(args.floor, current=current.floor if current else None)
+            ceiling = minutes(args.ceiling, current=current.ceiling if current else None)
+            if args.ceiling and args.ceiling.strip().lower() == "none":
+                ceiling = None
+            view = await house.set_limits(
+                member, floor=floor, ceiling=ceiling, by=None, reason=args.reason
+            )
+            ceiling_text = (
+                "none" if view.limits.ceiling is None else format_minutes(view.limits.ceiling)
+            )
+            return (
+                f"{member.username}: floor {format_minutes(view.limits.floor)},"
+                f" ceiling {ceiling_text}"
+            )
+
+    try:
+        print(asyncio.run(run()))
+    except ClearingError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archipel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -424,6 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("username")
         action.add_argument("--reason", required=True)
         action.set_defaults(func=cmd_member_action, action=verb)
+    limits = with_data_dir(
+        clearing_commands.add_parser("limits", help="set a member's floor and ceiling")
+    )
+    limits.add_argument("username")
+    limits.add_argument("--floor", help="e.g. '-10 h' (overdraft limit); 'default' to reset")
+    limits.add_argument("--ceiling", help="e.g. '40 h'; 'none' for no ceiling; 'default'")
+    limits.add_argument("--reason", required=True)
+    limits.set_defaults(func=cmd_clearing_limits)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

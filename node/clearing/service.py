@@ -57,10 +57,11 @@ from node.clearing.states import (
     next_state,
     party_of,
 )
-from node.clearing.units import ClearingError, format_minutes
+from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.config import Settings
 from node.db import read_only, session_scope
 from node.jobs import Job, JobState, enqueue
+from node.members.audit import AuditAction, record_audit
 from node.members.contributions import ClearingStats
 from node.members.models import Member, MemberStatus
 
@@ -704,6 +705,50 @@ class ClearingHouse:
                 ),
             )
             return transaction.volume
+
+    # --- limits ---------------------------------------------------------------------------
+
+    async def set_limits(
+        self,
+        member: Member,
+        *,
+        floor: int | None,
+        ceiling: int | None,
+        by: Member | None,
+        reason: str,
+    ) -> AccountView:
+        """An administrator's override of a member's floor and ceiling (None: the chamber
+        default), written to the audit log. A balance already past a new limit stays: the
+        limit only refuses postings that move further past it."""
+        if not reason.strip():
+            raise InvalidExchange("reason", "say why the limits change (it is logged)")
+        for name, value in (("floor", floor), ("ceiling", ceiling)):
+            if value is not None:
+                require_minutes(value, name)
+        if floor is not None and floor > 0:
+            raise InvalidExchange("floor", "the floor is an overdraft limit: zero or below")
+        if ceiling is not None and ceiling < 0:
+            raise InvalidExchange("ceiling", "the ceiling must be zero or above")
+        await self.ensure_accounts(member.id)
+        async with session_scope(self.sessionmaker) as session:
+            account = (
+                await session.execute(
+                    select(ClearingAccount)
+                    .where(ClearingAccount.member_id == member.id)
+                    .with_for_update()
+                )
+            ).scalar_one()
+            before = {"floor": account.floor, "ceiling": account.ceiling}
+            account.floor, account.ceiling = floor, ceiling
+            await record_audit(
+                session,
+                by,
+                AuditAction.LIMIT_CHANGE,
+                member.username,
+                reason.strip(),
+                details={"before": before, "after": {"floor": floor, "ceiling": ceiling}},
+            )
+            return AccountView(account, account.balance, self.terms.limits_of(account))
 
     # --- reading --------------------------------------------------------------------------
 

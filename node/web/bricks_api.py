@@ -30,6 +30,7 @@ from node.web.bricks_ops import (
 )
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.openapi_clearing import CLEARING_PATHS, CLEARING_SCHEMAS
 
 __all__ = ["brick_item", "routes"]
 
@@ -178,6 +179,8 @@ async def openapi(request: Request) -> Response:
     document = json.loads(
         resources.files("node.web").joinpath("openapi.json").read_text(encoding="utf-8")
     )
+    document["paths"].update(CLEARING_PATHS)
+    document["components"]["schemas"].update(CLEARING_SCHEMAS)
     document["servers"] = [{"url": node_context(request).settings.url}]
     return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
 

@@ -26,14 +26,22 @@ from node.clearing.service import (
     NotAParty,
 )
 from node.clearing.states import ExchangeEvent, InvalidTransition, Role
-from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
+from node.clearing.units import (
+    AmountError,
+    ClearingError,
+    DurationError,
+    format_minutes,
+    parse_duration,
+)
 from node.db import read_only
 from node.members.clearing_access import (
     ClearingAccessDenied,
     clearing_access,
     require_clearing_access,
 )
+from node.members.errors import MemberNotFound
 from node.members.models import Member
+from node.members.service import get_member
 from node.web.auth import require_member
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
@@ -65,7 +73,7 @@ def clearing_error(exc: Exception) -> ApiError:
         return ApiError(403, str(exc), missing=exc.access.reasons())
     if isinstance(exc, InvalidExchange):
         return ApiError(422, exc.message, field=exc.field)
-    if isinstance(exc, CrossChamberUnavailable | IdempotencyConflict | DurationError):
+    if isinstance(exc, CrossChamberUnavailable | IdempotencyConflict | DurationError | AmountError):
         return ApiError(422, str(exc))
     if isinstance(exc, ExchangeNotFound):
         return ApiError(404, str(exc))
@@ -104,14 +112,22 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
+def _check_session_csrf(request: Request) -> None:
+    """A change made with the session cookie (not a bearer token) must carry the session's
+    CSRF token in ``X-CSRF-Token``."""
+    if request.headers.get("authorization"):
+        return
+    expected = request.session.get("csrf")
+    given = request.headers.get(CSRF_HEADER, "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+        raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
+
+
 async def _clearing_member(request: Request) -> Member:
     """The caller, CSRF-checked when a session cookie changes things, with clearing access."""
     member = await require_member(request)
-    if request.method not in ("GET", "HEAD") and not request.headers.get("authorization"):
-        expected = request.session.get("csrf")
-        given = request.headers.get(CSRF_HEADER, "")
-        if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-            raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
+    if request.method not in ("GET", "HEAD"):
+        _check_session_csrf(request)
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         try:
@@ -340,7 +356,53 @@ async def ledger_summary(request: Request) -> Response:
     )
 
 
+async def admin_account_limits(request: Request) -> Response:
+    """PUT {"floor_minutes": int|null, "ceiling_minutes": int|null, "reason": str}: an
+    administrator overrides a member's limits (null: the chamber default). Logged."""
+    node = node_context(request)
+    admin = await require_member(request)
+    if not admin.is_admin:
+        raise ApiError(403, "only the chamber's administrators can change limits")
+    _check_session_csrf(request)
+    body = await _json(request)
+    limits: dict[str, int | None] = {}
+    for name in ("floor_minutes", "ceiling_minutes"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ApiError(
+                422, "invalid input", fields={name: "a whole number of minutes, or null"}
+            )
+        limits[name] = value
+    reason = body.get("reason")
+    if not isinstance(reason, str):
+        raise ApiError(422, "invalid input", fields={"reason": "say why (it is logged)"})
+    async with read_only(node.sessionmaker) as session:
+        try:
+            member = await get_member(session, request.path_params["username"])
+        except MemberNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+    try:
+        view = await house_of(node).set_limits(
+            member,
+            floor=limits["floor_minutes"],
+            ceiling=limits["ceiling_minutes"],
+            by=admin,
+            reason=reason,
+        )
+    except ClearingError as exc:
+        raise clearing_error(exc) from None
+    return JSONResponse(
+        {
+            "username": member.username,
+            "balance_minutes": view.balance,
+            "floor_minutes": view.limits.floor,
+            "ceiling_minutes": view.limits.ceiling,
+        }
+    )
+
+
 routes = [
+    Route("/api/v1/admin/accounts/{username}/limits", admin_account_limits, methods=["PUT"]),
     Route("/api/v1/exchanges", declare_exchange, methods=["POST"]),
     Route("/api/v1/exchanges", list_exchanges, methods=["GET"]),
     Route("/api/v1/exchanges/{key}", get_exchange, methods=["GET"]),

@@ -14,9 +14,35 @@ _ERR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _EXCHANGE = {"application/json": {"schema": {"$ref": "#/components/schemas/Exchange"}}}
-_SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+_UNAUTHENTICATED = {
+    "description": "no valid bearer token or session",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 
 CLEARING_SCHEMAS: dict[str, Any] = {
+    "Account": {
+        "type": "object",
+        "required": ["balance_minutes", "floor_minutes", "ceiling_minutes", "history", "pending"],
+        "properties": {
+            "balance_minutes": {"type": "integer"},
+            "balance": {"type": "string", "examples": ["1 h 30"]},
+            "floor_minutes": {"type": "integer", "maximum": 0},
+            "ceiling_minutes": {"type": ["integer", "null"], "minimum": 0},
+            "history": {"type": "array", "items": {"type": "object"}},
+            "pending": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "LedgerSummary": {
+        "type": "object",
+        "required": ["accounts", "sum_minutes", "exchanges_posted"],
+        "properties": {
+            "accounts": {"type": "integer", "minimum": 0},
+            "sum_minutes": {"type": "integer", "const": 0},
+            "exchanges_posted": {"type": "integer", "minimum": 0},
+            "volume_minutes": {"type": "integer", "minimum": 0},
+        },
+    },
     "Exchange": {
         "type": "object",
         "required": ["key", "id", "state", "provider", "beneficiary", "minutes", "description"],
@@ -160,6 +186,7 @@ CLEARING_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": {"description": "the exchange after the change", "content": _EXCHANGE},
+                "404": {**_ERR, "description": "no such exchange, or no such action"},
                 "403": {**_ERR, "description": "not a party, or no clearing access"},
                 "409": {
                     **_ERR,
@@ -175,7 +202,10 @@ CLEARING_PATHS: dict[str, Any] = {
             "security": _SECURED,
             "responses": {
                 "200": {
-                    "description": "balance, floor and ceiling (null: none) in minutes, history"
+                    "description": "balance, floor and ceiling (null: none) in minutes, history",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Account"}}
+                    },
                 },
                 "403": _ERR,
             },
@@ -184,7 +214,21 @@ CLEARING_PATHS: dict[str, Any] = {
     "/api/v1/ledger/summary": {
         "get": {
             "summary": "Public: accounts, sum_minutes (always 0), exchanges_posted, volume_minutes",
-            "responses": {"200": {"description": "the summary"}},
+            "responses": {
+                "200": {
+                    "description": "the summary",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/LedgerSummary"}
+                        }
+                    },
+                }
+            },
         }
     },
 }
+
+for _operations in CLEARING_PATHS.values():
+    for _operation in _operations.values():
+        if _operation.get("security"):
+            _operation["responses"].setdefault("401", _UNAUTHENTICATED)

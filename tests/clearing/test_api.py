@@ -171,3 +171,67 @@ async def test_public_pages_and_documents(
     assert csv.status_code == 200 and "45" in csv.text
     html = await client.get(exchange["id"], headers={"Accept": "text/html"})
     assert html.status_code == 200
+
+
+async def test_an_administrator_overrides_a_members_limits(
+    app,
+    client,
+    make_member,  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy import select
+
+    from node.db import read_only, session_scope
+    from node.members.audit import AuditEntry
+    from node.members.models import MemberRole
+
+    admin, admin_token = await make_member("anne")
+    async with session_scope(app.state.node.sessionmaker) as session:
+        (await session.get(type(admin), admin.id)).role = MemberRole.ADMIN  # type: ignore[union-attr]
+    _, paul = await make_member("paul")
+    _, marie = await make_member("marie")
+    url = "/api/v1/admin/accounts/paul/limits"
+    body = {"floor_minutes": -60, "ceiling_minutes": None, "reason": "new member, small start"}
+
+    refused = await client.put(url, json=body, headers={"Authorization": f"Bearer {paul}"})
+    assert refused.status_code == 403
+    bad = await client.put(
+        url, json={**body, "floor_minutes": 1.5}, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert bad.status_code == 422 and "floor_minutes" in bad.json()["fields"]
+    positive = await client.put(
+        url, json={**body, "floor_minutes": 30}, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert positive.status_code == 422
+    no_reason = await client.put(
+        url, json={**body, "reason": " "}, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert no_reason.status_code == 422
+
+    done = await client.put(url, json=body, headers={"Authorization": f"Bearer {admin_token}"})
+    assert done.status_code == 200, done.text
+    assert done.json()["floor_minutes"] == -60
+    me = await client.get("/api/v1/accounts/me", headers={"Authorization": f"Bearer {paul}"})
+    assert me.json()["floor_minutes"] == -60
+
+    # The new floor holds: 1 h 30 received would take paul below -1 h 00.
+    declared = await client.post(
+        "/api/v1/exchanges",
+        json={"beneficiary": "paul", "minutes": 90, "description": "Cours de cuisine"},
+        headers={"Authorization": f"Bearer {marie}"},
+    )
+    key = declared.json()["key"]
+    accepted = await client.post(
+        f"/api/v1/exchanges/{key}/accept", headers={"Authorization": f"Bearer {paul}"}
+    )
+    assert accepted.status_code == 409
+    assert "-1 h 00" in accepted.json()["error"]
+
+    async with read_only(app.state.node.sessionmaker) as session:
+        entries = list(
+            (
+                await session.execute(
+                    select(AuditEntry).where(AuditEntry.action == "clearing.limit")
+                )
+            ).scalars()
+        )
+    assert [(e.target, e.reason) for e in entries] == [("paul", "new member, small start")]
