@@ -67,6 +67,13 @@ class Settings:
     clearing_demurrage_threshold_minutes: int = 0
     clearing_demurrage_period_days: int = 30
     clearing_declaration_expiry_days: int = 30
+    #: Between chambers (node.clearing.settlement, .reconciliation, .rounds): how long a
+    #: prepared cross-chamber settlement waits for the deciding chamber before asking it to
+    #: abort; how often mirror accounts are reconciled; how long a clearing round collects
+    #: signatures before it is abandoned.
+    clearing_settlement_timeout_seconds: int = 600
+    clearing_reconcile_interval_minutes: int = 360
+    clearing_round_timeout_seconds: int = 3600
     #: Operations (node.ops): "text" or "json" logs; a bearer token for /metrics (empty: open);
     #: the reverse proxies whose X-Forwarded-* headers `serve --proxy-headers` trusts
     #: (comma-separated addresses or networks, as uvicorn's forwarded_allow_ips).
@@ -162,6 +169,9 @@ _FIELD_TYPES: dict[str, type] = {
     "clearing_demurrage_threshold_minutes": int,
     "clearing_demurrage_period_days": int,
     "clearing_declaration_expiry_days": int,
+    "clearing_settlement_timeout_seconds": int,
+    "clearing_reconcile_interval_minutes": int,
+    "clearing_round_timeout_seconds": int,
 }
 
 
@@ -208,6 +218,12 @@ def _validate_clearing(settings: Settings) -> None:
         raise ConfigError("clearing_demurrage_period_days: between 1 and 366")
     if not 1 <= settings.clearing_declaration_expiry_days <= 3650:
         raise ConfigError("clearing_declaration_expiry_days: between 1 and 3650")
+    if not 1 <= settings.clearing_settlement_timeout_seconds <= 7 * 86400:
+        raise ConfigError("clearing_settlement_timeout_seconds: between 1 and 604800 (a week)")
+    if not 1 <= settings.clearing_reconcile_interval_minutes <= 7 * 1440:
+        raise ConfigError("clearing_reconcile_interval_minutes: between 1 and 10080 (a week)")
+    if not 1 <= settings.clearing_round_timeout_seconds <= 7 * 86400:
+        raise ConfigError("clearing_round_timeout_seconds: between 1 and 604800 (a week)")
 
 
 def load_settings(data_dir: Path | str, environ: Mapping[str, str] | None = None) -> Settings:

@@ -4,6 +4,7 @@ from node import jobs
 from node.activitypub import models as activitypub_models
 from node.bricks import models as bricks_models
 from node.clearing import models as clearing_models
+from node.clearing import partner_models
 from node.db import Base
 from node.members import models as members_models
 
@@ -14,4 +15,5 @@ __all__ = [
     "clearing_models",
     "jobs",
     "members_models",
+    "partner_models",
 ]

@@ -75,11 +75,16 @@ class ClearingAccount(Base):
 class TransactionKind:
     EXCHANGE = "exchange"
     DEMURRAGE = "demurrage"
-    ALL = (EXCHANGE, DEMURRAGE)
+    ROUND = "round"
+    ALL = (EXCHANGE, DEMURRAGE, ROUND)
 
 
 class ClearingTransaction(Base):
-    """One balanced transaction; ``period`` makes a periodic one (demurrage) happen once."""
+    """One balanced transaction; ``period`` makes a periodic one (demurrage) happen once.
+
+    ``reference`` names what both chambers post for a trade between them (a settlement's or a
+    clearing round's URI): reconciliation matches the two ledgers' mirror entries by it.
+    """
 
     __tablename__ = "clearing_transactions"
 
@@ -89,6 +94,7 @@ class ClearingTransaction(Base):
         ForeignKey("clearing_exchanges.id", ondelete="RESTRICT"), nullable=True, unique=True
     )
     period: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    reference: Mapped[str | None] = mapped_column(String(2048), nullable=True, unique=True)
     memo: Mapped[str] = mapped_column(Text, default="")
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
