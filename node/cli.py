@@ -385,6 +385,52 @@ def cmd_clearing_limits(args: argparse.Namespace) -> None:
         raise CommandError(str(exc)) from None
 
 
+def cmd_partner(args: argparse.Namespace) -> None:
+    """``partner add|list|set``: the chambers this one trades with and their credit lines."""
+    from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+    from node.db import read_only
+    from node.runtime import open_runtime
+
+    settings = _settings(args)
+
+    async def run() -> list[str]:
+        async with open_runtime(settings) as runtime:
+            if args.partner_command == "add":
+                views = [
+                    await add_partner(
+                        runtime.federation,
+                        args.chamber,
+                        args.credit_line_minutes,
+                        by=None,
+                        reason=args.reason,
+                    )
+                ]
+            elif args.partner_command == "set":
+                views = [
+                    await set_credit_line(
+                        runtime.federation,
+                        args.chamber,
+                        args.credit_line_minutes,
+                        by=None,
+                        reason=args.reason,
+                    )
+                ]
+            else:
+                async with read_only(runtime.sessionmaker) as session:
+                    views = await list_partners(session)
+        return [
+            f"{v.chamber_uri}  {v.name}  credit line {v.as_json()['credit_line']}"
+            f"  balance {v.as_json()['balance']}"
+            for v in views
+        ]
+
+    try:
+        lines = asyncio.run(run())
+    except PartnerError as exc:
+        raise CommandError(str(exc)) from None
+    print("\n".join(lines) if lines else "no partner chambers yet")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archipel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -475,6 +521,26 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--ceiling", help="e.g. '40 h'; 'none' for no ceiling; 'default'")
     limits.add_argument("--reason", required=True)
     limits.set_defaults(func=cmd_clearing_limits)
+
+    partner = commands.add_parser("partner", help="partner chambers and credit lines")
+    partner_commands = partner.add_subparsers(dest="partner_command", required=True)
+    for verb, text in (
+        ("add", "trade with a chamber (@chamber@host or its actor URL)"),
+        ("set", "change the credit line extended to a partner (its actor id)"),
+    ):
+        command = with_data_dir(partner_commands.add_parser(verb, help=text))
+        command.add_argument("chamber")
+        command.add_argument(
+            "--credit-line-minutes",
+            type=int,
+            required=True,
+            help="how far that chamber may owe this one, in minutes (600 for 10 h)",
+        )
+        command.add_argument("--reason", default="", help="why (written to the audit log)")
+        command.set_defaults(func=cmd_partner)
+    with_data_dir(partner_commands.add_parser("list", help="list partners")).set_defaults(
+        func=cmd_partner
+    )
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

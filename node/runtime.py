@@ -22,7 +22,9 @@ from node.activitypub.notes import register_timeline_handlers
 from node.activitypub.outbox import DELIVER, deliver_job
 from node.activitypub.transport import make_async_client
 from node.bricks.inbox import register_brick_handlers
+from node.clearing.inbox import register_clearing_handlers
 from node.clearing.jobs import clearing_job_handlers
+from node.clearing.service import ClearingHouse
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker
 from node.jobs import Handler, Worker
@@ -75,6 +77,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     register_follow_handlers(dispatcher)
     register_timeline_handlers(dispatcher)
     register_brick_handlers(dispatcher)
+    register_clearing_handlers(dispatcher, ClearingHouse(federation, settings))
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),

@@ -108,6 +108,8 @@ class InboxContext:
     recipient: LocalActor | None
     stored: StoredActivity
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Called once the handlers' transaction has committed (not if it rolls back).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def type(self) -> str:
@@ -324,6 +326,8 @@ async def _receive(
             await session.rollback()
             raise InboxRejected(422, str(exc), "unprocessable") from exc
         await session.commit()
+    for callback in context.after_commit:
+        callback()
     return InboxResult(202, "accepted")
 
 

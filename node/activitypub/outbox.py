@@ -37,6 +37,7 @@ from node.ops.metrics import DELIVERY_ATTEMPTS, status_class
 __all__ = [
     "DELIVER",
     "DeliveryPolicy",
+    "deliver_again",
     "deliver_job",
     "follower_inboxes",
     "new_activity_id",
@@ -133,6 +134,29 @@ async def publish(
             now=now,
         )
     return stored
+
+
+async def deliver_again(
+    federation: Federation,
+    session: AsyncSession,
+    stored: StoredActivity,
+    inbox: str,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Enqueue one more delivery of an activity already sent (a peer asks for it again)."""
+    username = federation.local_username(stored.actor_uri)
+    if username is None:
+        raise ValueError(f"{stored.actor_uri} is not a local actor")
+    await enqueue(
+        session,
+        DELIVER,
+        {"inbox": inbox, "actor": username},
+        host=authority_of(inbox),
+        activity_pk=stored.id,
+        give_up_after=DeliveryPolicy.give_up_after,
+        now=now or federation.clock(),
+    )
 
 
 def _as_list(value: Any) -> list[Any]:

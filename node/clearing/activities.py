@@ -41,6 +41,7 @@ __all__ = [
     "Verification",
     "event_activity",
     "exchange_object",
+    "exchange_terms_match",
     "hours_value",
     "proposal_activity",
     "verify_exchange",
@@ -177,6 +178,11 @@ _TERM_KEYS = ("id", "provider", "receiver", "minutes", "action", "version")
 
 def _terms(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: document.get(key) for key in _TERM_KEYS}
+
+
+def exchange_terms_match(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two exchange documents state the same terms (parties, value, version)."""
+    return _terms(a) == _terms(b)
 
 
 def verify_exchange(

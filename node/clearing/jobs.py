@@ -77,7 +77,9 @@ def clearing_job_handlers(federation: Federation, settings: Settings) -> dict[st
             await _next(house, job, DEMURRAGE, house.terms.demurrage_period)
         return Done()
 
-    return {EXPIRE: expire, DEMURRAGE: demurrage}
+    from node.clearing.settlement import settlement_job_handlers  # noqa: PLC0415 (cycle)
+
+    return {EXPIRE: expire, DEMURRAGE: demurrage, **settlement_job_handlers(house)}
 
 
 async def _next(house: ClearingHouse, job: Job, kind: str, interval: timedelta) -> None:

@@ -51,6 +51,8 @@ __all__ = [
     "UnbalancedTransaction",
     "UnknownAccount",
     "apply",
+    "apply_decided",
+    "apply_with_holds",
     "demurrage_postings",
     "exchange_postings",
     "levy_for",
@@ -248,6 +250,46 @@ def apply(
                 posting.account, before, posting.amount, terms.ceiling, after - terms.ceiling
             )
         updated[posting.account] = after
+    return updated
+
+
+def apply_with_holds(
+    balances: Mapping[str, int],
+    holds: Mapping[str, tuple[int, int]],
+    limits: Mapping[str, Limits],
+    transaction: Transaction,
+) -> dict[str, int]:
+    """`apply`, counting the holds of settlements still pending as if they were posted.
+
+    ``holds`` maps an account to its pending ``(debits, credits)`` (debits <= 0 <= credits).
+    A debit is checked against the floor as if every pending debit of its account were already
+    posted, a credit against the ceiling as if every pending credit were: whatever the pending
+    settlements become, the limits hold. Returns the balances after ``transaction`` alone.
+    """
+    worst = dict(balances)
+    for posting in transaction.postings:
+        debits, credits = holds.get(posting.account, (0, 0))
+        worst[posting.account] = worst.get(posting.account, 0) + (
+            debits if posting.amount < 0 else credits
+        )
+    apply(worst, limits, transaction)
+    return apply_decided(balances, transaction)
+
+
+def apply_decided(balances: Mapping[str, int], transaction: Transaction) -> dict[str, int]:
+    """The balances after a transaction already agreed elsewhere, whatever the limits.
+
+    For postings decided by a protocol between chambers (a settlement's commit, a clearing
+    round): the limits were checked when it was prepared; refusing now would break the
+    agreement of the other ledgers. The transaction must still be a valid double entry.
+    """
+    if not isinstance(transaction, Transaction):
+        raise MalformedTransaction(f"apply takes a Transaction, got {type(transaction).__name__}")
+    _check(transaction.postings)
+    updated = dict(balances)
+    for posting in transaction.postings:
+        before = require_minutes(updated.get(posting.account, 0), f"balance of {posting.account}")
+        updated[posting.account] = before + posting.amount
     return updated
 
 

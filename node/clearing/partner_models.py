@@ -55,13 +55,14 @@ class SettlementState:
 class Settlement(Base):
     __tablename__ = "clearing_settlements"
     __table_args__ = (
-        CheckConstraint("minutes > 0", name="positive"),
+        CheckConstraint("minutes >= 0", name="not_negative"),
         Index("ix_clearing_settlements_state_deadline", "state", "deadline"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)
-    #: NULL only for a decider's tombstone: an abort asked for a settlement it never saw.
+    #: NULL (and ``minutes`` 0) only for a decider's tombstone: an abort asked for a
+    #: settlement it never saw.
     exchange_id: Mapped[int | None] = mapped_column(
         ForeignKey("clearing_exchanges.id", ondelete="RESTRICT"), nullable=True, index=True
     )

@@ -27,8 +27,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.activitypub.federation import Federation
-from node.activitypub.models import LocalActor
+from node.activitypub.federation import Federation, FederationError, authority_of
+from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, origin_of
 from node.clearing import ledger
@@ -75,6 +75,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidExchange",
     "NotAParty",
+    "RemoteParty",
     "Summary",
     "clearing_stats",
 ]
@@ -95,10 +96,21 @@ class NotAParty(ClearingError):
 
 
 class CrossChamberUnavailable(ClearingError):
+    """The party is on another chamber: `ClearingHouse.resolve_counterparty` resolves it."""
+
     def __init__(self, who: str) -> None:
-        super().__init__(
-            f"{who} is on another chamber: cross-chamber exchanges are not available yet"
-        )
+        self.who = who
+        super().__init__(f"{who} is on another chamber")
+
+
+@dataclass(frozen=True)
+class RemoteParty:
+    """A member of a partner chamber, as this node knows them."""
+
+    actor_uri: str
+    inbox: str
+    chamber_uri: str
+    name: str = ""
 
 
 class InvalidExchange(ClearingError):
@@ -232,6 +244,40 @@ class ClearingHouse:
             raise InvalidExchange("counterparty", f"no member of this chamber is called {text!r}")
         return member
 
+    async def resolve_counterparty(self, text: str) -> Member | RemoteParty:
+        """A member of this chamber, or of a partner chamber (fetched over the network:
+        call it outside any transaction). Another chamber must be a partner."""
+        try:
+            async with read_only(self.sessionmaker) as session:
+                return await self.resolve_party(session, text)
+        except CrossChamberUnavailable:
+            pass
+        from node.clearing.partners import partner_for_actor  # noqa: PLC0415 (cycle)
+
+        try:
+            actor_uri = await self.federation.resolve_handle(text)
+            actor = await self.federation.get_remote_actor(actor_uri)
+        except FederationError as exc:
+            raise InvalidExchange("counterparty", f"{text!r} cannot be reached: {exc}") from None
+        kinds = actor.document.get("type")
+        if "Person" not in (kinds if isinstance(kinds, list) else [kinds]):
+            raise InvalidExchange("counterparty", f"{actor_uri} is not a person")
+        async with read_only(self.sessionmaker) as session:
+            partner = await partner_for_actor(session, actor_uri)
+        if partner is None:
+            raise InvalidExchange(
+                "counterparty",
+                f"{authority_of(actor_uri)} is not a partner chamber of this chamber: "
+                "its administrators and ours must first open credit lines to each other",
+            )
+        name = actor.document.get("preferredUsername")
+        return RemoteParty(
+            actor_uri=actor.uri,
+            inbox=actor.inbox,
+            chamber_uri=partner.chamber_uri,
+            name=f"{name}@{authority_of(actor_uri)}" if isinstance(name, str) else actor.uri,
+        )
+
     async def ensure_accounts(self, *member_ids: int, commons: bool = False) -> None:
         """Open (at zero) the accounts that do not exist yet, each in its own transaction."""
         wanted: list[tuple[str, AccountKind, int | None]] = [
@@ -300,7 +346,7 @@ class ClearingHouse:
     async def declare(
         self,
         member: Member,
-        counterparty: Member,
+        counterparty: Member | RemoteParty,
         *,
         role: Role,
         minutes: Any,
@@ -317,7 +363,8 @@ class ClearingHouse:
         minutes, description, performed_on, brick_list = self._check_terms(
             minutes, description, performed_on, bricks
         )
-        if counterparty.id == member.id:
+        remote = counterparty if isinstance(counterparty, RemoteParty) else None
+        if isinstance(counterparty, Member) and counterparty.id == member.id:
             raise InvalidExchange("counterparty", "an exchange needs two different members")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise InvalidExchange("Idempotency-Key", "between 1 and 255 characters")
@@ -326,7 +373,9 @@ class ClearingHouse:
         )
         fingerprint = _fingerprint(
             {
-                "counterparty": counterparty.id,
+                "counterparty": counterparty.actor_uri
+                if isinstance(counterparty, RemoteParty)
+                else counterparty.id,
                 "role": role.value,
                 "minutes": minutes,
                 "description": description,
@@ -338,7 +387,9 @@ class ClearingHouse:
             replay = await self._replay(member, idempotency_key, fingerprint)
             if replay is not None:
                 return replay, True
-        await self.ensure_accounts(provider.id, beneficiary.id)
+        await self.ensure_accounts(
+            *(p.id for p in (provider, beneficiary) if isinstance(p, Member))
+        )
         now = self.clock()
         key = secrets.token_hex(8)
         try:
@@ -346,10 +397,12 @@ class ClearingHouse:
                 exchange = Exchange(
                     key=key,
                     uri=self.exchange_uri(key),
-                    provider_uri=self.actor_uri(provider),
-                    beneficiary_uri=self.actor_uri(beneficiary),
-                    provider_member_id=provider.id,
-                    beneficiary_member_id=beneficiary.id,
+                    provider_uri=self._uri_of(provider),
+                    beneficiary_uri=self._uri_of(beneficiary),
+                    provider_member_id=provider.id if isinstance(provider, Member) else None,
+                    beneficiary_member_id=(
+                        beneficiary.id if isinstance(beneficiary, Member) else None
+                    ),
                     initiator=role.value,
                     initiator_member_id=member.id,
                     minutes=minutes,
@@ -377,6 +430,20 @@ class ClearingHouse:
                 raise
             return replay, True
         return exchange, False
+
+    def _uri_of(self, party: Member | RemoteParty) -> str:
+        return party.actor_uri if isinstance(party, RemoteParty) else self.actor_uri(party)
+
+    def is_cross_chamber(self, exchange: Exchange) -> bool:
+        return exchange.provider_member_id is None or exchange.beneficiary_member_id is None
+
+    def remote_party_of(self, exchange: Exchange) -> str | None:
+        """The actor URI of the party on another chamber, if any."""
+        if exchange.provider_member_id is None:
+            return exchange.provider_uri
+        if exchange.beneficiary_member_id is None:
+            return exchange.beneficiary_uri
+        return None
 
     async def _replay(self, member: Member, key: str, fingerprint: str) -> Exchange | None:
         async with read_only(self.sessionmaker) as session:
@@ -424,6 +491,10 @@ class ClearingHouse:
             ]
         if event == ExchangeEvent.ACCEPT:
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
+            if self.is_cross_chamber(found):
+                from node.clearing.settlement import prepare  # noqa: PLC0415 (cycle)
+
+                return await prepare(self, member, key, comment=comment)
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
             exchange = await self._get(session, key, lock=True)
@@ -495,25 +566,64 @@ class ClearingHouse:
             ),
         )
 
-    async def _write(
-        self, session: AsyncSession, transaction: ledger.Transaction, row: ClearingTransaction
-    ) -> None:
-        """Lock the accounts (id order), apply the transaction, write entries and balances."""
-        keys = [p.account for p in transaction]
-        accounts = list(
-            (
-                await session.execute(
-                    select(ClearingAccount)
-                    .where(ClearingAccount.key.in_(keys))
-                    .order_by(ClearingAccount.id)
-                    .with_for_update()
-                )
-            ).scalars()
+    async def lock_accounts(
+        self, session: AsyncSession, keys: Sequence[str]
+    ) -> dict[str, ClearingAccount]:
+        """The accounts ``keys``, locked in id order (the one order every writer uses)."""
+        accounts = (
+            await session.execute(
+                select(ClearingAccount)
+                .where(ClearingAccount.key.in_(list(keys)))
+                .order_by(ClearingAccount.id)
+                .with_for_update()
+            )
+        ).scalars()
+        return {a.key: a for a in accounts}
+
+    async def pending_holds(
+        self, session: AsyncSession, accounts: Sequence[ClearingAccount]
+    ) -> dict[str, tuple[int, int]]:
+        """Each account's pending (debits, credits) reserved by prepared settlements."""
+        from node.clearing.partner_models import Hold, HoldState  # noqa: PLC0415
+
+        by_id = {a.id: a.key for a in accounts}
+        rows = await session.execute(
+            select(Hold.account_id, Hold.amount).where(
+                Hold.account_id.in_(list(by_id)), Hold.state == HoldState.PENDING
+            )
         )
-        by_key = {a.key: a for a in accounts}
+        holds: dict[str, tuple[int, int]] = {}
+        for account_id, amount in rows.all():
+            debits, credits = holds.get(by_id[account_id], (0, 0))
+            holds[by_id[account_id]] = (
+                (debits + amount, credits) if amount < 0 else (debits, credits + amount)
+            )
+        return holds
+
+    async def _write(
+        self,
+        session: AsyncSession,
+        transaction: ledger.Transaction,
+        row: ClearingTransaction,
+        *,
+        decided: bool = False,
+    ) -> None:
+        """Lock the accounts (id order), apply the transaction, write entries and balances.
+
+        Limits are checked counting the pending holds of prepared settlements, unless the
+        transaction was ``decided`` already (a settlement's commit, a clearing round)."""
+        by_key = await self.lock_accounts(session, [p.account for p in transaction])
+        accounts = list(by_key.values())
         balances = {a.key: a.balance for a in accounts}
-        limits = {a.key: self.terms.limits_of(a) for a in accounts}
-        after = ledger.apply(balances, limits, transaction)
+        if decided:
+            missing = {p.account for p in transaction} - set(by_key)
+            if missing:
+                raise ledger.UnknownAccount(sorted(missing)[0])
+            after = ledger.apply_decided(balances, transaction)
+        else:
+            limits = {a.key: self.terms.limits_of(a) for a in accounts}
+            holds = await self.pending_holds(session, accounts)
+            after = ledger.apply_with_holds(balances, holds, limits, transaction)
         session.add(row)
         await session.flush()
         for posting in transaction:
@@ -564,8 +674,11 @@ class ClearingHouse:
         now: datetime,
         *,
         comment: str = "",
-    ) -> None:
-        """Sign and store the activity for this change, and the event that points to it."""
+        deliver: bool = True,
+    ) -> StoredActivity:
+        """Sign and store the activity for this change, and the event that points to it.
+
+        The activity goes to the party on another chamber, if there is one (``deliver``)."""
         if member is None:
             actor = (
                 await session.execute(
@@ -603,7 +716,11 @@ class ClearingHouse:
             )
             if member is None:
                 activity["cc"] = [exchange.provider_uri, exchange.beneficiary_uri]
-        stored = await publish(self.federation, session, actor, activity, now=now)
+        inboxes: list[str] = []
+        remote = self.remote_party_of(exchange)
+        if deliver and remote is not None:
+            inboxes.append((await self.federation.cached_actor(session, remote)).inbox)
+        stored = await publish(self.federation, session, actor, activity, inboxes=inboxes, now=now)
         if event in ("declare", ExchangeEvent.AMEND.value):
             exchange.proposal_activity_id = stored.activity_id
         session.add(
@@ -622,6 +739,7 @@ class ClearingHouse:
             )
         )
         await session.flush()
+        return stored
 
     # --- the chamber's periodic work ------------------------------------------------------
 
@@ -634,7 +752,12 @@ class ClearingHouse:
                 (
                     await session.execute(
                         select(Exchange.key)
-                        .where(Exchange.state.in_(open_states), Exchange.expires_at <= now)
+                        .where(
+                            Exchange.state.in_(open_states),
+                            Exchange.expires_at <= now,
+                            # A copy of another chamber's exchange expires when its origin says.
+                            Exchange.uri.startswith(self.settings.url + "/"),
+                        )
                         .order_by(Exchange.expires_at)
                         .limit(limit)
                     )

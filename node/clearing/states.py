@@ -13,7 +13,9 @@ before anything is posted::
     contested ── accept / refuse / withdraw / expire, as from proposed
 
 ``amend`` (the initiator changes the terms) is allowed from ``proposed`` and ``contested`` and
-always leads back to ``proposed``. ``posted``, ``refused``, ``withdrawn`` and ``expired`` are
+always leads back to ``proposed``. Between two chambers, an acceptance first leads to
+``settling`` while the chambers settle it; their decision then posts it or brings it
+back. ``posted``, ``refused``, ``withdrawn`` and ``expired`` are
 final. Pure: no I/O, no clock.
 """
 
@@ -44,6 +46,8 @@ class ExchangeState(StrEnum):
     REFUSED = "refused"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    SETTLING = "settling"
+    """Accepted across two chambers; the chambers are settling it (node.clearing.settlement)."""
 
 
 class ExchangeEvent(StrEnum):
@@ -71,7 +75,7 @@ class Party(StrEnum):
 
 
 OPEN_STATES = frozenset({ExchangeState.PROPOSED, ExchangeState.CONTESTED})
-FINAL_STATES = frozenset(ExchangeState) - OPEN_STATES
+FINAL_STATES = frozenset(ExchangeState) - OPEN_STATES - {ExchangeState.SETTLING}
 
 _TABLE: dict[tuple[ExchangeEvent, Party], tuple[frozenset[ExchangeState], ExchangeState]] = {
     (ExchangeEvent.ACCEPT, Party.COUNTERPARTY): (OPEN_STATES, ExchangeState.POSTED),

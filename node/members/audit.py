@@ -32,6 +32,10 @@ class AuditAction:
     DOMAIN_UNBLOCK = "domain.unblock"
     REMOTE_CONTENT_REMOVE = "remote.remove"
     CHARTER_EDIT = "charter.edit"
+    PARTNER_ADD = "partner.add"
+    PARTNER_CREDIT_LINE = "partner.credit_line"
+    RECONCILE_MISMATCH = "partner.mismatch"
+    RECONCILE_RESOLVED = "partner.reconciled"
 
 
 async def record_audit(

@@ -35,6 +35,7 @@ from node.web import (
     discovery,
     federation,
     members_api,
+    partners_api,
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
@@ -151,6 +152,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *members_api.routes,
         *bricks.routes,
         *bricks_api.routes,
+        *partners_api.routes,
         *clearing.routes,
         *clearing_api.routes,
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -340,7 +340,7 @@ async def declare_form(request: Request) -> Response:
                 raise ApiError(
                     403, "no access to the clearing house yet: " + "; ".join(access.reasons())
                 )
-            counterparty = await house.resolve_party(session, str(form.get("counterparty", "")))
+        counterparty = await house.resolve_counterparty(str(form.get("counterparty", "")))
         performed = str(form.get("date") or "")
         exchange, _ = await house.declare(
             member,

@@ -216,14 +216,17 @@ async def declare_exchange(request: Request) -> Response:
     if not isinstance(other, str) or not other.strip():
         raise ApiError(422, "@user@host or an actor URL", field=role.value)
     try:
-        async with read_only(node.sessionmaker) as session:
-            counterparty = await house.resolve_party(session, other)
-            access = await clearing_access(session, node.settings, node.contributions, counterparty)
-        if not access.allowed:
-            raise InvalidExchange(
-                "beneficiary" if role == Role.PROVIDER else "provider",
-                f"{counterparty.username} cannot use the clearing house yet",
-            )
+        counterparty = await house.resolve_counterparty(other)
+        if isinstance(counterparty, Member):
+            async with read_only(node.sessionmaker) as session:
+                access = await clearing_access(
+                    session, node.settings, node.contributions, counterparty
+                )
+            if not access.allowed:
+                raise InvalidExchange(
+                    "beneficiary" if role == Role.PROVIDER else "provider",
+                    f"{counterparty.username} cannot use the clearing house yet",
+                )
         exchange, replayed = await house.declare(
             member,
             counterparty,

@@ -201,7 +201,7 @@ async def test_periodic_jobs_keep_one_pending_run(house: ClearingHouse, app: Sta
     assert await schedule(house, DEMURRAGE, now + timedelta(days=1))
     assert not await schedule(house, DEMURRAGE, now + timedelta(days=2))
     handlers = clearing_job_handlers(node.federation, node.settings)
-    assert set(handlers) == {EXPIRE, DEMURRAGE}
+    assert {EXPIRE, DEMURRAGE} <= set(handlers)
     await node.worker.run_once()
     pending: dict[str, int] = {}
     for _ in range(50):  # the app's own worker may be between two runs of the expiry job

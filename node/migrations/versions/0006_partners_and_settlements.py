@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -60,7 +59,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("minutes > 0", name=op.f("ck_clearing_settlements_positive")),
+        sa.CheckConstraint("minutes >= 0", name=op.f("ck_clearing_settlements_not_negative")),
         sa.ForeignKeyConstraint(
             ["exchange_id"],
             ["clearing_exchanges.id"],

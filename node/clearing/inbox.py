@@ -1,0 +1,294 @@
+"""Exchanges with members of partner chambers, as they arrive in our inboxes.
+
+The exchange lives on the chamber where it was declared (its URI is there); the other chamber
+keeps a copy with the same URI, kept in step by the members' signed activities: an ``Offer``
+creates the copy, an ``Update`` amends it, ``TentativeReject``/``Reject``/``Undo`` answer the
+current proposal, and a ``Reject`` by the declaring chamber expires it. Acceptance is not here:
+it is settled by the two chambers (`node.clearing.settlement`).
+
+Only members of partner chambers are heard; every activity must carry its actor's proof, since
+it is evidence later.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+
+from node.activitypub.federation import id_of
+from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
+from node.activitypub.keys import public_keys_of
+from node.activitypub.proofs import verify_proof
+from node.activitypub.urls import InvalidUrlError, same_origin
+from node.clearing.models import ClearingEvent, Exchange
+from node.clearing.partners import partner_for_actor
+from node.clearing.service import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
+from node.clearing.settlement import register_settlement_handlers
+from node.clearing.states import (
+    ExchangeEvent,
+    ExchangeState,
+    InvalidTransition,
+    Party,
+    Role,
+    next_state,
+)
+from node.members.models import Member, MemberStatus
+
+__all__ = ["register_clearing_handlers"]
+
+log = logging.getLogger(__name__)
+
+ECONOMIC_EVENT = "EconomicEvent"
+
+
+def _same_origin(a: str, b: str) -> bool:
+    try:
+        return same_origin(a, b)
+    except InvalidUrlError:
+        return False
+
+
+def _bad(message: str) -> InboxRejected:
+    return InboxRejected(422, message, "invalidExchange")
+
+
+def _terms(obj: dict[str, Any]) -> dict[str, Any]:
+    """The terms of an exchange document, validated as strictly as a local declaration."""
+    minutes = obj.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= MAX_MINUTES:
+        raise _bad(f"minutes: a whole number between 1 and {MAX_MINUTES}")
+    summary = obj.get("summary")
+    if not isinstance(summary, str) or not summary.strip() or len(summary) > MAX_DESCRIPTION:
+        raise _bad(f"summary: the description, 1 to {MAX_DESCRIPTION} characters")
+    when = obj.get("hasPointInTime")
+    try:
+        performed_on = date.fromisoformat(str(when)[:10])
+    except ValueError:
+        raise _bad("hasPointInTime: the date of the exchange") from None
+    tags = obj.get("tag") or []
+    if not isinstance(tags, list) or len(tags) > MAX_BRICKS:
+        raise _bad(f"tag: at most {MAX_BRICKS} bricks")
+    bricks = [
+        t["href"]
+        for t in tags
+        if isinstance(t, dict) and isinstance(t.get("href"), str) and len(t["href"]) <= 2048
+    ]
+    version = obj.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 10_000:
+        raise _bad("version: a positive whole number")
+    return {
+        "minutes": minutes,
+        "description": summary.strip(),
+        "performed_on": performed_on,
+        "bricks": bricks,
+        "version": version,
+    }
+
+
+async def _check_proof(context: InboxContext) -> None:
+    actor = await context.federation.cached_actor(context.session, context.actor_uri)
+    result = verify_proof(context.activity, public_keys_of(actor.document).get)
+    if not result.ok or (result.verification_method or "").split("#")[0] != context.actor_uri:
+        raise InboxRejected(
+            401,
+            f"an exchange activity must carry its actor's proof: {result.message}",
+            "invalidProof",
+        )
+
+
+async def _local_member(context: InboxContext, uri: str) -> Member | None:
+    username = context.federation.local_username(uri)
+    if username is None:
+        return None
+    member = (
+        await context.session.execute(select(Member).where(Member.username == username))
+    ).scalar_one_or_none()
+    return member if member is not None and member.status == MemberStatus.APPROVED else None
+
+
+async def _require_partner(context: InboxContext) -> None:
+    if await partner_for_actor(context.session, context.actor_uri) is None:
+        raise InboxRejected(
+            403,
+            "your chamber is not a partner of this chamber: exchanges with its members "
+            "need a credit line on both sides first",
+            "notPartner",
+        )
+
+
+def _event(
+    context: InboxContext, exchange: Exchange, event: str, comment: str = ""
+) -> ClearingEvent:
+    return ClearingEvent(
+        exchange_id=exchange.id,
+        event=event,
+        state_after=exchange.state,
+        actor_uri=context.actor_uri,
+        activity_id=context.stored.activity_id,
+        activity_pk=context.stored.id,
+        comment=comment,
+        details={"version": exchange.version, "minutes": exchange.minutes},
+        created_at=context.federation.clock(),
+    )
+
+
+def _on_proposal(house: ClearingHouse) -> Any:
+    async def handle(context: InboxContext) -> None:
+        obj = context.object
+        if not isinstance(obj, dict) or obj.get("type") != ECONOMIC_EVENT:
+            return
+        uri, provider, receiver = obj.get("id"), obj.get("provider"), obj.get("receiver")
+        if not all(isinstance(v, str) and len(v) <= 2048 for v in (uri, provider, receiver)):
+            raise _bad("an exchange names its id, provider and receiver")
+        assert isinstance(uri, str) and isinstance(provider, str) and isinstance(receiver, str)
+        if not _same_origin(uri, context.actor_uri):
+            raise InboxRejected(403, "an exchange is declared on its own host", "originMismatch")
+        if context.actor_uri not in (provider, receiver):
+            raise InboxRejected(403, "only a party declares an exchange", "notParty")
+        other = receiver if context.actor_uri == provider else provider
+        member = await _local_member(context, other)
+        if member is None:
+            raise InboxIgnored("the exchange is not with a member of this chamber")
+        await _require_partner(context)
+        await _check_proof(context)
+        terms = _terms(obj)
+        session = context.session
+        if (await session.execute(select(Exchange.id).where(Exchange.uri == uri))).first():
+            return
+        now = house.clock()
+        exchange = Exchange(
+            key=secrets.token_hex(8),
+            uri=uri,
+            provider_uri=provider,
+            beneficiary_uri=receiver,
+            provider_member_id=member.id if other == provider else None,
+            beneficiary_member_id=member.id if other == receiver else None,
+            initiator=(Role.PROVIDER if context.actor_uri == provider else Role.BENEFICIARY).value,
+            initiator_member_id=None,
+            state=ExchangeState.PROPOSED.value,
+            comment="",
+            proposal_activity_id=context.activity["id"],
+            created_at=now,
+            updated_at=now,
+            expires_at=now + house.terms.declaration_expiry,
+            **terms,
+        )
+        session.add(exchange)
+        await session.flush()
+        session.add(_event(context, exchange, "declare"))
+
+    return handle
+
+
+def _on_amend(house: ClearingHouse) -> Any:
+    async def handle(context: InboxContext) -> None:
+        obj = context.object
+        if not isinstance(obj, dict) or obj.get("type") != ECONOMIC_EVENT:
+            return
+        session = context.session
+        exchange = (
+            await session.execute(
+                select(Exchange).where(Exchange.uri == str(obj.get("id"))).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if exchange is None or house.federation.is_local(exchange.uri):
+            raise InboxIgnored("no copy of this exchange here")
+        initiator = (
+            exchange.provider_uri
+            if exchange.initiator == Role.PROVIDER.value
+            else exchange.beneficiary_uri
+        )
+        if context.actor_uri != initiator:
+            raise InboxRejected(403, "only the member who declared it amends it", "notParty")
+        await _check_proof(context)
+        terms = _terms(obj)
+        if (obj.get("provider"), obj.get("receiver")) != (
+            exchange.provider_uri,
+            exchange.beneficiary_uri,
+        ):
+            raise _bad("an amendment cannot change the parties")
+        try:
+            state = next_state(ExchangeState(exchange.state), ExchangeEvent.AMEND, Party.INITIATOR)
+        except InvalidTransition as exc:
+            log.info("amendment of %s ignored: %s", exchange.uri, exc)
+            raise InboxIgnored(str(exc)) from None
+        for name, value in terms.items():
+            setattr(exchange, name, value)
+        exchange.state = state.value
+        exchange.comment = ""
+        exchange.proposal_activity_id = context.activity["id"]
+        exchange.updated_at = exchange.expires_at = house.clock()
+        exchange.expires_at = exchange.updated_at + house.terms.declaration_expiry
+        session.add(_event(context, exchange, ExchangeEvent.AMEND.value))
+
+    return handle
+
+
+_ANSWERS = {
+    ("TentativeReject", Party.COUNTERPARTY): ExchangeEvent.CONTEST,
+    ("Reject", Party.COUNTERPARTY): ExchangeEvent.REFUSE,
+    ("Undo", Party.INITIATOR): ExchangeEvent.WITHDRAW,
+    ("Reject", Party.CHAMBER): ExchangeEvent.EXPIRE,
+}
+
+
+def _on_answer(house: ClearingHouse) -> Any:
+    async def handle(context: InboxContext) -> None:
+        proposal = id_of(context.object)
+        if proposal is None or not isinstance(context.object, str):
+            return
+        session = context.session
+        exchange = (
+            await session.execute(
+                select(Exchange).where(Exchange.proposal_activity_id == proposal).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if exchange is None:
+            return  # not an exchange's proposal: another handler's business
+        initiator = (
+            exchange.provider_uri
+            if exchange.initiator == Role.PROVIDER.value
+            else exchange.beneficiary_uri
+        )
+        if context.actor_uri == initiator:
+            party = Party.INITIATOR
+        elif context.actor_uri in (exchange.provider_uri, exchange.beneficiary_uri):
+            party = Party.COUNTERPARTY
+        elif not house.federation.is_local(exchange.uri) and _same_origin(
+            exchange.uri, context.actor_uri
+        ):
+            party = Party.CHAMBER  # the declaring chamber expires its exchange
+        else:
+            raise InboxRejected(403, "only a party answers an exchange", "notParty")
+        if house.federation.is_local(context.actor_uri):
+            raise InboxRejected(403, "a local actor does not post here", "localActor")
+        event = _ANSWERS.get((context.type, party))
+        if event is None:
+            raise InboxIgnored(f"{context.type} by the {party.value} is not an exchange answer")
+        await _check_proof(context)
+        try:
+            state = next_state(ExchangeState(exchange.state), event, party)
+        except InvalidTransition as exc:
+            log.info("%s of %s ignored: %s", event.value, exchange.uri, exc)
+            raise InboxIgnored(str(exc)) from None
+        content = context.activity.get("content")
+        comment = content.strip()[:MAX_DESCRIPTION] if isinstance(content, str) else ""
+        exchange.state = state.value
+        exchange.comment = comment if event == ExchangeEvent.CONTEST else exchange.comment
+        exchange.updated_at = house.clock()
+        session.add(_event(context, exchange, event.value, comment))
+
+    return handle
+
+
+def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
+    """Exchanges with members of partner chambers, and their settlement between chambers."""
+    dispatcher.register("Offer", _on_proposal(house))
+    dispatcher.register("Update", _on_amend(house))
+    for kind in ("TentativeReject", "Reject", "Undo"):
+        dispatcher.register(kind, _on_answer(house))
+    register_settlement_handlers(dispatcher, house)

@@ -1,0 +1,232 @@
+"""Partner chambers: who this chamber trades with, and the credit line it extends to each.
+
+Adding a partner resolves its chamber actor (over the network: outside any transaction), then
+opens its mirror account in our ledger, whose floor is ``-credit_line_minutes``: how far the
+partner may owe us. Both chambers must add each other before their members can trade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.activitypub.federation import Federation, FederationError, authority_of
+from node.activitypub.urls import InvalidUrlError, same_origin
+from node.clearing.ledger import AccountKind
+from node.clearing.models import ClearingAccount, partner_account_key
+from node.clearing.partner_models import Partner
+from node.clearing.units import ClearingError, format_minutes, require_minutes
+from node.db import read_only, session_scope
+from node.members.audit import AuditAction, record_audit
+from node.members.models import Member
+
+__all__ = [
+    "MAX_CREDIT_LINE",
+    "PartnerError",
+    "PartnerView",
+    "add_partner",
+    "list_partners",
+    "partner_by_uri",
+    "partner_for_actor",
+    "set_credit_line",
+]
+
+MAX_CREDIT_LINE = 1_000_000 * 60
+CHAMBER_TYPES = frozenset({"Group", "Organization"})
+
+
+class PartnerError(ClearingError):
+    """The partner cannot be added or changed; the message says why."""
+
+
+@dataclass(frozen=True)
+class PartnerView:
+    chamber_uri: str
+    name: str
+    handle: str
+    inbox: str
+    credit_line_minutes: int
+    balance_minutes: int
+    created_at: datetime
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "chamber": self.chamber_uri,
+            "name": self.name,
+            "handle": self.handle,
+            "credit_line_minutes": self.credit_line_minutes,
+            "credit_line": format_minutes(self.credit_line_minutes),
+            "balance_minutes": self.balance_minutes,
+            "balance": format_minutes(self.balance_minutes),
+            "since": self.created_at.isoformat(),
+        }
+
+
+def _check_line(minutes: object) -> int:
+    if isinstance(minutes, bool) or not isinstance(minutes, int):
+        raise PartnerError("credit_line_minutes: a whole number of minutes (600 for 10 h)")
+    require_minutes(minutes, "credit_line_minutes")
+    if not 0 <= minutes <= MAX_CREDIT_LINE:
+        raise PartnerError(f"credit_line_minutes: between 0 and {MAX_CREDIT_LINE}")
+    return minutes
+
+
+async def partner_by_uri(session: AsyncSession, chamber_uri: str) -> Partner | None:
+    return (
+        await session.execute(select(Partner).where(Partner.chamber_uri == chamber_uri))
+    ).scalar_one_or_none()
+
+
+async def partner_for_actor(session: AsyncSession, actor_uri: str) -> Partner | None:
+    """The partner chamber on the same host as ``actor_uri`` (a chamber or one of its members)."""
+    try:
+        host = authority_of(actor_uri)
+    except (InvalidUrlError, ValueError):
+        return None
+    candidates = (
+        await session.execute(select(Partner).where(Partner.chamber_uri.contains(host)))
+    ).scalars()
+    for partner in candidates:
+        try:
+            if same_origin(partner.chamber_uri, actor_uri):
+                return partner
+        except InvalidUrlError:
+            continue
+    return None
+
+
+async def add_partner(
+    federation: Federation,
+    text: str,
+    credit_line_minutes: object,
+    *,
+    by: Member | None,
+    reason: str = "",
+) -> PartnerView:
+    """Trade with the chamber ``text`` (``@chamber@host`` or its actor URL); if it is a partner
+    already, set its credit line. Logged in the administrators' audit log."""
+    line = _check_line(credit_line_minutes)
+    try:
+        chamber_uri = await federation.resolve_handle(text)
+        actor = await federation.get_remote_actor(chamber_uri)
+    except FederationError as exc:
+        raise PartnerError(f"{text!r} cannot be reached: {exc}") from None
+    kinds = actor.document.get("type")
+    if not CHAMBER_TYPES & set(kinds if isinstance(kinds, list) else [kinds]):
+        raise PartnerError(f"{actor.uri} is a {kinds}, not a chamber")
+    name = actor.document.get("name") or actor.document.get("preferredUsername") or ""
+    username = actor.document.get("preferredUsername")
+    handle = f"@{username}@{authority_of(actor.uri)}" if isinstance(username, str) else ""
+    now = federation.clock()
+    async with session_scope(federation.sessionmaker) as session:
+        partner = await partner_by_uri(session, actor.uri)
+        if partner is None:
+            if await partner_for_actor(session, actor.uri) is not None:
+                raise PartnerError(f"{authority_of(actor.uri)} already has a partner chamber here")
+            account = ClearingAccount(
+                key=partner_account_key(actor.uri),
+                kind=AccountKind.CHAMBER.value,
+                partner_actor_uri=actor.uri,
+                balance=0,
+                floor=-line,
+                created_at=now,
+            )
+            session.add(account)
+            await session.flush()
+            partner = Partner(
+                chamber_uri=actor.uri,
+                inbox=actor.shared_inbox or actor.inbox,
+                name=str(name)[:255],
+                handle=handle[:255],
+                credit_line_minutes=line,
+                account_id=account.id,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(partner)
+            await record_audit(
+                session,
+                by,
+                AuditAction.PARTNER_ADD,
+                actor.uri,
+                reason.strip(),
+                details={"credit_line_minutes": line},
+                now=now,
+            )
+            await session.flush()
+        else:
+            partner.inbox = actor.shared_inbox or actor.inbox
+            partner.name = str(name)[:255]
+            partner.handle = handle[:255]
+    if partner.credit_line_minutes != line:
+        return await set_credit_line(federation, actor.uri, line, by=by, reason=reason)
+    return await _view(federation, actor.uri)
+
+
+async def set_credit_line(
+    federation: Federation,
+    chamber_uri: str,
+    credit_line_minutes: object,
+    *,
+    by: Member | None,
+    reason: str = "",
+) -> PartnerView:
+    """Change how far the partner may owe us. A lower line refuses new debts only: what the
+    partner owes already stays owed."""
+    line = _check_line(credit_line_minutes)
+    async with session_scope(federation.sessionmaker) as session:
+        partner = await partner_by_uri(session, chamber_uri)
+        if partner is None:
+            raise PartnerError(f"{chamber_uri} is not a partner chamber")
+        account = (
+            await session.execute(
+                select(ClearingAccount)
+                .where(ClearingAccount.id == partner.account_id)
+                .with_for_update()
+            )
+        ).scalar_one()
+        before = partner.credit_line_minutes
+        partner.credit_line_minutes = line
+        partner.updated_at = federation.clock()
+        account.floor = -line
+        await record_audit(
+            session,
+            by,
+            AuditAction.PARTNER_CREDIT_LINE,
+            chamber_uri,
+            reason.strip(),
+            details={"before": before, "after": line},
+        )
+    return await _view(federation, chamber_uri)
+
+
+async def list_partners(session: AsyncSession) -> list[PartnerView]:
+    rows = await session.execute(
+        select(Partner, ClearingAccount.balance)
+        .join(ClearingAccount, ClearingAccount.id == Partner.account_id)
+        .order_by(Partner.name, Partner.id)
+    )
+    return [_as_view(partner, balance) for partner, balance in rows.all()]
+
+
+def _as_view(partner: Partner, balance: int) -> PartnerView:
+    return PartnerView(
+        chamber_uri=partner.chamber_uri,
+        name=partner.name,
+        handle=partner.handle,
+        inbox=partner.inbox,
+        credit_line_minutes=partner.credit_line_minutes,
+        balance_minutes=balance,
+        created_at=partner.created_at,
+    )
+
+
+async def _view(federation: Federation, chamber_uri: str) -> PartnerView:
+    async with read_only(federation.sessionmaker) as session:
+        for view in await list_partners(session):
+            if view.chamber_uri == chamber_uri:
+                return view
+    raise PartnerError(f"{chamber_uri} is not a partner chamber")

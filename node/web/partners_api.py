@@ -1,0 +1,81 @@
+"""JSON API for partner chambers: list them (public, as the ledger is), add one or change its
+credit line (administrators). Thin: `node.clearing.partners` does the work."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+from node.db import read_only
+from node.web.auth import require_member
+from node.web.clearing_api import _check_session_csrf, _json
+from node.web.context import node_context
+from node.web.errors import ApiError
+
+__all__ = ["routes"]
+
+
+async def partners(request: Request) -> Response:
+    node = node_context(request)
+    async with read_only(node.sessionmaker) as session:
+        items = await list_partners(session)
+    return JSONResponse({"items": [p.as_json() for p in items]})
+
+
+async def add(request: Request) -> Response:
+    """POST {"chamber": "@chamber@host" or actor URL, "credit_line_minutes": int, "reason"}."""
+    node = node_context(request)
+    admin = await require_member(request)
+    if not admin.is_admin:
+        raise ApiError(403, "only the chamber's administrators can add partner chambers")
+    _check_session_csrf(request)
+    body = await _json(request)
+    chamber = body.get("chamber")
+    if not isinstance(chamber, str) or not chamber.strip():
+        raise ApiError(422, "invalid input", fields={"chamber": "@chamber@host or an actor URL"})
+    reason = body.get("reason", "")
+    try:
+        view = await add_partner(
+            node.federation,
+            chamber,
+            body.get("credit_line_minutes"),
+            by=admin,
+            reason=reason if isinstance(reason, str) else "",
+        )
+    except PartnerError as exc:
+        raise ApiError(422, str(exc)) from None
+    return JSONResponse(view.as_json(), status_code=201)
+
+
+async def change(request: Request) -> Response:
+    """PATCH /api/v1/partners?chamber=URI {"credit_line_minutes": int, "reason": str}."""
+    node = node_context(request)
+    admin = await require_member(request)
+    if not admin.is_admin:
+        raise ApiError(403, "only the chamber's administrators can change credit lines")
+    _check_session_csrf(request)
+    body = await _json(request)
+    chamber = request.query_params.get("chamber") or body.get("chamber")
+    if not isinstance(chamber, str) or not chamber:
+        raise ApiError(422, "invalid input", fields={"chamber": "the partner's actor id"})
+    reason = body.get("reason", "")
+    try:
+        view = await set_credit_line(
+            node.federation,
+            chamber,
+            body.get("credit_line_minutes"),
+            by=admin,
+            reason=reason if isinstance(reason, str) else "",
+        )
+    except PartnerError as exc:
+        raise ApiError(404 if "not a partner" in str(exc) else 422, str(exc)) from None
+    return JSONResponse(view.as_json())
+
+
+routes = [
+    Route("/api/v1/partners", partners, methods=["GET"]),
+    Route("/api/v1/partners", add, methods=["POST"]),
+    Route("/api/v1/partners", change, methods=["PATCH"]),
+]
