@@ -421,3 +421,75 @@ def test_the_ledger_is_pure(module: object) -> None:
         "typing",
         "node",
     }
+
+
+# --- holds of settlements between chambers -----------------------------------------------
+
+
+def test_pending_debits_count_against_the_floor() -> None:
+    from node.clearing.ledger import apply_with_holds
+
+    limits = {"bob": Limits(floor=-600), "lille": Limits(floor=-600, kind=AccountKind.CHAMBER)}
+    pay = exchange_postings("lille", "bob", 300)
+    # Without holds, 5 h fits in a 10 h floor; with 6 h already promised elsewhere, it does not.
+    assert apply_with_holds({"bob": 0}, {}, limits, pay)["bob"] == -300
+    with pytest.raises(FloorBreach) as refused:
+        apply_with_holds({"bob": 0}, {"bob": (-360, 0)}, limits, pay)
+    assert refused.value.excess == 60
+    # Pending credits do not help a debit: the settlement bringing them may still abort.
+    with pytest.raises(FloorBreach):
+        apply_with_holds({"bob": -400}, {"bob": (0, 600)}, limits, pay)
+
+
+def test_pending_credits_count_against_the_ceiling() -> None:
+    from node.clearing.ledger import apply_with_holds
+
+    limits = {"ana": Limits(floor=0, ceiling=600), "gand": Limits(floor=-6000)}
+    earn = exchange_postings("ana", "gand", 300)
+    assert apply_with_holds({"ana": 200}, {"ana": (-500, 0)}, limits, earn)["ana"] == 500
+    with pytest.raises(CeilingBreach):
+        apply_with_holds({"ana": 200}, {"ana": (0, 200)}, limits, earn)
+
+
+def test_holds_are_not_posted_by_the_check() -> None:
+    from node.clearing.ledger import apply_with_holds
+
+    limits = {"a": Limits(floor=-600), "b": Limits(floor=-600)}
+    after = apply_with_holds(
+        {"a": 10, "b": -10}, {"a": (-100, 50)}, limits, exchange_postings("a", "b", 30)
+    )
+    assert after == {"a": 40, "b": -40}
+    assert sum(after.values()) == 0
+
+
+def test_a_decided_transaction_posts_whatever_the_limits() -> None:
+    from node.clearing.ledger import apply_decided
+
+    after = apply_decided({"gand": -590}, exchange_postings("lille", "gand", 60))
+    assert after == {"gand": -650, "lille": 60}
+    with pytest.raises(MalformedTransaction):
+        apply_decided({}, [Posting("a", 1), Posting("b", -1)])  # type: ignore[arg-type]
+
+
+@given(
+    st.lists(st.integers(min_value=-600, max_value=600).filter(bool), min_size=1, max_size=6),
+    st.integers(min_value=1, max_value=600),
+)
+def test_holds_keep_the_floor_whatever_the_outcome(holds: list[int], amount: int) -> None:
+    """If a debit passes counting every pending hold, it stays within the floor whichever of
+    those holds are later posted or voided."""
+    from itertools import combinations
+
+    from node.clearing.ledger import apply_with_holds
+
+    limits = {"m": Limits(floor=-1000), "x": Limits(floor=-100_000)}
+    pending = (sum(h for h in holds if h < 0), sum(h for h in holds if h > 0))
+    try:
+        after = apply_with_holds(
+            {"m": 0}, {"m": pending}, limits, exchange_postings("x", "m", amount)
+        )
+    except FloorBreach:
+        return
+    for size in range(len(holds) + 1):
+        for posted in combinations(holds, size):
+            assert after["m"] + sum(posted) >= -1000
