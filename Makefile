@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= data
 PORT ?= 8000
+DEMO_PORT ?= 8101
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run demo test lint install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,24 +24,30 @@ run: $(STAMP)
 	  $(BIN)/archipel init --data-dir $(DATA) --url http://127.0.0.1:$(PORT) \
 	    --name "Chambre des communs (démo)" \
 	    --description "Une chambre de démonstration d'Archipel." \
-	    --allow-private-addresses --admin admin --admin-password "$$pw" && \
-	  printf 'login: admin\npassword: %s\n' "$$pw" > $(DATA)/admin-login.txt; \
+	    --allow-private-addresses --admin marie --admin-password "$$pw" && \
+	  printf 'login: marie\npassword: %s\n' "$$pw" > $(DATA)/admin-login.txt; \
 	fi
 	@echo "Administrator login ($(DATA)/admin-login.txt):"; sed 's/^/  /' $(DATA)/admin-login.txt
 	@echo "Open http://127.0.0.1:$(PORT)/"
 	$(BIN)/archipel serve --data-dir $(DATA) --host 127.0.0.1 --port $(PORT)
 
+## make demo: three federated chambers (Lille, Gand, Roubaix) on 127.0.0.1:8101-8103 (DEMO_PORT=N:
+## N to N+2) with members, bricks and exchanges, until Ctrl-C; ./demo-data is rebuilt at each
+## start (DEMO_ARGS=--keep restarts the chambers already there)
+demo: $(STAMP)
+	$(BIN)/python -m demo.archipelago --base-port $(DEMO_PORT) $(DEMO_ARGS)
+
 ## make test: lint, type-check and run every test (PostgreSQL ones when ARCHIPEL_TEST_POSTGRES_URL is set)
 test: $(STAMP)
-	$(BIN)/ruff check node tests federation_tests bench
-	$(BIN)/ruff format --check node tests federation_tests bench
-	$(BIN)/mypy node
+	$(BIN)/ruff check node tests federation_tests bench demo
+	$(BIN)/ruff format --check node tests federation_tests bench demo
+	$(BIN)/mypy node demo
 	@$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$status
 
 lint: $(STAMP)
-	$(BIN)/ruff check node tests federation_tests bench
-	$(BIN)/mypy node
+	$(BIN)/ruff check node tests federation_tests bench demo
+	$(BIN)/mypy node demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

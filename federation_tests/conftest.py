@@ -1,9 +1,33 @@
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from federation_tests.harness import NodeProcess
+
+NodeFactory = Callable[..., NodeProcess]
+
+
+def _factory(root: Path, created: dict[str, NodeProcess]) -> NodeFactory:
+    def factory(
+        name: str,
+        *init_args: str,
+        start: bool = True,
+        behind_proxy: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> NodeProcess:
+        """``init`` a chamber called ``name`` (its chamber actor too) and start it; with
+        ``behind_proxy`` its public URL is a ``federation_tests.proxy.Proxy``'s (``.proxy``);
+        ``env`` is added to the node's environment for every command and start."""
+        node = NodeProcess(name=name, root=root, behind_proxy=behind_proxy)
+        node.env.update(env or {})
+        created[name] = node
+        node.init(*init_args)
+        if start:
+            node.start()
+        return node
+
+    return factory
 
 
 @pytest.fixture
@@ -12,17 +36,18 @@ def nodes(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
     created: dict[str, NodeProcess] = {}
     yield created
     for node in created.values():
-        node.kill()
+        node.close()
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, nodes: dict[str, NodeProcess]):  # type: ignore[no-untyped-def]
-    def factory(name: str, *init_args: str, start: bool = True) -> NodeProcess:
-        node = NodeProcess(name=name, root=tmp_path)
-        node.init(*init_args)
-        nodes[name] = node
-        if start:
-            node.start()
-        return node
+def make_node(tmp_path: Path, nodes: dict[str, NodeProcess]) -> NodeFactory:
+    return _factory(tmp_path, nodes)
 
-    return factory
+
+@pytest.fixture(scope="module")
+def make_module_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeFactory]:
+    """As ``make_node``, for chambers shared by the tests of a module (killed at its end)."""
+    created: dict[str, NodeProcess] = {}
+    yield _factory(tmp_path_factory.mktemp("chambers"), created)
+    for node in created.values():
+        node.close()

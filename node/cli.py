@@ -388,6 +388,7 @@ def cmd_clearing_limits(args: argparse.Namespace) -> None:
 def cmd_partner(args: argparse.Namespace) -> None:
     """``partner add|list|set``: the chambers this one trades with and their credit lines."""
     from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+    from node.clearing.reconciliation_service import schedule_reconciliation
     from node.db import read_only
     from node.runtime import open_runtime
 
@@ -405,6 +406,7 @@ def cmd_partner(args: argparse.Namespace) -> None:
                         reason=args.reason,
                     )
                 ]
+                await schedule_reconciliation(runtime.federation, settings)
             elif args.partner_command == "set":
                 views = [
                     await set_credit_line(
@@ -431,7 +433,23 @@ def cmd_partner(args: argparse.Namespace) -> None:
     print("\n".join(lines) if lines else "no partner chambers yet")
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    """``verify URL``: an exchange's (or a round's) proofs, checked with public documents only."""
+    from node.clearing.verify import VerifyError, verify
+
+    try:
+        report = asyncio.run(verify(args.url, allow_private_addresses=args.allow_private_addresses))
+    except VerifyError as exc:
+        raise CommandError(str(exc)) from None
+    print("\n".join(report.lines()))
+    if not report.ok:
+        raise CommandError(f"{args.url}: the proofs do not establish what the document says")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from node.clearing.reconciliation_cli import add_reconciliation_commands
+    from node.clearing.round_cli import add_round_commands
+
     parser = argparse.ArgumentParser(prog="archipel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -541,6 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
     with_data_dir(partner_commands.add_parser("list", help="list partners")).set_defaults(
         func=cmd_partner
     )
+    add_reconciliation_commands(partner_commands)
+    add_round_commands(commands)
+
+    verify = commands.add_parser(
+        "verify", help="check every proof of an exchange or a clearing round (any node)"
+    )
+    verify.add_argument(
+        "url", help="the exchange's (or round's) URL, e.g. https://lille.example/exchanges/4f2a"
+    )
+    verify.add_argument(
+        "--allow-private-addresses",
+        action="store_true",
+        help="also fetch from private/loopback addresses and plain http (local demos and tests)",
+    )
+    verify.set_defaults(func=cmd_verify)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

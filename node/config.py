@@ -71,7 +71,7 @@ class Settings:
     #: prepared cross-chamber settlement waits for the deciding chamber before asking it to
     #: abort; how often mirror accounts are reconciled; how long a clearing round collects
     #: signatures before it is abandoned.
-    clearing_settlement_timeout_seconds: int = 600
+    clearing_settlement_timeout_seconds: int = 3600
     clearing_reconcile_interval_minutes: int = 360
     clearing_round_timeout_seconds: int = 3600
     #: Operations (node.ops): "text" or "json" logs; a bearer token for /metrics (empty: open);

@@ -4,7 +4,7 @@ from node import jobs
 from node.activitypub import models as activitypub_models
 from node.bricks import models as bricks_models
 from node.clearing import models as clearing_models
-from node.clearing import partner_models
+from node.clearing import partner_models, reconciliation_models, round_models
 from node.db import Base
 from node.members import models as members_models
 
@@ -16,4 +16,6 @@ __all__ = [
     "jobs",
     "members_models",
     "partner_models",
+    "reconciliation_models",
+    "round_models",
 ]

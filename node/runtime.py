@@ -24,6 +24,11 @@ from node.activitypub.transport import make_async_client
 from node.bricks.inbox import register_brick_handlers
 from node.clearing.inbox import register_clearing_handlers
 from node.clearing.jobs import clearing_job_handlers
+from node.clearing.reconciliation_service import (
+    reconciliation_job_handlers,
+    register_reconciliation_handlers,
+)
+from node.clearing.round_service import register_round_handlers, round_job_handlers
 from node.clearing.service import ClearingHouse
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker
@@ -52,6 +57,8 @@ def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handle
     return {
         DELIVER: deliver_job(federation, retry_base=settings.retry_base_seconds),
         **clearing_job_handlers(federation, settings),
+        **round_job_handlers(federation, settings),
+        **reconciliation_job_handlers(federation, settings),
     }
 
 
@@ -78,6 +85,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     register_timeline_handlers(dispatcher)
     register_brick_handlers(dispatcher)
     register_clearing_handlers(dispatcher, ClearingHouse(federation, settings))
+    register_round_handlers(dispatcher)
+    register_reconciliation_handlers(dispatcher, settings)
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),

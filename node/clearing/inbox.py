@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -38,7 +38,7 @@ from node.clearing.states import (
 )
 from node.members.models import Member, MemberStatus
 
-__all__ = ["register_clearing_handlers"]
+__all__ = ["apply_amendment", "register_clearing_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,25 @@ def _on_proposal(house: ClearingHouse) -> Any:
     return handle
 
 
+def apply_amendment(
+    exchange: Exchange, obj: dict[str, Any], update_id: str, now: datetime, expiry: timedelta
+) -> None:
+    """Take the terms of a (checked) ``Update`` into our copy of the exchange."""
+    terms = _terms(obj)
+    if (obj.get("provider"), obj.get("receiver")) != (
+        exchange.provider_uri,
+        exchange.beneficiary_uri,
+    ):
+        raise _bad("an amendment cannot change the parties")
+    for name, value in terms.items():
+        setattr(exchange, name, value)
+    exchange.state = ExchangeState.PROPOSED.value
+    exchange.comment = ""
+    exchange.proposal_activity_id = update_id
+    exchange.updated_at = now
+    exchange.expires_at = now + expiry
+
+
 def _on_amend(house: ClearingHouse) -> Any:
     async def handle(context: InboxContext) -> None:
         obj = context.object
@@ -205,24 +224,16 @@ def _on_amend(house: ClearingHouse) -> Any:
         if context.actor_uri != initiator:
             raise InboxRejected(403, "only the member who declared it amends it", "notParty")
         await _check_proof(context)
-        terms = _terms(obj)
-        if (obj.get("provider"), obj.get("receiver")) != (
-            exchange.provider_uri,
-            exchange.beneficiary_uri,
-        ):
-            raise _bad("an amendment cannot change the parties")
         try:
-            state = next_state(ExchangeState(exchange.state), ExchangeEvent.AMEND, Party.INITIATOR)
+            next_state(ExchangeState(exchange.state), ExchangeEvent.AMEND, Party.INITIATOR)
         except InvalidTransition as exc:
+            # While settling, the decider knows of the amendment and refuses the settlement;
+            # its Reject brings the amendment back here (settlement._finish).
             log.info("amendment of %s ignored: %s", exchange.uri, exc)
             raise InboxIgnored(str(exc)) from None
-        for name, value in terms.items():
-            setattr(exchange, name, value)
-        exchange.state = state.value
-        exchange.comment = ""
-        exchange.proposal_activity_id = context.activity["id"]
-        exchange.updated_at = exchange.expires_at = house.clock()
-        exchange.expires_at = exchange.updated_at + house.terms.declaration_expiry
+        apply_amendment(
+            exchange, obj, context.activity["id"], house.clock(), house.terms.declaration_expiry
+        )
         session.add(_event(context, exchange, ExchangeEvent.AMEND.value))
 
     return handle

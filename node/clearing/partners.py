@@ -3,6 +3,7 @@
 Adding a partner resolves its chamber actor (over the network: outside any transaction), then
 opens its mirror account in our ledger, whose floor is ``-credit_line_minutes``: how far the
 partner may owe us. Both chambers must add each other before their members can trade.
+`list_settlements` is what the administrators see of the settlements with partners.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.urls import InvalidUrlError, same_origin
 from node.clearing.ledger import AccountKind
-from node.clearing.models import ClearingAccount, partner_account_key
-from node.clearing.partner_models import Partner
+from node.clearing.models import ClearingAccount, Exchange, partner_account_key
+from node.clearing.partner_models import Partner, Settlement, SettlementState
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.db import read_only, session_scope
 from node.members.audit import AuditAction, record_audit
@@ -27,8 +28,10 @@ __all__ = [
     "MAX_CREDIT_LINE",
     "PartnerError",
     "PartnerView",
+    "SettlementView",
     "add_partner",
     "list_partners",
+    "list_settlements",
     "partner_by_uri",
     "partner_for_actor",
     "set_credit_line",
@@ -230,3 +233,61 @@ async def _view(federation: Federation, chamber_uri: str) -> PartnerView:
             if view.chamber_uri == chamber_uri:
                 return view
     raise PartnerError(f"{chamber_uri} is not a partner chamber")
+
+
+@dataclass(frozen=True)
+class SettlementView:
+    """One settlement with a partner as the administrators see it (``exchange_key`` is None
+    for a decider's abort of a settlement it never saw)."""
+
+    uri: str
+    role: str
+    state: str
+    partner_uri: str
+    minutes: int
+    deadline: datetime
+    reason: str
+    created_at: datetime
+    decided_at: datetime | None
+    exchange_key: str | None
+    exchange_uri: str | None
+    description: str
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state == SettlementState.PREPARED
+
+
+async def list_settlements(session: AsyncSession, *, recent: int = 20) -> list[SettlementView]:
+    """Every settlement still in flight (the nearest deadline first), then the ``recent``
+    latest decided ones (newest first)."""
+    query = select(Settlement, Exchange.key, Exchange.uri, Exchange.description).outerjoin(
+        Exchange, Exchange.id == Settlement.exchange_id
+    )
+    in_flight = await session.execute(
+        query.where(Settlement.state == SettlementState.PREPARED).order_by(
+            Settlement.deadline, Settlement.id
+        )
+    )
+    decided = await session.execute(
+        query.where(Settlement.state != SettlementState.PREPARED)
+        .order_by(Settlement.id.desc())
+        .limit(recent)
+    )
+    return [
+        SettlementView(
+            uri=row.uri,
+            role=row.role,
+            state=row.state,
+            partner_uri=row.partner_uri,
+            minutes=row.minutes,
+            deadline=row.deadline,
+            reason=row.reason,
+            created_at=row.created_at,
+            decided_at=row.decided_at,
+            exchange_key=key,
+            exchange_uri=uri,
+            description=description or "",
+        )
+        for row, key, uri, description in [*in_flight.all(), *decided.all()]
+    ]

@@ -363,7 +363,6 @@ class ClearingHouse:
         minutes, description, performed_on, brick_list = self._check_terms(
             minutes, description, performed_on, bricks
         )
-        remote = counterparty if isinstance(counterparty, RemoteParty) else None
         if isinstance(counterparty, Member) and counterparty.id == member.id:
             raise InvalidExchange("counterparty", "an exchange needs two different members")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
@@ -943,6 +942,19 @@ class ClearingHouse:
                 )
             ).scalars()
         )
+
+    async def history_of(self, session: AsyncSession, exchange: Exchange) -> list[dict[str, Any]]:
+        """Every signed activity of the exchange's life, oldest first, each as stored (its
+        ``@context`` and ``proof`` untouched, so that anyone can check it): the members'
+        activities and, across two chambers, the settlement's ``Offer`` and its decision
+        (`activities.verify_exchange` replays them)."""
+        rows = await session.execute(
+            select(StoredActivity.document)
+            .join(ClearingEvent, ClearingEvent.activity_pk == StoredActivity.id)
+            .where(ClearingEvent.exchange_id == exchange.id)
+            .order_by(ClearingEvent.id)
+        )
+        return [dict(document) for document in rows.scalars()]
 
     async def history(
         self, session: AsyncSession, account: ClearingAccount, *, limit: int = 200

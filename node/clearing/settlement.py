@@ -146,10 +146,9 @@ def _event(
 def _limit_message(breach: ledger.LimitBreach) -> str:
     """Why a limit refuses a settlement, in words a member and an administrator understand."""
     if breach.account.startswith("chamber:"):
-        left = max(0, breach.balance - breach.limit)
         return (
-            f"the credit line between the two chambers is exhausted: "
-            f"{format_minutes(left)} left of {format_minutes(abs(breach.limit))}"
+            f"the credit line between the two chambers ({format_minutes(abs(breach.limit))}) "
+            f"would be exceeded by {format_minutes(breach.excess)}"
         )
     if isinstance(breach, ledger.FloorBreach):
         return (
@@ -414,6 +413,10 @@ async def _answer(
         activity["result"]["minutes"] = exchange.minutes
     if not committed:
         activity["content"] = settlement.reason
+        if exchange is not None and exchange.state in {s.value for s in OPEN_STATES}:
+            # The preparer may have missed an amendment while it was settling: the current
+            # proposal, signed by its member, lets it catch up.
+            activity["result"]["proposal"] = await _document(session, exchange.proposal_activity_id)
     chamber = await _chamber(house, session)
     decision = await publish(
         house.federation, session, chamber, activity, inboxes=[partner.inbox], now=now
@@ -700,6 +703,7 @@ async def _finish(
 ) -> None:
     session = context.session
     now = house.clock()
+    open_states = {state.value for state in OPEN_STATES}
     assert settlement.exchange_id is not None
     exchange = (
         await session.execute(
@@ -759,6 +763,45 @@ async def _finish(
         )
     )
     await session.flush()
+    if not committed and isinstance(result, dict) and exchange.state in open_states:
+        await _catch_up(house, session, exchange, result.get("proposal"), now)
+        await session.flush()
+
+
+async def _catch_up(
+    house: ClearingHouse, session: AsyncSession, exchange: Exchange, proposal: Any, now: datetime
+) -> None:
+    """Apply the amendment the decider reports, if it is one we missed and its member signed
+    it (the ``Update`` that reached us while we were settling was ignored)."""
+    from node.clearing.inbox import apply_amendment  # noqa: PLC0415 (cycle)
+
+    if (
+        not isinstance(proposal, dict)
+        or proposal.get("type") != "Update"
+        or proposal.get("id") == exchange.proposal_activity_id
+        or not isinstance(proposal.get("object"), dict)
+        or proposal["object"].get("id") != exchange.uri
+    ):
+        return
+    initiator = (
+        exchange.provider_uri
+        if exchange.initiator == Role.PROVIDER.value
+        else exchange.beneficiary_uri
+    )
+    if proposal.get("actor") != initiator:
+        return
+    actor = await house.federation.cached_actor(session, initiator)
+    result = verify_proof(proposal, public_keys_of(actor.document).get)
+    if not result.ok or (result.verification_method or "").split("#")[0] != initiator:
+        log.warning(
+            "settlement of %s: the reported amendment is not signed by %s", exchange.uri, initiator
+        )
+        return
+    apply_amendment(
+        exchange, proposal["object"], str(proposal["id"]), now, house.terms.declaration_expiry
+    )
+    stored = await _store_incoming(session, proposal, now)
+    session.add(_event(exchange, ExchangeEvent.AMEND.value, initiator, stored, now))
 
 
 # --- the preparer's patience ------------------------------------------------------------

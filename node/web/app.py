@@ -28,6 +28,7 @@ from node.web import (
     account,
     actors,
     admin,
+    admin_partners,
     bricks,
     bricks_api,
     clearing,
@@ -36,6 +37,7 @@ from node.web import (
     federation,
     members_api,
     partners_api,
+    rounds,
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
@@ -149,10 +151,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *federation.routes,
         *account.routes,
         *admin.routes,
+        *admin_partners.routes,
         *members_api.routes,
         *bricks.routes,
         *bricks_api.routes,
         *partners_api.routes,
+        *rounds.routes,
         *clearing.routes,
         *clearing_api.routes,
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -2,8 +2,9 @@
 
 Public: ``/ledger`` (page, or an AS2 ``OrderedCollection`` of posted exchanges), ``/ledger.csv``,
 ``/ledger/activities`` (every signed clearing activity, AS2), ``/exchanges/{key}`` (page, or the
-``EconomicEvent``). Members: ``/clearing`` (their account: balance, limits, history, items to
-answer, the form to declare), its CSV, and the forms that act on an exchange.
+``EconomicEvent`` with its ``history``: every signed activity of its life, proofs included).
+Members: ``/clearing`` (their account: balance, limits, history, items to answer, the form to
+declare), its CSV, and the forms that act on an exchange.
 """
 
 from __future__ import annotations
@@ -201,8 +202,9 @@ async def exchange_page(request: Request) -> Response:
         except ClearingError as exc:
             raise clearing_error(exc) from None
         if wants_activity_json(request):
+            history = await house.history_of(session, exchange)
             return ActivityJSONResponse(
-                {"@context": default_context(), **house.document_of(exchange)}
+                {"@context": default_context(), **house.document_of(exchange), "history": history}
             )
         events = await house.events_of(session, exchange)
         names = await _usernames(

@@ -1,4 +1,5 @@
-"""OpenAPI 3.1 paths of the clearing house API, for the node's ``/api/v1/openapi.json``.
+"""OpenAPI 3.1 paths of the clearing house API (exchanges, accounts, the ledger's summary and
+partner chambers), for the node's ``/api/v1/openapi.json``.
 
 Merge with ``{**paths, **CLEARING_PATHS}`` and ``{**schemas, **CLEARING_SCHEMAS}``.
 """
@@ -14,6 +15,7 @@ _ERR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _EXCHANGE = {"application/json": {"schema": {"$ref": "#/components/schemas/Exchange"}}}
+_PARTNER = {"application/json": {"schema": {"$ref": "#/components/schemas/Partner"}}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 _UNAUTHENTICATED = {
     "description": "no valid bearer token or session",
@@ -50,7 +52,16 @@ CLEARING_SCHEMAS: dict[str, Any] = {
             "key": {"type": "string"},
             "id": {"type": "string", "format": "uri", "description": "the EconomicEvent's id"},
             "state": {
-                "enum": ["proposed", "contested", "posted", "refused", "withdrawn", "expired"]
+                "enum": [
+                    "proposed",
+                    "contested",
+                    "settling",
+                    "posted",
+                    "refused",
+                    "withdrawn",
+                    "expired",
+                ],
+                "description": "settling: accepted across two chambers, which are settling it",
             },
             "provider": {"type": "string", "format": "uri"},
             "beneficiary": {"type": "string", "format": "uri"},
@@ -67,6 +78,54 @@ CLEARING_SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "expires_at": {"type": "string", "format": "date-time"},
             "posted_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Partner": {
+        "type": "object",
+        "description": "a chamber this one trades with; balance: its mirror account here",
+        "required": ["chamber", "credit_line_minutes", "balance_minutes"],
+        "properties": {
+            "chamber": {"type": "string", "format": "uri", "description": "its actor id"},
+            "name": {"type": "string"},
+            "handle": {"type": "string", "examples": ["@gand@gand.example"]},
+            "credit_line_minutes": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "how far that chamber may owe this one",
+            },
+            "credit_line": {"type": "string", "examples": ["10 h 00"]},
+            "balance_minutes": {
+                "type": "integer",
+                "description": "its mirror account: negative when it owes this chamber",
+            },
+            "balance": {"type": "string", "examples": ["-2 h 00"]},
+            "since": {"type": "string", "format": "date-time"},
+        },
+    },
+    "PartnerAddition": {
+        "type": "object",
+        "required": ["chamber", "credit_line_minutes"],
+        "properties": {
+            "chamber": {
+                "type": "string",
+                "description": "@chamber@host or its actor URL",
+                "examples": ["@gand@gand.example"],
+            },
+            "credit_line_minutes": {"type": "integer", "minimum": 0, "examples": [600]},
+            "reason": {"type": "string", "description": "written to the audit log"},
+        },
+    },
+    "CreditLineChange": {
+        "type": "object",
+        "required": ["credit_line_minutes"],
+        "properties": {
+            "chamber": {
+                "type": "string",
+                "format": "uri",
+                "description": "the partner's actor id (or in the query)",
+            },
+            "credit_line_minutes": {"type": "integer", "minimum": 0},
+            "reason": {"type": "string", "description": "written to the audit log"},
         },
     },
     "Declaration": {
@@ -225,6 +284,76 @@ CLEARING_PATHS: dict[str, Any] = {
                 }
             },
         }
+    },
+    "/api/v1/partners": {
+        "get": {
+            "summary": "Public: the partner chambers, their credit lines and mirror balances",
+            "responses": {
+                "200": {
+                    "description": "items",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["items"],
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Partner"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        },
+        "post": {
+            "summary": "Administrators: trade with a chamber (or set its credit line if it is one)",
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/PartnerAddition"}}
+                },
+            },
+            "responses": {
+                "201": {"description": "the partner", "content": _PARTNER},
+                "400": {**_ERR, "description": "the body is not a JSON object"},
+                "403": {**_ERR, "description": "not an administrator, or no CSRF token"},
+                "422": {
+                    **_ERR,
+                    "description": "invalid field, unreachable, or not a chamber (Group)",
+                },
+            },
+        },
+        "patch": {
+            "summary": "Administrators: change the credit line extended to a partner (logged)",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "chamber",
+                    "in": "query",
+                    "description": "the partner's actor id (or chamber in the body)",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/CreditLineChange"}
+                    }
+                },
+            },
+            "responses": {
+                "200": {"description": "the partner after the change", "content": _PARTNER},
+                "400": {**_ERR, "description": "the body is not a JSON object"},
+                "403": {**_ERR, "description": "not an administrator, or no CSRF token"},
+                "404": {**_ERR, "description": "not a partner chamber"},
+                "422": _ERR,
+            },
+        },
     },
 }
 

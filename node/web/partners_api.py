@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+from node.clearing.reconciliation_service import schedule_reconciliation
 from node.db import read_only
 from node.web.auth import require_member
 from node.web.clearing_api import _check_session_csrf, _json
@@ -46,6 +47,7 @@ async def add(request: Request) -> Response:
         )
     except PartnerError as exc:
         raise ApiError(422, str(exc)) from None
+    await schedule_reconciliation(node.federation, node.settings)
     return JSONResponse(view.as_json(), status_code=201)
 
 

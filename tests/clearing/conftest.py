@@ -11,6 +11,11 @@ from node.clearing.service import ClearingHouse
 from node.db import session_scope
 from node.members.models import ClearingOverride, Member, MemberStatus
 from node.members.service import create_member, create_token
+from tests.clearing._two_chambers import (  # noqa: F401 (fixtures: Lille and Gand in-process)
+    gand_database_url,
+    second_postgres_database,
+    settled,
+)
 
 MakeMember = Callable[..., Awaitable[tuple[Member, str]]]
 

@@ -1,0 +1,1 @@
+"""``make demo``: a local archipelago of three chambers (see ``demo.archipelago``)."""

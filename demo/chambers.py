@@ -1,0 +1,263 @@
+"""Real chambers on 127.0.0.1 for the demo: ``archipel`` commands and ``serve`` processes.
+
+A small launcher of its own (the demo is not a test and does not import the test harness):
+each chamber has a data directory ``ROOT/NAME``, a log ``ROOT/NAME.log`` and a fixed port.
+The ``serve`` processes run in their own session, so that Ctrl-C reaches the demo only and the
+demo stops them one by one (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["Chamber", "DemoError", "free_port", "port_is_free", "stop_all", "wait_for"]
+
+HOST = "127.0.0.1"
+#: Set when the demo is asked to stop: a chamber still starting gives up.
+STOPPING = threading.Event()
+#: Quick retries, so that a delivery that failed (a chamber restarting) arrives within seconds.
+NODE_ENV = {"ARCHIPEL_RETRY_BASE_SECONDS": "1", "ARCHIPEL_JOB_LEASE_SECONDS": "5"}
+
+
+class DemoError(RuntimeError):
+    """Something the person running the demo must read (a command failed, a port is taken)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` (as uvicorn does, with SO_REUSEADDR: the
+    connections of a demo just stopped, in TIME_WAIT, do not hold the port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if STOPPING.is_set():
+            raise DemoError(f"stopped while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _environment() -> dict[str, str]:
+    """The demo's environment without the caller's ``ARCHIPEL_*`` settings: an
+    ``ARCHIPEL_DATABASE_URL`` left in the shell would otherwise put three chambers in one
+    database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIPEL_")}
+    # a proxy set in the shell must not see the chambers' requests to one another
+    no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), HOST, "localhost"]))
+    return {**env, **NODE_ENV, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
+
+
+@dataclass
+class Chamber:
+    """One chamber: its ``archipel`` commands, its ``serve`` process and its JSON API."""
+
+    name: str  # also the chamber actor's username: @lille@127.0.0.1:8101
+    title: str
+    description: str
+    language: str
+    port: int
+    root: Path
+    #: (username, display name); the first one is the chamber's administrator.
+    members: list[tuple[str, str]]
+    tokens: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def admin(self) -> str:
+        return self.members[0][0]
+
+    @property
+    def handle(self) -> str:
+        """The chamber actor's handle, what another chamber's administrator types."""
+        return self.member_handle(self.name)
+
+    def member_handle(self, username: str) -> str:
+        return f"@{username}@{HOST}:{self.port}"
+
+    def actor(self, username: str | None = None) -> str:
+        return f"{self.url}/actors/{username or self.name}"
+
+    # -- the operator's commands ---------------------------------------------------------
+
+    def archipel(self, command: str, *args: str) -> str:
+        """``archipel COMMAND --data-dir DIR ARGS...`` (``command`` may be ``"member add"``);
+        its output. Raises with the output when it fails."""
+        argv = [*command.split(), "--data-dir", str(self.data_dir), *args]
+        result = subprocess.run(
+            [sys.executable, "-m", "node.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=_environment(),
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise DemoError(
+                f"{self.name}: archipel {' '.join(argv)} failed:\n{result.stdout}{result.stderr}"
+            )
+        return result.stdout
+
+    def init(self, password: str) -> None:
+        """``archipel init`` with the first member as administrator, then the other members,
+        clearing access for all (granted by hand: the chamber's rule asks for a published
+        brick and six months of membership) and an API token for each."""
+        admin = self.admin
+        self.archipel(
+            "init",
+            "--url",
+            self.url,
+            "--name",
+            self.title,
+            "--description",
+            self.description,
+            "--chamber-username",
+            self.name,
+            "--language",
+            self.language,
+            "--allow-private-addresses",
+            "--admin",
+            admin,
+            "--admin-password",
+            password,
+        )
+        for username, display_name in self.members[1:]:
+            self.archipel(
+                "member add", username, "--password", password, "--display-name", display_name
+            )
+        for username, _ in self.members:
+            self.archipel("clearing grant", username, "--reason", "membre de la démo")
+            self.tokens[username] = self.archipel("token create", username).strip()
+
+    # -- the process -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Run ``archipel serve`` until it answers ``/healthz``."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "node.cli",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_environment(),
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not STOPPING.is_set():
+            if self.process.poll() is not None:
+                raise DemoError(f"{self.name} exited at start; its log:\n{self.log_tail()}")
+            try:
+                if (
+                    httpx.get(self.url + "/healthz", timeout=1.0, trust_env=False).status_code
+                    == 200
+                ):
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise DemoError(f"{self.name} did not answer in {timeout:.0f}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def terminate(self) -> None:
+        """SIGTERM: the server finishes its requests and its worker's current job."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, grace: float = 15.0) -> None:
+        """Wait for the end of the process; SIGKILL after ``grace`` seconds."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    # -- the JSON API ------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, as_user: str | None = None, **kwargs: Any) -> Any:
+        """A JSON API call (as the member ``as_user``, with their token); the decoded answer.
+        Raises with the node's answer on an error status."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if as_user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[as_user]}"
+        response = httpx.request(
+            method, self.url + path, headers=headers, timeout=30, trust_env=False, **kwargs
+        )
+        if response.status_code >= 400:
+            raise DemoError(
+                f"{method} {path} on {self.name}"
+                f"{f' as {as_user}' if as_user else ''}: {response.status_code} {response.text}"
+            )
+        return response.json() if response.content else None
+
+
+def stop_all(chambers: list[Chamber], grace: float = 15.0) -> None:
+    """Ask every chamber to stop at once, then wait for each."""
+    STOPPING.set()
+    for chamber in chambers:
+        chamber.terminate()
+    for chamber in chambers:
+        chamber.wait_stopped(grace)
