@@ -25,6 +25,7 @@ from node.activitypub.keys import rsa_public_pem, unseal_ed25519, unseal_rsa
 from node.activitypub.models import Follow, LocalActor
 from node.activitypub.multikey import public_key_to_multibase
 from node.activitypub.transport import make_async_client
+from node.clearing.partner_models import Partner
 from node.config import ConfigError, Settings, load_settings
 from node.db import make_engine
 from node.migrate import current_heads, head_revisions
@@ -152,13 +153,13 @@ async def _check_keys(engine: AsyncEngine, settings: Settings) -> tuple[str | No
 
 
 async def _partners(engine: AsyncEngine, actor_id: str) -> list[str]:
+    """The chambers this one follows and those it trades with (clearing partners)."""
     async with engine.connect() as connection:
-        rows = await connection.execute(
-            select(Follow.followee_uri)
-            .where(Follow.follower_uri == actor_id)
-            .order_by(Follow.followee_uri)
+        followed = await connection.execute(
+            select(Follow.followee_uri).where(Follow.follower_uri == actor_id)
         )
-        return [uri for (uri,) in rows]
+        trading = await connection.execute(select(Partner.chamber_uri))
+        return sorted({uri for (uri,) in followed} | {uri for (uri,) in trading})
 
 
 async def _probe(http: httpx.AsyncClient, url: str, accept: str) -> str | None:

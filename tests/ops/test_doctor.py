@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from node.activitypub.models import Follow, FollowState
+from node.clearing.models import ClearingAccount, partner_account_key
+from node.clearing.partner_models import Partner
 from node.cli import main
 from node.config import load_settings, new_settings, write_settings
 from node.db import make_engine, make_sessionmaker, session_scope
@@ -167,6 +169,42 @@ def test_partner_chambers_are_probed(tmp_path: Path, database_url: str) -> None:
     _init(data, database_url)
     asyncio.run(_follow(database_url, PARTNER))
     asyncio.run(_follow(database_url, "https://roubaix.example/actors/roubaix"))
+    checks = asyncio.run(
+        run_checks(data, http=_answering("https://roubaix.example/actors/roubaix"))
+    )
+    partners = [c for c in checks if c.name == "partner"]
+    assert [(c.status, c.message.split()[0]) for c in partners] == [
+        (Status.OK, PARTNER),
+        (Status.WARN, "https://roubaix.example/actors/roubaix"),
+    ]
+
+
+async def _trade_with(database_url: str, uri: str) -> None:
+    """A clearing partner (credit line) that this chamber does not follow."""
+    engine = make_engine(database_url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            account = ClearingAccount(key=partner_account_key(uri), kind="chamber", balance=0)
+            session.add(account)
+            await session.flush()
+            session.add(
+                Partner(
+                    chamber_uri=uri,
+                    inbox=uri + "/inbox",
+                    credit_line_minutes=600,
+                    account_id=account.id,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_clearing_partners_are_probed_too(tmp_path: Path, database_url: str) -> None:
+    data = tmp_path / "data"
+    _init(data, database_url)
+    asyncio.run(_follow(database_url, PARTNER))
+    asyncio.run(_trade_with(database_url, PARTNER))  # followed and trading: probed once
+    asyncio.run(_trade_with(database_url, "https://roubaix.example/actors/roubaix"))
     checks = asyncio.run(
         run_checks(data, http=_answering("https://roubaix.example/actors/roubaix"))
     )
