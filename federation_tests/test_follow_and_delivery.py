@@ -101,6 +101,10 @@ def test_a_node_that_was_down_receives_after_it_comes_back(lille_follows_gand) -
         timeout=60,
         what="the note to arrive after the restart",
     )
+    assert received_notes(lille, token).count("<p>Pendant la panne</p>") == 1
+    # The note came through retries: its delivery failed while lille was down.
+    attempts = gand.sql("SELECT MAX(attempts) FROM jobs WHERE kind = 'deliver'")[0][0]
+    assert attempts >= 2, attempts
 
 
 def test_killing_the_sender_mid_burst_loses_nothing(lille_follows_gand) -> None:  # type: ignore[no-untyped-def]

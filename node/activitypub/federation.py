@@ -195,11 +195,11 @@ class Federation:
         if not kinds & ACTOR_TYPES:
             raise FederationError(f"{uri} is a {kind!r}, not an actor")
         inbox = document.get("inbox")
-        if not isinstance(inbox, str) or not self._same_origin(inbox, uri):
+        if not isinstance(inbox, str) or not same_origin(inbox, uri):
             raise FederationError(f"{uri} has no inbox on its own host")
         endpoints = document.get("endpoints")
         shared = endpoints.get("sharedInbox") if isinstance(endpoints, dict) else None
-        if not isinstance(shared, str) or not self._same_origin(shared, uri):
+        if not isinstance(shared, str) or not same_origin(shared, uri):
             shared = None
         key_id = None
         pem = None
@@ -211,7 +211,7 @@ class Federation:
                 and isinstance(key.get("id"), str)
                 and isinstance(key.get("publicKeyPem"), str)
                 and key.get("owner", uri) == uri
-                and self._same_origin(key["id"], uri)
+                and same_origin(key["id"], uri)
             ):
                 key_id, pem = key["id"], key["publicKeyPem"]
                 break
@@ -224,13 +224,6 @@ class Federation:
             "document": document,
             "gone_at": None,
         }
-
-    @staticmethod
-    def _same_origin(a: str, b: str) -> bool:
-        try:
-            return same_origin(a, b)
-        except InvalidUrlError:
-            return False
 
     async def resolve_key(
         self, key_id: str, *, refresh: bool = False
@@ -255,7 +248,7 @@ class Federation:
             if owner is None:
                 raise FederationError(f"key {key_id} names no owner")
             owner_uri = owner
-        if not self._same_origin(owner_uri, key_id):
+        if not same_origin(owner_uri, key_id):
             raise FederationError(f"key {key_id} claims an owner on another host: {owner_uri}")
         actor = await self.get_remote_actor(owner_uri, refresh=refresh)
         if actor.rsa_key_id != key_id or actor.rsa_public_pem is None:

@@ -22,7 +22,7 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.proofs import verify_proof
 from node.activitypub.signatures import PublicKey, averify_request
-from node.activitypub.urls import InvalidUrlError, same_origin
+from node.activitypub.urls import same_origin
 from node.db import read_only
 from node.ops.metrics import INBOX_RECEIVED, INBOX_REJECTIONS
 
@@ -155,21 +155,14 @@ def _parse(body: bytes) -> dict[str, Any]:
     return activity
 
 
-def _same_origin(a: str, b: str) -> bool:
-    try:
-        return same_origin(a, b)
-    except InvalidUrlError:
-        return False
-
-
 def _check_origins(activity: dict[str, Any], actor_uri: str) -> None:
-    if not _same_origin(activity["id"], actor_uri):
+    if not same_origin(activity["id"], actor_uri):
         raise InboxRejected(403, "the activity's id is not on its actor's host", "originMismatch")
     if activity["type"] in AUTHORED_OBJECT_TYPES:
         object_id = id_of(activity.get("object"))
         if object_id is None:
             raise InboxRejected(400, "the activity has no object id", "missingField")
-        if not _same_origin(object_id, actor_uri):
+        if not same_origin(object_id, actor_uri):
             raise InboxRejected(
                 403,
                 f"{activity['type']} of an object from another host ({object_id})",
@@ -181,7 +174,7 @@ def _check_origins(activity: dict[str, Any], actor_uri: str) -> None:
             owners = attributed if isinstance(attributed, list) else [attributed]
             for owner in owners:
                 owner_id = id_of(owner)
-                if owner_id is not None and not _same_origin(owner_id, actor_uri):
+                if owner_id is not None and not same_origin(owner_id, actor_uri):
                     raise InboxRejected(
                         403, "the object is attributed to another host", "originMismatch"
                     )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, RemoteActor
-from node.activitypub.urls import InvalidUrlError, same_origin
+from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
 from node.bricks.models import Brick, BrickLike, BrickReview
 from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
@@ -28,12 +28,7 @@ __all__ = ["register_brick_handlers", "store_remote_brick"]
 
 
 def _same_origin(a: str | None, b: str | None) -> bool:
-    if not a or not b:
-        return False
-    try:
-        return same_origin(a, b)
-    except InvalidUrlError:
-        return False
+    return bool(a and b) and same_origin(str(a), str(b))
 
 
 async def _followed(ctx: InboxContext, actor_uri: str) -> bool:

@@ -23,7 +23,7 @@ from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
-from node.activitypub.urls import InvalidUrlError, same_origin
+from node.activitypub.urls import same_origin
 from node.clearing.models import ClearingEvent, Exchange
 from node.clearing.partners import partner_for_actor
 from node.clearing.service import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
@@ -43,13 +43,6 @@ __all__ = ["apply_amendment", "register_clearing_handlers"]
 log = logging.getLogger(__name__)
 
 ECONOMIC_EVENT = "EconomicEvent"
-
-
-def _same_origin(a: str, b: str) -> bool:
-    try:
-        return same_origin(a, b)
-    except InvalidUrlError:
-        return False
 
 
 def _bad(message: str) -> InboxRejected:
@@ -145,7 +138,7 @@ def _on_proposal(house: ClearingHouse) -> Any:
         if not all(isinstance(v, str) and len(v) <= 2048 for v in (uri, provider, receiver)):
             raise _bad("an exchange names its id, provider and receiver")
         assert isinstance(uri, str) and isinstance(provider, str) and isinstance(receiver, str)
-        if not _same_origin(uri, context.actor_uri):
+        if not same_origin(uri, context.actor_uri):
             raise InboxRejected(403, "an exchange is declared on its own host", "originMismatch")
         if context.actor_uri not in (provider, receiver):
             raise InboxRejected(403, "only a party declares an exchange", "notParty")
@@ -216,11 +209,7 @@ def _on_amend(house: ClearingHouse) -> Any:
         ).scalar_one_or_none()
         if exchange is None or house.federation.is_local(exchange.uri):
             raise InboxIgnored("no copy of this exchange here")
-        initiator = (
-            exchange.provider_uri
-            if exchange.initiator == Role.PROVIDER.value
-            else exchange.beneficiary_uri
-        )
+        initiator = exchange.initiator_uri
         if context.actor_uri != initiator:
             raise InboxRejected(403, "only the member who declared it amends it", "notParty")
         await _check_proof(context)
@@ -260,16 +249,12 @@ def _on_answer(house: ClearingHouse) -> Any:
         ).scalar_one_or_none()
         if exchange is None:
             return  # not an exchange's proposal: another handler's business
-        initiator = (
-            exchange.provider_uri
-            if exchange.initiator == Role.PROVIDER.value
-            else exchange.beneficiary_uri
-        )
+        initiator = exchange.initiator_uri
         if context.actor_uri == initiator:
             party = Party.INITIATOR
         elif context.actor_uri in (exchange.provider_uri, exchange.beneficiary_uri):
             party = Party.COUNTERPARTY
-        elif not house.federation.is_local(exchange.uri) and _same_origin(
+        elif not house.federation.is_local(exchange.uri) and same_origin(
             exchange.uri, context.actor_uri
         ):
             party = Party.CHAMBER  # the declaring chamber expires its exchange

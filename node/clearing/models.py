@@ -159,6 +159,11 @@ class Exchange(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    @property
+    def initiator_uri(self) -> str:
+        """The actor of the member who declared it (``initiator`` is their role)."""
+        return self.provider_uri if self.initiator == "provider" else self.beneficiary_uri
+
 
 class ClearingEvent(Base):
     """One state change of an exchange and the signed activity that says it (``activities``)."""

@@ -655,11 +655,7 @@ class ClearingHouse:
         )
 
     def document_of(self, exchange: Exchange) -> dict[str, Any]:
-        initiator = (
-            exchange.provider_uri
-            if exchange.initiator == Role.PROVIDER.value
-            else exchange.beneficiary_uri
-        )
+        initiator = exchange.initiator_uri
         return exchange_object(
             self.terms_of(exchange), state=ExchangeState(exchange.state), attributed_to=initiator
         )

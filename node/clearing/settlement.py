@@ -29,7 +29,7 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import deliver_again, publish
 from node.activitypub.proofs import verify_proof
-from node.activitypub.urls import InvalidUrlError, same_origin
+from node.activitypub.urls import same_origin
 from node.clearing import ledger
 from node.clearing.activities import exchange_terms_match
 from node.clearing.models import (
@@ -295,13 +295,6 @@ def _parse_time(value: Any) -> datetime:
     return parsed
 
 
-def _same_origin(a: str, b: str) -> bool:
-    try:
-        return same_origin(a, b)
-    except InvalidUrlError:
-        return False
-
-
 async def _partner_of_sender(context: InboxContext) -> Partner:
     partner = await partner_by_uri(context.session, context.actor_uri)
     if partner is None:
@@ -448,7 +441,7 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
         partner = await _partner_of_sender(context)
         uri = _text(obj, "id")
         exchange_uri = _text(obj, "exchange")
-        if not _same_origin(uri, context.actor_uri):
+        if not same_origin(uri, context.actor_uri):
             raise InboxRejected(403, "a settlement's id is on its sender's host", "originMismatch")
         minutes = obj.get("minutes")
         if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes <= 0:
@@ -473,7 +466,7 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
         if exchange is None or not house.federation.is_local(exchange.uri):
             raise InboxRejected(404, f"no exchange {exchange_uri} was declared here", "noExchange")
         remote = house.remote_party_of(exchange)
-        if remote is None or not _same_origin(remote, context.actor_uri):
+        if remote is None or not same_origin(remote, context.actor_uri):
             raise InboxRejected(
                 403, "only the other member's chamber can settle this exchange", "notParty"
             )
@@ -609,9 +602,7 @@ def _on_abort_request(house: ClearingHouse) -> Any:
         partner = await _partner_of_sender(context)
         offer_id = _text(obj, "id")
         uri = _text(inner, "id")
-        if not _same_origin(uri, context.actor_uri) or not _same_origin(
-            offer_id, context.actor_uri
-        ):
+        if not same_origin(uri, context.actor_uri) or not same_origin(offer_id, context.actor_uri):
             raise InboxRejected(403, "a settlement's id is on its sender's host", "originMismatch")
         now = house.clock()
         settlement = (
@@ -783,11 +774,7 @@ async def _catch_up(
         or proposal["object"].get("id") != exchange.uri
     ):
         return
-    initiator = (
-        exchange.provider_uri
-        if exchange.initiator == Role.PROVIDER.value
-        else exchange.beneficiary_uri
-    )
+    initiator = exchange.initiator_uri
     if proposal.get("actor") != initiator:
         return
     actor = await house.federation.cached_actor(session, initiator)
