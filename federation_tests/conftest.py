@@ -51,3 +51,13 @@ def make_module_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeF
     yield _factory(tmp_path_factory.mktemp("chambers"), created)
     for node in created.values():
         node.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real-process tests run one at a time on one xdist worker (``--dist loadgroup``): their
+    deadlines and kill timings are written for a machine that is not also running three
+    chambers for a neighbour; the in-process tests spread over the other workers."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("real-processes"))

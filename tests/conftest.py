@@ -20,6 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
+from node.activitypub import actors as actors_module
+from node.activitypub.keys import ActorKeys, generate_actor_keys
 from node.config import Settings, new_settings
 from node.db import Base, make_engine
 from node.migrate import upgrade
@@ -47,6 +49,28 @@ async def _admin_execute(admin_url: str, statement: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+#: RSA-2048 generation costs 50-150 ms; actors made by tests take their keys from this list,
+#: grown on demand, so that the keys of one test are distinct and the suite generates only as
+#: many as its busiest test needs.
+_KEY_POOL: list[ActorKeys] = []
+
+
+@pytest.fixture(autouse=True)
+def pooled_actor_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New actors in this test get the pool's keys in order (``generate_actor_keys`` itself is
+    tested in tests/test_keys.py)."""
+    taken = 0
+
+    def next_keys() -> ActorKeys:
+        nonlocal taken
+        if taken == len(_KEY_POOL):
+            _KEY_POOL.append(generate_actor_keys())
+        taken += 1
+        return _KEY_POOL[taken - 1]
+
+    monkeypatch.setattr(actors_module, "generate_actor_keys", next_keys)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@
 # Idempotent and fast when already installed: a stamp file records the sha256 of
 # package.json + package-lock.json; if it matches and the node binary runs, nothing is done.
 # Prints the absolute path of the Node 22 binary on stdout (the only stdout line);
-# everything else goes to stderr.
+# everything else goes to stderr. With --check it installs nothing: exit 4 when not installed
+# (the test fixtures use it; `make test` installs).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,6 +40,11 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$NODE_BIN" ] \
   log "already installed (node $("$NODE_BIN" --version))"
   finish
   exit 0
+fi
+
+if [ "${1:-}" = "--check" ]; then
+  log "not installed: run bash federation_tests/fedify_peer/install.sh (make test does)"
+  exit 4
 fi
 
 if ! command -v npm >/dev/null 2>&1; then

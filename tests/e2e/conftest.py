@@ -1,17 +1,14 @@
 """A real browser (Debian's chromium, driven by Playwright) against a real server.
 
-Chromium is installed with apt when missing (as root, where apt works); elsewhere these
-tests are skipped with the reason printed. Never ``playwright install``: it downloads a
-browser build of its own.
+Chromium comes from Debian's package, installed by ``.ci/run`` (never by a fixture); where it
+is missing these tests are skipped with the reason printed. Never ``playwright install``: it
+downloads a browser build of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,30 +25,23 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _install_chromium() -> str | None:
-    """None when Chromium is there (installed now if need be), else why it is not."""
+def _chromium_missing() -> str | None:
+    """None when Chromium is there, else why it is not (``.ci/run`` installs it)."""
     if Path(CHROMIUM).exists():
         return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return f"{CHROMIUM} is missing and apt-get cannot be run as root here"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        if result.returncode != 0:
-            return f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}"
-    return None if Path(CHROMIUM).exists() else f"apt installed no {CHROMIUM}"
+    return f"{CHROMIUM} is missing (as root: apt-get install chromium, as .ci/run does)"
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The path of Chromium, installed if need be; skips (printing why) where it cannot be."""
+    """The path of Chromium; skips (printing why) where it is not installed."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         reason = "playwright is not installed (pip install -e '.[test]')"
         print(f"\nbrowser tests skipped: {reason}")
         pytest.skip(reason)
-    reason = _install_chromium()
+    reason = _chromium_missing()
     if reason is not None:
         print(f"\nbrowser tests skipped: {reason}")
         pytest.skip(reason)
