@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -27,6 +28,7 @@ __all__ = [
     "READ_ONLY",
     "WRITE",
     "async_url",
+    "insert_for",
     "is_sqlite",
     "make_engine",
     "make_sessionmaker",
@@ -50,6 +52,13 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def insert_for(session: AsyncSession, table: Any) -> Any:
+    """``INSERT`` in the session's dialect, for ``on_conflict_do_update``/``do_nothing``: the
+    one way to write an atomic upsert on both databases (SQLite >= 3.35 and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -25,7 +25,7 @@ from node.activitypub.keys import load_rsa_public_pem, unseal_ed25519, unseal_rs
 from node.activitypub.models import DomainBlock, LocalActor, RemoteActor
 from node.activitypub.proofs import sign_eddsa_jcs_2022
 from node.activitypub.urls import InvalidUrlError, same_origin
-from node.db import read_only, session_scope, utcnow
+from node.db import insert_for, read_only, session_scope, utcnow
 from node.secretbox import SecretBox
 
 __all__ = [
@@ -175,18 +175,22 @@ class Federation:
         if cached is not None and not refresh and now - cached.fetched_at < self.actor_cache_ttl:
             return cached
         document = await self.fetch(uri)
-        values = self._actor_values(uri, document)
+        values = {**self._actor_values(uri, document), "fetched_at": now}
         async with session_scope(self.sessionmaker) as session:
+            # One atomic upsert: concurrent first deliveries from an actor we do not know yet
+            # all store it (a select-then-insert loses the race with a duplicate key).
+            await session.execute(
+                insert_for(session, RemoteActor)
+                .values(uri=uri, **values)
+                .on_conflict_do_update(index_elements=[RemoteActor.uri], set_=values)
+            )
             row = (
-                await session.execute(select(RemoteActor).where(RemoteActor.uri == uri))
-            ).scalar_one_or_none()
-            if row is None:
-                row = RemoteActor(uri=uri, fetched_at=now, **values)
-                session.add(row)
-            else:
-                for key, value in values.items():
-                    setattr(row, key, value)
-                row.fetched_at = now
+                await session.execute(
+                    select(RemoteActor)
+                    .where(RemoteActor.uri == uri)
+                    .execution_options(populate_existing=True)
+                )
+            ).scalar_one()
         return row
 
     def _actor_values(self, uri: str, document: dict[str, Any]) -> dict[str, Any]:

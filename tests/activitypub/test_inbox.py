@@ -16,7 +16,13 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from node.activitypub.models import DomainBlock, Follow, FollowState, StoredActivity
+from node.activitypub.models import (
+    DomainBlock,
+    Follow,
+    FollowState,
+    RemoteActor,
+    StoredActivity,
+)
 from node.activitypub.signatures import sha256_digest_header
 from node.activitypub.transport import make_async_client
 from node.config import Settings
@@ -346,3 +352,50 @@ async def test_shared_inbox_accepts_too(
     response = await signed_post(client, activity_body(follow_activity()), path="/inbox")
     assert response.status_code == 202, response.text
     assert await count(app, Follow, Follow.follower_uri == BOB) == 1
+
+
+async def test_concurrent_first_deliveries_from_an_unknown_actor_all_succeed(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """Eight first POSTs from an actor not cached yet, all fetching its document at once:
+    storing it must be an upsert, or all but one lose with a duplicate key (401 or 500)."""
+    import asyncio
+    import json
+
+    fetched = 0
+    document = actor_document(BOB)
+
+    async def slow_remote(request: httpx.Request) -> httpx.Response:
+        nonlocal fetched
+        fetched += 1
+        await asyncio.sleep(0.05)  # every POST has fetched before any stores: the race
+        return httpx.Response(
+            200, headers={"Content-Type": "application/activity+json"}, content=json.dumps(document)
+        )
+
+    federation = app.state.node.federation
+    original = federation.http
+    federation.http = httpx.AsyncClient(transport=httpx.MockTransport(slow_remote))
+    try:
+        responses = await asyncio.gather(
+            *(
+                signed_post(
+                    client,
+                    activity_body(
+                        {
+                            "id": f"{BOB}/things/{n}",
+                            "type": "Frobnicate",
+                            "actor": BOB,
+                            "object": LILLE,
+                        }
+                    ),
+                )
+                for n in range(8)
+            )
+        )
+    finally:
+        await federation.http.aclose()
+        federation.http = original
+    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+    assert fetched >= 2  # the fetches did overlap
+    assert await count(app, RemoteActor, RemoteActor.uri == BOB) == 1
