@@ -14,7 +14,7 @@ from node.activitypub.actors import create_local_actor, get_local_actor
 from node.db import utcnow
 from node.members.errors import InvalidMemberInput, MemberNotFound, UsernameTaken
 from node.members.models import ApiToken, Member, MemberRole, MemberStatus
-from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password
+from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password_async
 from node.secretbox import SecretBox
 
 __all__ = [
@@ -91,7 +91,7 @@ async def create_member(
     member = Member(
         username=name,
         display_name=display_name.strip() or name,
-        password_hash=hash_password(password) if password else None,
+        password_hash=await hash_password_async(password) if password else None,
         status=status,
         role=role,
         actor_id=actor.id,
