@@ -29,7 +29,7 @@ from node.members.passwords import (
     hash_password_async,
     verify_password_async,
 )
-from node.members.service import create_member, get_member
+from node.members.service import create_member, get_member, validate_username
 from node.members.throttle import Rule
 from node.secretbox import SecretBox
 
@@ -69,26 +69,28 @@ async def register_member(
     """A pending member who accepted the charter in force (an older version is refused:
     the text they read is no longer the chamber's)."""
     now = now or utcnow()
-    charter = await ensure_charter(session, now=now)
     if accepted_charter_version is None:
         raise InvalidMemberInput("charter", "please read and accept the chamber's charter")
-    if accepted_charter_version != charter.version:
-        raise InvalidMemberInput(
-            "charter",
-            f"the charter changed (now version {charter.version}): please read it again",
-        )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidMemberInput("password", f"at most {MAX_PASSWORD_LENGTH} characters")
     if language is not None and language not in SUPPORTED_LANGUAGES:
         raise InvalidMemberInput("language", f"one of {', '.join(SUPPORTED_LANGUAGES)}")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidMemberInput("password", f"at least {MIN_PASSWORD_LENGTH} characters, please")
+    validate_username(username, chamber_username=chamber_username)
+    password_hash = await hash_password_async(password)  # before the transaction begins
+    charter = await ensure_charter(session, now=now)
+    if accepted_charter_version != charter.version:
+        raise InvalidMemberInput(
+            "charter",
+            f"the charter changed (now version {charter.version}): please read it again",
+        )
     member = await create_member(
         session,
         box,
         username=username,
         chamber_username=chamber_username,
-        password=password,
+        password_hash=password_hash,
         display_name=display_name,
         status=MemberStatus.PENDING,
         now=now,
