@@ -25,6 +25,7 @@ PURE_MODULES = [
     "node/clearing/states.py",
     "node/clearing/activities.py",
     "node/members/gate.py",
+    "node/members/throttle.py",
     "node/activitypub/keys.py",
 ]
 

@@ -1,18 +1,21 @@
-"""A person's own account: registration with the charter, sign-in (throttled), password
-and profile changes."""
+"""A person's own account: registration with the charter, sign-in (throttled by the rules of
+``node.members.throttle``), password and profile changes."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.activitypub.models import LocalActor
-from node.db import utcnow
+from node.db import read_only, session_scope, utcnow
 from node.i18n import SUPPORTED_LANGUAGES
+from node.members import throttle
 from node.members.charter import ensure_charter
 from node.members.errors import (
     InvalidMemberInput,
@@ -20,37 +23,35 @@ from node.members.errors import (
     LoginThrottled,
     MemberNotFound,
 )
-from node.members.models import LoginFailure, Member, MemberStatus
-from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
-from node.members.service import create_member, get_member
+from node.members.models import LoginThrottle, Member, MemberStatus
+from node.members.passwords import (
+    MIN_PASSWORD_LENGTH,
+    hash_password_async,
+    verify_password_async,
+)
+from node.members.service import create_member, get_member, validate_username
+from node.members.throttle import Rule
 from node.secretbox import SecretBox
 
 __all__ = [
-    "LOGIN_WINDOW",
-    "MAX_FAILURES_PER_ADDRESS",
-    "MAX_FAILURES_PER_USERNAME",
+    "STALE_COUNTERS_PER_ATTEMPT",
+    "attempt_sign_in",
     "change_password",
-    "check_login_allowed",
-    "clear_login_failures",
     "ensure_may_sign_in",
+    "find_member",
     "login_keys",
-    "record_login_failure",
+    "password_matches",
     "register_member",
+    "release_login_attempt",
+    "reserve_login_attempt",
     "update_profile",
     "verify_login",
 ]
 
-LOGIN_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USERNAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
 MAX_PASSWORD_LENGTH = 1024
 MAX_BIO_LENGTH = 5000
-
-
-@cache
-def _dummy_hash() -> str:
-    """Checked for unknown usernames, so that they cost the same time as wrong passwords."""
-    return hash_password("not a real password, only here to spend the same time")
+#: Expired counters removed by each attempt (a bounded clean-up, no background task).
+STALE_COUNTERS_PER_ATTEMPT = 20
 
 
 async def register_member(
@@ -68,26 +69,28 @@ async def register_member(
     """A pending member who accepted the charter in force (an older version is refused:
     the text they read is no longer the chamber's)."""
     now = now or utcnow()
-    charter = await ensure_charter(session, now=now)
     if accepted_charter_version is None:
         raise InvalidMemberInput("charter", "please read and accept the chamber's charter")
-    if accepted_charter_version != charter.version:
-        raise InvalidMemberInput(
-            "charter",
-            f"the charter changed (now version {charter.version}): please read it again",
-        )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidMemberInput("password", f"at most {MAX_PASSWORD_LENGTH} characters")
     if language is not None and language not in SUPPORTED_LANGUAGES:
         raise InvalidMemberInput("language", f"one of {', '.join(SUPPORTED_LANGUAGES)}")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidMemberInput("password", f"at least {MIN_PASSWORD_LENGTH} characters, please")
+    validate_username(username, chamber_username=chamber_username)
+    password_hash = await hash_password_async(password)  # before the transaction begins
+    charter = await ensure_charter(session, now=now)
+    if accepted_charter_version != charter.version:
+        raise InvalidMemberInput(
+            "charter",
+            f"the charter changed (now version {charter.version}): please read it again",
+        )
     member = await create_member(
         session,
         box,
         username=username,
         chamber_username=chamber_username,
-        password=password,
+        password_hash=password_hash,
         display_name=display_name,
         status=MemberStatus.PENDING,
         now=now,
@@ -98,63 +101,154 @@ async def register_member(
     return member
 
 
-def login_keys(username: str, address: str | None) -> tuple[str, str | None]:
-    user_key = "user:" + username.strip().lower()[:100]
-    return user_key, ("addr:" + address[:100]) if address else None
+def login_keys(username: str, address: str | None) -> dict[str, Rule]:
+    """The counters an attempt goes under, by key (sorted: rows are locked in that order)."""
+    user = username.strip().lower()[:100]
+    where = (address or "unknown")[:100]
+    keys = {
+        f"addr:{where}": throttle.ADDRESS,
+        f"pair:{user}|{where}": throttle.PAIR,
+        f"user:{user}": throttle.ACCOUNT,
+    }
+    return dict(sorted(keys.items()))
 
 
-async def check_login_allowed(
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
+
+
+async def reserve_login_attempt(
     session: AsyncSession, username: str, address: str | None, *, now: datetime | None = None
 ) -> None:
-    """LoginThrottled after too many recent failures for this username or this address."""
+    """Count this attempt under its keys before the password is checked, or LoginThrottled
+    (nothing counted). The rows are locked (``FOR UPDATE``; SQLite writes one at a time), so
+    concurrent attempts are decided one after the other. Commit before checking the password."""
     now = now or utcnow()
-    since = now - LOGIN_WINDOW
-    user_key, address_key = login_keys(username, address)
-    for key, limit in (
-        (user_key, MAX_FAILURES_PER_USERNAME),
-        (address_key, MAX_FAILURES_PER_ADDRESS),
-    ):
-        if key is None:
-            continue
-        count, oldest = (
+    rules = login_keys(username, address)
+    await session.execute(
+        _insert(session)(LoginThrottle)
+        .values([{"key": key, "count": 0, "window_start": now} for key in rules])
+        .on_conflict_do_nothing(index_elements=[LoginThrottle.key])
+    )
+    rows = (
+        (
             await session.execute(
-                select(func.count(LoginFailure.id), func.min(LoginFailure.at)).where(
-                    LoginFailure.key == key, LoginFailure.at > since
-                )
+                select(LoginThrottle)
+                .where(LoginThrottle.key.in_(rules))
+                .order_by(LoginThrottle.key)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
-        ).one()
-        if count >= limit and oldest is not None:
-            if oldest.tzinfo is None:  # SQLite aggregates lose the column type
-                oldest = oldest.replace(tzinfo=now.tzinfo)
-            retry_after = int((oldest + LOGIN_WINDOW - now).total_seconds()) + 1
-            raise LoginThrottled(max(retry_after, 1))
+        )
+        .scalars()
+        .all()
+    )
+    counters = {
+        row.key: throttle.Counter(row.count, row.window_start, row.not_before) for row in rows
+    }
+    waits = [
+        wait
+        for key, rule in rules.items()
+        if (wait := throttle.refusal(counters[key], rule, now)) is not None
+    ]
+    if waits:
+        raise LoginThrottled(throttle.retry_after_seconds(max(waits)))
+    for row in rows:
+        after = throttle.counted(counters[row.key], rules[row.key], now)
+        row.count, row.window_start, row.not_before = (
+            after.count,
+            after.window_start,
+            after.not_before,
+        )
+    await session.flush()
+    await _forget_stale_counters(session, now, keep=list(rules))
 
 
-async def record_login_failure(
-    session: AsyncSession, username: str, address: str | None, *, now: datetime | None = None
-) -> None:
-    now = now or utcnow()
-    for key in login_keys(username, address):
-        if key is not None:
-            session.add(LoginFailure(key=key, at=now))
-    await session.execute(delete(LoginFailure).where(LoginFailure.at < now - LOGIN_WINDOW))
+async def _forget_stale_counters(session: AsyncSession, now: datetime, *, keep: list[str]) -> None:
+    """Remove a few counters whose window and delay are over (skipping rows that concurrent
+    attempts hold), so that the table holds about one window of keys."""
+    stale = (
+        select(LoginThrottle.key)
+        .where(
+            LoginThrottle.window_start < now - throttle.WINDOW,
+            or_(LoginThrottle.not_before.is_(None), LoginThrottle.not_before < now),
+            LoginThrottle.key.not_in(keep),
+        )
+        .limit(STALE_COUNTERS_PER_ATTEMPT)
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        delete(LoginThrottle)
+        .where(LoginThrottle.key.in_(stale.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
 
 
-async def clear_login_failures(session: AsyncSession, username: str) -> None:
-    user_key, _ = login_keys(username, None)
-    await session.execute(delete(LoginFailure).where(LoginFailure.key == user_key))
+async def release_login_attempt(session: AsyncSession, username: str, address: str | None) -> None:
+    """The password was right: the pair starts again, the address and the account get this
+    attempt back (a pending delay still holds)."""
+    for key, rule in login_keys(username, address).items():
+        if rule is throttle.PAIR:
+            await session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+        else:
+            await session.execute(
+                update(LoginThrottle)
+                .where(LoginThrottle.key == key, LoginThrottle.count > 0)
+                .values(count=LoginThrottle.count - 1)
+            )
+
+
+_dummy: dict[str, str] = {}
+
+
+async def _dummy_hash() -> str:
+    """Checked for unknown usernames, so that they cost the same time as wrong passwords."""
+    if "hash" not in _dummy:
+        _dummy["hash"] = await hash_password_async("not a real password, only spends time")
+    return _dummy["hash"]
+
+
+async def password_matches(member: Member | None, password: str) -> bool:
+    """Argon2 off the event loop; an unknown member (None) costs one check all the same."""
+    password = password[:MAX_PASSWORD_LENGTH]
+    if member is None:
+        await verify_password_async(await _dummy_hash(), password)
+        return False
+    return await verify_password_async(member.password_hash, password)
+
+
+async def find_member(session: AsyncSession, username: str) -> Member | None:
+    try:
+        return await get_member(session, username.strip())
+    except MemberNotFound:
+        return None
 
 
 async def verify_login(session: AsyncSession, username: str, password: str) -> Member | None:
     """The member if the password is right (whatever their status), else None. Unknown
-    usernames cost the same time as wrong passwords."""
-    try:
-        member = await get_member(session, username.strip())
-    except MemberNotFound:
-        verify_password(_dummy_hash(), password[:MAX_PASSWORD_LENGTH])
+    usernames cost the same time as wrong passwords. Not throttled: see ``attempt_sign_in``."""
+    member = await find_member(session, username)
+    return member if await password_matches(member, password) else None
+
+
+async def attempt_sign_in(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    username: str,
+    password: str,
+    address: str | None,
+) -> Member | None:
+    """A throttled sign-in: the member if the password is right (whatever their status),
+    None if not, LoginThrottled (nothing checked) after too many attempts. The attempt is
+    counted and committed before Argon2 runs, and no connection is held while it runs."""
+    async with session_scope(sessionmaker) as session:
+        await reserve_login_attempt(session, username, address)
+    async with read_only(sessionmaker) as session:
+        member = await find_member(session, username)
+    if not await password_matches(member, password) or member is None:
         return None
-    if not verify_password(member.password_hash, password[:MAX_PASSWORD_LENGTH]):
-        return None
+    async with session_scope(sessionmaker) as session:
+        await release_login_attempt(session, username, address)
     return member
 
 
@@ -165,7 +259,10 @@ def ensure_may_sign_in(member: Member) -> None:
 
 
 async def change_password(session: AsyncSession, member: Member, current: str, new: str) -> None:
-    if not verify_password(member.password_hash, current[:MAX_PASSWORD_LENGTH]):
+    """Check the current password and store the new one's hash. Argon2 runs before the
+    session is used, so a ``member`` not in ``session`` (e.g. the signed-in member) holds no
+    transaction open meanwhile; it is then loaded into ``session`` to be changed."""
+    if not await verify_password_async(member.password_hash, current[:MAX_PASSWORD_LENGTH]):
         raise InvalidMemberInput("current_password", "the current password is not right")
     if len(new) < MIN_PASSWORD_LENGTH:
         raise InvalidMemberInput(
@@ -173,7 +270,11 @@ async def change_password(session: AsyncSession, member: Member, current: str, n
         )
     if len(new) > MAX_PASSWORD_LENGTH:
         raise InvalidMemberInput("new_password", f"at most {MAX_PASSWORD_LENGTH} characters")
-    member.password_hash = hash_password(new)
+    password_hash = await hash_password_async(new)
+    stored = member if member in session else await session.get(Member, member.id)
+    if stored is None:
+        raise MemberNotFound(member.username)
+    stored.password_hash = password_hash
     await session.flush()
 
 

@@ -16,7 +16,7 @@ __all__ = [
     "AuditEntry",
     "Charter",
     "ClearingOverride",
-    "LoginFailure",
+    "LoginThrottle",
     "Member",
     "MemberRole",
     "MemberStatus",
@@ -114,11 +114,13 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class LoginFailure(Base):
-    """A failed sign-in, kept a short while to slow down password guessing."""
+class LoginThrottle(Base):
+    """Sign-in attempts counted under one key (``pair:``, ``addr:`` or ``user:``), for the
+    rules of ``node.members.throttle``; rows whose window is over are removed as we go."""
 
-    __tablename__ = "login_failures"
+    __tablename__ = "login_throttles"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(128), index=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

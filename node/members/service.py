@@ -14,7 +14,7 @@ from node.activitypub.actors import create_local_actor, get_local_actor
 from node.db import utcnow
 from node.members.errors import InvalidMemberInput, MemberNotFound, UsernameTaken
 from node.members.models import ApiToken, Member, MemberRole, MemberStatus
-from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password
+from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password_async
 from node.secretbox import SecretBox
 
 __all__ = [
@@ -69,12 +69,14 @@ async def create_member(
     username: str,
     chamber_username: str,
     password: str | None = None,
+    password_hash: str | None = None,
     display_name: str = "",
     status: str = MemberStatus.PENDING,
     role: str = MemberRole.MEMBER,
     now: datetime | None = None,
 ) -> Member:
-    """A member and their ``Person`` actor (with its keys), in the caller's transaction."""
+    """A member and their ``Person`` actor (with its keys), in the caller's transaction.
+    ``password_hash`` instead of ``password``: hashed by the caller before its transaction."""
     name = validate_username(username, chamber_username=chamber_username)
     if status not in MemberStatus.ALL:
         raise InvalidMemberInput("status", f"one of {', '.join(MemberStatus.ALL)}")
@@ -84,6 +86,7 @@ async def create_member(
         raise InvalidMemberInput("password", f"at least {MIN_PASSWORD_LENGTH} characters, please")
     if len(display_name) > 100:
         raise InvalidMemberInput("display_name", "at most 100 characters")
+    hashed = password_hash or (await hash_password_async(password) if password else None)
     if await get_local_actor(session, name) is not None:
         raise UsernameTaken(f"the username {name!r} is already taken")
     now = now or utcnow()
@@ -91,7 +94,7 @@ async def create_member(
     member = Member(
         username=name,
         display_name=display_name.strip() or name,
-        password_hash=hash_password(password) if password else None,
+        password_hash=hashed,
         status=status,
         role=role,
         actor_id=actor.id,

@@ -18,14 +18,11 @@ from node.activitypub.follows import answer_follow_request
 from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.db import read_only, session_scope, utcnow
 from node.members.accounts import (
+    attempt_sign_in,
     change_password,
-    check_login_allowed,
-    clear_login_failures,
     ensure_may_sign_in,
-    record_login_failure,
     register_member,
     update_profile,
-    verify_login,
 )
 from node.members.charter import current_charter, get_charter
 from node.members.clearing_access import clearing_access
@@ -111,12 +108,8 @@ async def login_page(request: Request) -> Response:
     next_url = _safe_next(_text(form, "next", 500) or next_url)
     address = client_address(request)
     try:
-        async with read_only(node.sessionmaker) as session:
-            await check_login_allowed(session, username, address)
-            member = await verify_login(session, username, password)
+        member = await attempt_sign_in(node.sessionmaker, username, password, address)
         if member is None:
-            async with session_scope(node.sessionmaker) as session:
-                await record_login_failure(session, username, address)
             return render(
                 request,
                 "account/login.html",
@@ -133,8 +126,7 @@ async def login_page(request: Request) -> Response:
             status_code=429,
             next_url=next_url,
             username=username,
-            error=i18n.gettext("Too many failed attempts: try again in %(minutes)d minutes.")
-            % {"minutes": max(1, round(exc.retry_after / 60))},
+            error=_throttled_message(exc.retry_after),
         )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
@@ -143,13 +135,24 @@ async def login_page(request: Request) -> Response:
             request, "account/status.html", status_code=403, status=exc.status, reason=exc.reason
         )
     async with session_scope(node.sessionmaker) as session:
-        await clear_login_failures(session, username)
         stored = await session.get(Member, member.id)
         if stored is not None:
             stored.last_active_at = utcnow()
     log_in(request, member)
     remember_language(request, member.language)
     return RedirectResponse(next_url, status_code=303)
+
+
+def _throttled_message(retry_after: int) -> str:
+    if retry_after <= 90:
+        return i18n.ngettext(
+            "Too many failed attempts: try again in %(seconds)d second.",
+            "Too many failed attempts: try again in %(seconds)d seconds.",
+            retry_after,
+        ) % {"seconds": retry_after}
+    return i18n.gettext("Too many failed attempts: try again in %(minutes)d minutes.") % {
+        "minutes": max(1, round(retry_after / 60))
+    }
 
 
 async def logout(request: Request) -> Response:
@@ -225,11 +228,9 @@ async def password_page(request: Request) -> Response:
         if _text(form, "new_password", 2000) != _text(form, "new_password_confirm", 2000):
             raise InvalidMemberInput("new_password", i18n.gettext("The passwords do not match."))
         async with session_scope(node.sessionmaker) as session:
-            stored = await session.get(Member, member.id)
-            assert stored is not None
             await change_password(
                 session,
-                stored,
+                member,
                 _text(form, "current_password", 2000),
                 _text(form, "new_password", 2000),
             )

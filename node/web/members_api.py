@@ -210,10 +210,8 @@ async def password(request: Request) -> Response:
     body = await _json(request)
     try:
         async with session_scope(node.sessionmaker) as session:
-            stored = await session.get(Member, member.id)
-            assert stored is not None
             await change_password(
-                session, stored, _str(body, "current_password"), _str(body, "new_password")
+                session, member, _str(body, "current_password"), _str(body, "new_password")
             )
     except MemberError as exc:
         raise api_error(exc) from None

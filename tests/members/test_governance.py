@@ -25,7 +25,6 @@ from node.members.errors import (
     InvalidTransition,
     LastAdministrator,
     LoginRefused,
-    LoginThrottled,
     NotAllowed,
 )
 from node.members.models import Member, MemberRole, MemberStatus
@@ -228,24 +227,6 @@ async def test_domain_blocks_and_remote_content_are_logged(
         "remote.remove",
         "domain.unblock",
     ]
-
-
-async def test_failed_sign_ins_are_throttled(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-) -> None:
-    async with session_scope(sessionmaker) as session:
-        await _member(session, settings, "marie")
-        for _ in range(accounts.MAX_FAILURES_PER_USERNAME):
-            await accounts.check_login_allowed(session, "marie", "10.0.0.1", now=NOW)
-            await accounts.record_login_failure(session, "marie", "10.0.0.1", now=NOW)
-        with pytest.raises(LoginThrottled) as throttled:
-            await accounts.check_login_allowed(session, "marie", "10.0.0.2", now=NOW)
-        assert 0 < throttled.value.retry_after <= 15 * 60 + 1
-        later = NOW + accounts.LOGIN_WINDOW + timedelta(seconds=1)
-        await accounts.check_login_allowed(session, "marie", "10.0.0.2", now=later)
-        assert await accounts.verify_login(session, "marie", PASSWORD) is not None
-        assert await accounts.verify_login(session, "marie", "wrong password!") is None
-        assert await accounts.verify_login(session, "nobody", PASSWORD) is None
 
 
 async def test_password_change(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from starlette.applications import Starlette
 
-from node.members.accounts import MAX_FAILURES_PER_USERNAME
 from node.members.models import MemberRole, MemberStatus
+from node.members.throttle import PAIR
 from tests.web._members import PASSWORD, add_member, csrf_of, sign_in
 
 
@@ -135,7 +135,7 @@ async def test_member_pages_are_for_admins_only(app: Starlette, client: httpx.As
 
 async def test_sign_in_is_throttled(app: Starlette, client: httpx.AsyncClient) -> None:
     await add_member(app, "bob")
-    for _ in range(MAX_FAILURES_PER_USERNAME):
+    for _ in range(PAIR.free):
         assert (await sign_in(client, "bob", "wrong password")).status_code == 401
     throttled = await sign_in(client, "bob")
     assert throttled.status_code == 429 and "Retry-After" in throttled.headers
