@@ -21,13 +21,12 @@ install: $(STAMP)
 
 ## make run: a demo chamber on SQLite at http://127.0.0.1:$(PORT) (data in ./$(DATA))
 run: $(STAMP)
-	@if [ ! -f $(DATA)/archipel.toml ]; then \
-	  pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	@umask 077; if [ ! -f $(DATA)/archipel.toml ]; then \
 	  $(BIN)/archipel init --data-dir $(DATA) --url http://127.0.0.1:$(PORT) \
 	    --name "Chambre des communs (démo)" \
 	    --description "Une chambre de démonstration d'Archipel." \
-	    --allow-private-addresses --admin marie --admin-password "$$pw" && \
-	  printf 'login: marie\npassword: %s\n' "$$pw" > $(DATA)/admin-login.txt; \
+	    --allow-private-addresses --admin marie \
+	    --admin-password-file $(DATA)/admin-login.txt; \
 	fi
 	@echo "Administrator login ($(DATA)/admin-login.txt):"; sed 's/^/  /' $(DATA)/admin-login.txt
 	@echo "Open http://127.0.0.1:$(PORT)/"

@@ -82,8 +82,14 @@ class NodeProcess:
     process: subprocess.Popen[bytes] | None = None
     #: Put a ``federation_tests.proxy.Proxy`` on the public port, the node on ``inner_port``.
     behind_proxy: bool = False
+    #: Where ``serve`` listens: the public ``port`` unless something else (a proxy, Caddy)
+    #: owns that one.
     inner_port: int = 0
     proxy: Proxy | None = None
+    #: The public URL's scheme (``https`` behind a TLS proxy such as Caddy).
+    scheme: str = "http"
+    #: Added to ``serve``'s arguments at every start (after the harness's own).
+    serve_args: tuple[str, ...] = ()
     #: Fast retries and short job leases, so that recovery shows within a test's patience.
     env: dict[str, str] = field(
         default_factory=lambda: {
@@ -98,7 +104,7 @@ class NodeProcess:
             self.proxy = Proxy(upstream_port=self.inner_port).start()
             self.port = self.proxy.port
         else:
-            self.inner_port = self.port
+            self.inner_port = self.inner_port or self.port
 
     @property
     def data_dir(self) -> Path:
@@ -106,7 +112,7 @@ class NodeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def inner_url(self) -> str:
@@ -176,6 +182,7 @@ class NodeProcess:
                 str(self.inner_port),
                 "--log-level",
                 "warning",
+                *self.serve_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

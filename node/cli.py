@@ -24,6 +24,7 @@ from node.members.errors import MemberError
 from node.members.models import MemberRole, MemberStatus
 from node.members.service import create_member, create_token, get_member
 from node.migrate import upgrade
+from node.ops.private_files import restrict_sqlite_file, write_private_file
 from node.secretbox import SecretBox
 
 __all__ = ["main"]
@@ -52,6 +53,12 @@ def cmd_init(args: argparse.Namespace) -> None:
         raise CommandError(f"{data_dir / CONFIG_FILENAME} exists: this chamber is already set up")
     if args.admin_password and not args.admin:
         raise CommandError("--admin-password needs --admin USERNAME")
+    password_file = Path(args.admin_password_file) if args.admin_password_file else None
+    if password_file is not None:
+        if not args.admin or args.admin_password:
+            raise CommandError("--admin-password-file needs --admin and no --admin-password")
+        if password_file.exists():
+            raise CommandError(f"{password_file} exists: remove it or choose another file")
     settings = new_settings(
         data_dir,
         url=args.url,
@@ -62,8 +69,16 @@ def cmd_init(args: argparse.Namespace) -> None:
         database_url=args.database_url or "",
         allow_private_addresses=args.allow_private_addresses,
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:  # 0700: the database, the configuration and the node secret live in it
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot create the data directory {settings.data_dir} ({exc.strerror}): create it"
+            " for the user that runs archipel, e.g."
+            f" sudo install -d -o archipel -g archipel -m 0700 {settings.data_dir}"
+        ) from None
     upgrade(settings.database_url)
+    restrict_sqlite_file(settings.database_url)
     box = SecretBox(settings.secret_key)
     admin_password = args.admin_password or (secrets.token_urlsafe(12) if args.admin else None)
 
@@ -89,7 +104,10 @@ def cmd_init(args: argparse.Namespace) -> None:
     print(f"  chamber actor: @{settings.chamber_username}@{settings.host}")
     if args.admin:
         print(f"  administrator: {args.admin}")
-        if not args.admin_password:
+        if password_file is not None:
+            write_private_file(password_file, f"login: {args.admin}\npassword: {admin_password}\n")
+            print(f"  its password is in {password_file} (mode 0600): log in, then delete it")
+        elif not args.admin_password:
             print(f"  password:      {admin_password}   (shown once: write it down)")
 
 
@@ -309,10 +327,15 @@ def cmd_block(args: argparse.Namespace) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> None:
-    from node.ops.backup import BackupError, create_backup
+    from node.ops.backup import BackupError, create_backup, prune_backups
 
+    if args.keep is not None and args.keep < 1:
+        raise CommandError("--keep: at least 1 (the backup just written)")
+    if args.keep is not None and not Path(args.out).is_dir():
+        raise CommandError(f"--keep needs a directory to write into and prune: {args.out}")
     try:
         summary = create_backup(args.data_dir, args.out)
+        removed = [] if args.keep is None else prune_backups(args.out, args.keep)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     print(
@@ -320,6 +343,8 @@ def cmd_backup(args: argparse.Namespace) -> None:
         f" {len(summary.rows)} tables, {summary.files} file(s); it holds the node secret:"
         " keep it as safe as the data directory"
     )
+    if args.keep is not None:
+        print(f"kept the {args.keep} newest backup(s) in {args.out}, removed {len(removed)}")
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
@@ -471,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--admin", help="username of the first administrator")
     init.add_argument("--admin-password", help="default: a random password, printed once")
+    init.add_argument(
+        "--admin-password-file",
+        metavar="PATH",
+        help="write the generated password to this new file (mode 0600) instead of printing it",
+    )
     init.set_defaults(func=cmd_init)
 
     migrate = with_data_dir(commands.add_parser("migrate", help="apply database migrations"))
@@ -587,6 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     backup = with_data_dir(commands.add_parser("backup", help="write a backup archive"))
     backup.add_argument("out", help="the .tar.gz to write (or a directory for a dated name)")
+    backup.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="OUT is a directory: then delete all but the N newest dated backups in it",
+    )
     backup.set_defaults(func=cmd_backup)
     restore = with_data_dir(
         commands.add_parser("restore", help="restore a backup into a new data directory")

@@ -5,6 +5,7 @@ Nothing here opens a database or a socket; ``load_settings`` only reads one file
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -193,6 +194,7 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("job_lease_seconds: between 2 and 3600")
     if settings.log_format not in ("text", "json"):
         raise ConfigError("log_format: text (for people) or json (one object per line)")
+    _validate_trusted_proxies(settings.trusted_proxies)
     if not 0 <= settings.clearing_min_bricks <= 1000:
         raise ConfigError("clearing_min_bricks: between 0 and 1000")
     if not 0 <= settings.clearing_min_days <= 3650:
@@ -200,6 +202,26 @@ def _validate(settings: Settings) -> Settings:
     _validate_clearing(settings)
     database_url = settings.database_url or default_database_url(settings.data_dir)
     return replace(settings, url=url, name=settings.name.strip(), database_url=database_url)
+
+
+def _validate_trusted_proxies(value: str) -> None:
+    """Addresses or networks only: ``*`` (or a host name) would let any client choose the
+    address that login throttling and the access log see."""
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            raise ConfigError(
+                "trusted_proxies: never '*' (anyone could then choose their address):"
+                " list the reverse proxy's addresses or networks, e.g. 127.0.0.1"
+            )
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies: {entry!r} is not an IP address or network (e.g. 127.0.0.1,"
+                " 172.30.0.0/24)"
+            ) from None
 
 
 def _validate_clearing(settings: Settings) -> None:

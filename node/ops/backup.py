@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -62,6 +63,7 @@ __all__ = [
     "RestoreSummary",
     "create_backup",
     "dump_tables",
+    "prune_backups",
     "restore_backup",
     "tables",
 ]
@@ -233,7 +235,7 @@ def create_backup(data_dir: Path | str, out: Path | str) -> BackupSummary:
     settings = load_settings(data_dir)
     out = Path(out)
     if out.is_dir():
-        out = out / f"archipel-{utcnow():%Y%m%dT%H%M%SZ}.tar.gz"
+        out = _dated_name(out)
     config_bytes = (settings.data_dir / CONFIG_FILENAME).read_bytes()
     with tempfile.TemporaryDirectory(prefix="archipel-backup-") as tmp:
         dump_dir = Path(tmp)
@@ -270,6 +272,37 @@ def create_backup(data_dir: Path | str, out: Path | str) -> BackupSummary:
             partial.unlink(missing_ok=True)
             raise
     return BackupSummary(out, counts, len(files))
+
+
+#: The names ``create_backup`` gives in a directory: ``archipel-20240301T123015Z.tar.gz``, then
+#: ``-2``, ``-3``... for more backups in the same second. Only these are ever pruned.
+_DATED = re.compile(r"archipel-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz")
+
+
+def _dated_name(directory: Path) -> Path:
+    stamp = f"{utcnow():%Y%m%dT%H%M%SZ}"
+    path, n = directory / f"archipel-{stamp}.tar.gz", 1
+    while path.exists() or path.with_name(path.name + ".partial").exists():
+        n += 1
+        path = directory / f"archipel-{stamp}-{n}.tar.gz"
+    return path
+
+
+def prune_backups(directory: Path | str, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest dated archives in ``directory`` (the names
+    ``create_backup`` gives there; any other file is left alone); the deleted paths."""
+    if keep < 1:
+        raise BackupError("--keep: at least 1 (the backup just written)")
+    dated = []
+    for path in Path(directory).iterdir():
+        match = _DATED.fullmatch(path.name)
+        if match and path.is_file():
+            dated.append(((match[1], int(match[2] or 1)), path))
+    dated.sort(reverse=True)
+    removed = [path for _, path in dated[keep:]]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 # -- restore -----------------------------------------------------------------------------
@@ -462,7 +495,7 @@ def _restore(archive: tarfile.TarFile, data_dir: Path, database_url: str | None)
         config["database_url"] = database_url
     else:  # never the backed-up database: SQLite in the new directory (or ARCHIPEL_DATABASE_URL)
         config.pop("database_url", None)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database is in it
     path = data_dir / CONFIG_FILENAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

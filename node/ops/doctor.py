@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node.activitypub.actors import ActorUrls
@@ -26,8 +27,8 @@ from node.activitypub.models import Follow, LocalActor
 from node.activitypub.multikey import public_key_to_multibase
 from node.activitypub.transport import make_async_client
 from node.clearing.partner_models import Partner
-from node.config import ConfigError, Settings, load_settings
-from node.db import make_engine
+from node.config import CONFIG_FILENAME, ConfigError, Settings, load_settings
+from node.db import is_sqlite, make_engine
 from node.migrate import current_heads, head_revisions
 from node.runtime import user_agent
 from node.secretbox import SecretBox, SecretBoxError
@@ -84,7 +85,27 @@ def _check_data_dir(settings: Settings) -> Check:
             f"cannot write in {settings.data_dir} ({exc.strerror}): give the user running"
             f" archipel (uid {os.getuid()}) write access",
         )
-    return Check("data directory", Status.OK, f"{settings.data_dir} is writable")
+    exposed = [
+        path
+        for path in (settings.data_dir, settings.data_dir / CONFIG_FILENAME, _sqlite_file(settings))
+        if path is not None and path.exists() and path.stat().st_mode & 0o077
+    ]
+    if exposed:
+        return Check(
+            "data directory",
+            Status.WARN,
+            "readable by other users, though it holds the node secret and the database:"
+            f" chmod 0700 {settings.data_dir}"
+            + "".join(f"; chmod 0600 {path}" for path in exposed if path != settings.data_dir),
+        )
+    return Check("data directory", Status.OK, f"{settings.data_dir} is writable and private")
+
+
+def _sqlite_file(settings: Settings) -> Path | None:
+    if not is_sqlite(settings.database_url):
+        return None
+    database = make_url(settings.database_url).database
+    return Path(database) if database else None
 
 
 async def _check_database(engine: AsyncEngine) -> list[Check]:

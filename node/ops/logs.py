@@ -2,9 +2,10 @@
 
 ``log_format = "json"`` writes one JSON object per line on stderr: ``time`` (UTC,
 ISO 8601), ``level``, ``logger``, ``message``, the ``extra`` fields of the record (the access
-log adds ``method``, ``path``, ``status``, ``duration_ms``, ``client``) and ``exception``
-when there is one. Uvicorn's own loggers go through the same handler; its access log is
-replaced by ours (``node.access``, written by ``node.ops.web.MetricsMiddleware``).
+log adds ``method``, ``path``, ``status``, ``duration_ms``, ``client``, ``scheme``) and
+``exception`` when there is one. Uvicorn's own loggers go through the same handler; its
+access log is replaced by ours (``node.access``, written by
+``node.ops.web.MetricsMiddleware``).
 """
 
 from __future__ import annotations

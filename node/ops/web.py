@@ -2,10 +2,11 @@
 
 ``MetricsMiddleware`` counts every HTTP request (method, status class, duration) and writes
 one access-log record per request on the ``node.access`` logger (fields ``method``,
-``path``, ``status``, ``duration_ms``: ``node.ops.logs.JsonFormatter`` puts them in the JSON
-line). ``metrics_endpoint`` renders the in-process registry plus gauges read from the
-database at scrape time (jobs written by any worker process, members), optionally behind
-a bearer token (``metrics_token``).
+``path``, ``status``, ``duration_ms``, ``client``, ``scheme``: ``node.ops.logs.JsonFormatter``
+puts them in the JSON line; behind ``serve --proxy-headers``, client and scheme are the
+ones the trusted proxy forwarded). ``metrics_endpoint`` renders the in-process registry
+plus gauges read from the database at scrape time (jobs written by any worker process,
+members), optionally behind a bearer token (``metrics_token``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class MetricsMiddleware:
                     "status": status,
                     "duration_ms": round(duration * 1000, 2),
                     "client": client[0] if client else None,
+                    "scheme": scope.get("scheme", "http"),
                 },
             )
 

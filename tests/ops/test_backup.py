@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from node.jobs import JobState, enqueue
 from node.members.models import MemberRole, MemberStatus
 from node.members.service import create_member, get_member
 from node.migrate import head_revisions
-from node.ops.backup import BackupError, create_backup, restore_backup
+from node.ops.backup import BackupError, create_backup, prune_backups, restore_backup
 from node.secretbox import SecretBox
 from node.web.app import create_app
 from tests.ops._support import snapshot, throwaway_postgres
@@ -251,3 +252,48 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     (tmp_path / "plain.txt").write_text("nope")
     with pytest.raises(BackupError, match="cannot read"):
         restore_backup(tmp_path / "plain.txt", tmp_path / "new2")
+
+
+def test_keep_prunes_the_oldest_dated_backups_only(settings: Settings, tmp_path: Path) -> None:
+    """``backup DIR --keep N``: the scheduled backups (timer, compose service) keep N."""
+    source = _source(settings)
+    out = tmp_path / "backups"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a backup: never pruned")
+    (out / "archipel-manual.tar.gz").write_text("not a dated name: never pruned")
+    written: list[str] = []
+    for _ in range(3):  # even three in the same second get distinct names, in order
+        before = set(os.listdir(out))
+        assert main(["backup", "--data-dir", str(source.data_dir), str(out), "--keep", "2"]) == 0
+        (new,) = set(os.listdir(out)) - before
+        written.append(new)
+    dated = sorted(name for name in os.listdir(out) if name[len("archipel-") :][:1].isdigit())
+    assert dated == sorted(written[1:])  # the oldest went
+    assert (out / "notes.txt").exists() and (out / "archipel-manual.tar.gz").exists()
+    for name in dated:
+        with tarfile.open(out / name) as tar:
+            assert "manifest.json" in tar.getnames()
+
+
+def test_prune_keeps_the_newest_by_name(tmp_path: Path) -> None:
+    names = [
+        "archipel-20240301T120000Z.tar.gz",
+        "archipel-20240301T120000Z-2.tar.gz",
+        "archipel-20240301T120000Z-10.tar.gz",
+        "archipel-20240302T000000Z.tar.gz",
+        "archipel-20240229T235959Z.tar.gz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = prune_backups(tmp_path, 3)
+    assert sorted(p.name for p in removed) == sorted([names[0], names[4]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[1], names[2], names[3]])
+    with pytest.raises(BackupError, match="at least 1"):
+        prune_backups(tmp_path, 0)
+
+
+def test_keep_needs_a_directory(settings: Settings, tmp_path: Path) -> None:
+    source = _source(settings)
+    target = str(tmp_path / "one.tar.gz")
+    assert main(["backup", "--data-dir", str(source.data_dir), target, "--keep", "2"]) == 1
+    assert not Path(target).exists()

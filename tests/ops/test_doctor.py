@@ -213,3 +213,19 @@ def test_clearing_partners_are_probed_too(tmp_path: Path, database_url: str) -> 
         (Status.OK, PARTNER),
         (Status.WARN, "https://roubaix.example/actors/roubaix"),
     ]
+
+
+def test_a_data_directory_others_can_read_is_a_warning(tmp_path: Path) -> None:
+    """``init`` makes it private; an older chamber (or a careless copy) is told how to fix it."""
+    data = tmp_path / "data"
+    _init(data, "")
+    assert _by_name(asyncio.run(run_checks(data, http=_answering())))["data directory"].status == (
+        Status.OK
+    )
+    data.chmod(0o755)
+    (data / "archipel.db").chmod(0o644)
+    check = _by_name(asyncio.run(run_checks(data, http=_answering())))["data directory"]
+    assert check.status == Status.WARN
+    assert f"chmod 0700 {data.resolve()}" in check.message
+    assert f"chmod 0600 {(data / 'archipel.db').resolve()}" in check.message
+    assert "archipel.toml" not in check.message  # still 0600
