@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from node.activitypub import actors as actors_module
 from node.activitypub.keys import ActorKeys, generate_actor_keys
 from node.config import Settings, new_settings
 from node.db import Base, make_engine
+from node.members import passwords
 from node.migrate import upgrade
 
 POSTGRES_ENV = "ARCHIPEL_TEST_POSTGRES_URL"
@@ -71,6 +73,15 @@ def pooled_actor_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         return _KEY_POOL[taken - 1]
 
     monkeypatch.setattr(actors_module, "generate_actor_keys", next_keys)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its production cost takes a fifth of a second per hash: tests use the
+    cheapest parameters (hashes still verify as usual; real processes keep the real cost)."""
+    monkeypatch.setattr(
+        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.actors import get_local_actor
@@ -30,7 +28,7 @@ from node.activitypub.models import (
     RemoteActor,
     StoredActivity,
 )
-from node.db import read_only
+from node.db import insert_for, read_only
 from node.jobs import Done, Fail, Handler, Job, Outcome, Retry, enqueue
 from node.ops.metrics import DELIVERY_ATTEMPTS, status_class
 
@@ -183,9 +181,7 @@ async def _record_host(
             .values(consecutive_failures=0, paused_until=None, last_error="")
         )
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    values = insert(HostHealth).values(
+    values = insert_for(session, HostHealth).values(
         host=host, consecutive_failures=1, last_error=error[:500], paused_until=None
     )
     statement = values.on_conflict_do_update(

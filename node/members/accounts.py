@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.activitypub.models import LocalActor
-from node.db import read_only, session_scope, utcnow
+from node.db import insert_for, read_only, session_scope, utcnow
 from node.i18n import SUPPORTED_LANGUAGES
 from node.members import throttle
 from node.members.charter import ensure_charter
@@ -113,11 +110,6 @@ def login_keys(username: str, address: str | None) -> dict[str, Rule]:
     return dict(sorted(keys.items()))
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql_insert if dialect == "postgresql" else sqlite_insert
-
-
 async def reserve_login_attempt(
     session: AsyncSession, username: str, address: str | None, *, now: datetime | None = None
 ) -> None:
@@ -127,7 +119,7 @@ async def reserve_login_attempt(
     now = now or utcnow()
     rules = login_keys(username, address)
     await session.execute(
-        _insert(session)(LoginThrottle)
+        insert_for(session, LoginThrottle)
         .values([{"key": key, "count": 0, "window_start": now} for key in rules])
         .on_conflict_do_nothing(index_elements=[LoginThrottle.key])
     )

@@ -19,7 +19,6 @@ import pytest
 
 from node.config import Settings, new_settings
 from tests.web._members import PASSWORD
-from tests.web.conftest import fast_password_hashing  # noqa: F401 - autouse fixture
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
