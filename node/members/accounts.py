@@ -22,7 +22,7 @@ from node.members.errors import (
 )
 from node.members.models import LoginFailure, Member, MemberStatus
 from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
-from node.members.service import create_member, get_member
+from node.members.service import create_member, get_member, revoke_tokens
 from node.secretbox import SecretBox
 
 __all__ = [
@@ -165,6 +165,8 @@ def ensure_may_sign_in(member: Member) -> None:
 
 
 async def change_password(session: AsyncSession, member: Member, current: str, new: str) -> None:
+    """Also revokes every API token of the member (whoever knew the old password may
+    have made one)."""
     if not verify_password(member.password_hash, current[:MAX_PASSWORD_LENGTH]):
         raise InvalidMemberInput("current_password", "the current password is not right")
     if len(new) < MIN_PASSWORD_LENGTH:
@@ -174,6 +176,7 @@ async def change_password(session: AsyncSession, member: Member, current: str, n
     if len(new) > MAX_PASSWORD_LENGTH:
         raise InvalidMemberInput("new_password", f"at most {MAX_PASSWORD_LENGTH} characters")
     member.password_hash = hash_password(new)
+    await revoke_tokens(session, member)
     await session.flush()
 
 
