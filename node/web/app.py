@@ -41,6 +41,7 @@ from node.web import (
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
+from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
 from node.web.templating import make_templates
 
@@ -178,5 +179,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             ),
             Middleware(LanguageMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            # Inside the body limit (it reads forms) and the session (it reads the token).
+            Middleware(CsrfMiddleware, origin=settings.url),
         ],
     )
