@@ -45,6 +45,13 @@ def add_token_commands(commands: Any) -> None:
     parser = commands.add_parser("token", help="API tokens")
     actions = parser.add_subparsers(dest="token_command", required=True)
     create = actions.add_parser("create", help="print a new bearer token (shown once)")
+    listing = actions.add_parser(
+        "list", help="a member's tokens: name, created, last used, expires, state"
+    )
+    revoke = actions.add_parser("revoke", help="revoke one token (NAME) or --all")
+    for action in (create, listing, revoke):
+        action.add_argument("--data-dir", required=True, help="the chamber's data directory")
+        action.add_argument("username")
     create.add_argument(
         "--name",
         "--label",
@@ -55,16 +62,9 @@ def add_token_commands(commands: Any) -> None:
     create.add_argument(
         "--expires-in", type=_days, metavar="DAYS", help="expire after DAYS days (default: never)"
     )
-    listing = actions.add_parser(
-        "list", help="a member's tokens: name, created, last used, expires, state"
-    )
-    revoke = actions.add_parser("revoke", help="revoke one token (NAME) or --all")
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="the token's name (see token list)")
     which.add_argument("--all", action="store_true", help="every token of the member")
-    for action in (create, listing, revoke):
-        action.add_argument("--data-dir", required=True, help="the chamber's data directory")
-        action.add_argument("username")
     parser.set_defaults(func=cmd_token)
 
 

@@ -26,6 +26,7 @@ from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_
 from node.runtime import open_runtime
 from node.web import (
     account,
+    account_tokens,
     actors,
     admin,
     admin_partners,
@@ -151,6 +152,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
         *members_api.routes,
