@@ -437,6 +437,11 @@ def cmd_partner(args: argparse.Namespace) -> None:
         return [
             f"{v.chamber_uri}  {v.name}  credit line {v.as_json()['credit_line']}"
             f"  balance {v.as_json()['balance']}"
+            + (
+                "  confirmed both ways"
+                if v.confirmed
+                else "  not confirmed yet: it must add us too"
+            )
             for v in views
         ]
 
