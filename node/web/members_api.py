@@ -56,8 +56,11 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _str(body: dict[str, Any], name: str, default: str | None = "") -> Any:
-    value = body.get(name, default)
-    if value is not None and not isinstance(value, str):
+    """The text field ``name``; absent or null: ``default``."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
         raise ApiError(422, f"{name}: expected text", field=name)
     return value
 
@@ -183,7 +186,7 @@ async def me(request: Request) -> Response:
         fields: dict[str, Any] = {}
         for name in ("display_name", "bio", "avatar_url"):
             if name in body:
-                fields[name] = _str(body, name)
+                fields[name] = _str(body, name, None)  # null: unchanged
         if "language" in body:
             fields["language"] = _str(body, "language", None)
         if "manually_approves_followers" in body:

@@ -3,6 +3,8 @@ every query parameter is checked before a handler runs (a 400 naming it, never a
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from openapi_spec_validator import validate
@@ -138,3 +140,30 @@ async def test_the_catalogue_page_refuses_an_out_of_range_cursor(client: httpx.A
         )
         assert response.status_code == 400
         assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_a_handle_with_an_invalid_host_name_is_refused(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """Found by schemathesis: a host that is not a valid IDNA name answered 500."""
+    member, _admin = await _tokens(app)
+    for path in ("/api/v1/follows",):
+        response = await client.post(path, json={"handle": "@x@¾£µù"}, headers=bearer(member))
+        assert response.status_code == 422, response.text
+        assert "handle" in response.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "statuses"),
+    [
+        ("/api/v1/members/me/follow-requests", {"actor": None, "decision": "accept"}, {404}),
+        ("/api/v1/admin/domain-blocks", {"host": None, "reason": "x"}, {422}),
+    ],
+)
+async def test_a_null_text_field_is_refused_not_a_500(
+    app: Starlette, client: httpx.AsyncClient, path: str, body: dict[str, Any], statuses: set[int]
+) -> None:
+    """Found by schemathesis: null where text is expected answered 500."""
+    _member, admin = await _tokens(app)
+    response = await client.post(path, json=body, headers=bearer(admin))
+    assert response.status_code in statuses, response.text
