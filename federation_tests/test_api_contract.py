@@ -20,11 +20,13 @@ from schemathesis.specs.openapi.checks import (
 
 from federation_tests.conftest import NodeFactory
 from federation_tests.harness import NodeProcess
+from tests.conftest import postgres_database  # noqa: F401 -- the fixture, for PostgreSQL
 
 pytestmark = pytest.mark.federation
 
-#: Examples per operation (about 40 operations, twice): bounded so the run stays short.
-EXAMPLES = 8
+#: Examples per operation and mode (about 40 operations, two tokens, two databases): bounded
+#: so that the whole run stays within a minute.
+EXAMPLES = 6
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -33,11 +35,19 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chamber(make_module_node: NodeFactory) -> tuple[NodeProcess, dict[str, str]]:
-    """A chamber with an administrator, a member with clearing access, a brick and an
-    exchange (so that lists have items to check), and both tokens."""
-    node = make_module_node("lille", "--admin", "ada", "--admin-password", "ada password 12")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def chamber(
+    request: pytest.FixtureRequest, make_module_node: NodeFactory
+) -> tuple[NodeProcess, dict[str, str]]:
+    """A chamber (on SQLite, and on PostgreSQL when ARCHIPEL_TEST_POSTGRES_URL is set) with an
+    administrator, a member with clearing access, a brick and an exchange (so that lists
+    have items to check), and both tokens."""
+    database = []
+    if request.param == "postgresql":
+        database = ["--database-url", request.getfixturevalue("postgres_database")]
+    node = make_module_node(
+        f"lille{request.param}", "--admin", "ada", "--admin-password", "ada pass 12", *database
+    )
     node.cli("member", "add", "marie")
     node.cli("clearing", "grant", "marie", "--reason", "contract test")
     node.cli("clearing", "grant", "ada", "--reason", "contract test")

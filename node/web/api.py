@@ -10,6 +10,7 @@ not take answers 415; handlers still check the body's fields (422 with ``field``
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from node.web.errors import ApiError
 __all__ = [
     "ID_MAX",
     "JSON",
+    "NO_NUL",
     "Answer",
     "Body",
     "Endpoint",
@@ -39,6 +41,7 @@ JSON = "application/json"
 Auth = Literal["public", "member", "admin"]
 Handler = Callable[[Request], Awaitable[Response]]
 
+NO_NUL = "text cannot contain NUL characters"
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -94,6 +97,8 @@ class Param:
             ):
                 raise ApiError(400, wanted, field=self.name)
             return number
+        if "\x00" in raw:
+            raise ApiError(400, f"{self.name}: {NO_NUL}", field=self.name)
         if self.enum and raw not in self.enum:
             raise ApiError(400, f"{self.name}: one of {', '.join(self.enum)}", field=self.name)
         if self.max_length is not None and len(raw) > self.max_length:
@@ -169,16 +174,19 @@ class Endpoint:
 
     def route(self) -> Route:
         async def checked(request: Request) -> Response:
-            self.check(request)
+            await self.check(request)
             return await self.handler(request)
 
         checked.__name__ = self.operation_id
         checked.__doc__ = self.summary
         return Route(self.path, checked, methods=[self.method], name=self.operation_id)
 
-    def check(self, request: Request) -> None:
-        """Query parameters and the body's media type, before the handler runs."""
+    async def check(self, request: Request) -> None:
+        """Parameters, the body's media type and its text, before the handler runs (which
+        still checks the body's fields)."""
         for param in self.params:
+            if param.location == "path" and "\x00" in request.path_params.get(param.name, ""):
+                raise ApiError(400, f"{param.name}: {NO_NUL}", field=param.name)
             if param.location != "query":
                 continue
             raw = request.query_params.get(param.name)
@@ -191,12 +199,20 @@ class Endpoint:
         if content_type and self.body is not None and not self.body.accepts(content_type):
             forms = " or a form" if self.body.forms is not None else ""
             raise ApiError(415, f"send the body as {JSON}{forms}, not {content_type}")
+        if self.body is not None and (not content_type or content_type.endswith("json")):
+            try:
+                data = json.loads(await request.body())
+            except ValueError:
+                return  # the handler answers 400 with what it expects
+            where = _nul_in(data, "body")
+            if where is not None:
+                raise ApiError(400, f"{where}: {NO_NUL}", field=where)
 
     def all_responses(self) -> dict[int, Answer]:
         """The declared answers and those the declaration itself gives (400, 401, 403, 415)."""
         answers: dict[int, Answer] = {}
-        if any(p.location == "query" for p in self.params) or self.body is not None:
-            answers[400] = Answer("a query parameter or the body is not valid")
+        if self.params or self.body is not None:
+            answers[400] = Answer("a parameter or the body is not valid")
         if self.auth != "public":
             answers[401] = Answer("no valid bearer token or session")
         if self.auth == "admin":
@@ -241,6 +257,23 @@ def _answer(answer: Answer) -> dict[str, Any]:
             name: {"schema": {"type": "string"}, "description": name} for name in answer.headers
         }
     return document
+
+
+def _nul_in(value: Any, where: str) -> str | None:
+    """Where a NUL character hides in a JSON value (PostgreSQL cannot store one in text)."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_in(key, where) or _nul_in(item, key if where == "body" else where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = _nul_in(item, where)
+            if found is not None:
+                return found
+    return None
 
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
