@@ -49,6 +49,7 @@ from node.clearing.models import (
     TransactionKind,
     member_account_key,
 )
+from node.clearing.notices import notify_exchange
 from node.clearing.states import (
     ExchangeEvent,
     ExchangeState,
@@ -733,6 +734,7 @@ class ClearingHouse:
                 created_at=now,
             )
         )
+        await notify_exchange(session, exchange, event, actor_uri)
         await session.flush()
         return stored
 

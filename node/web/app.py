@@ -36,7 +36,9 @@ from node.web import (
     discovery,
     federation,
     members_api,
+    notifications,
     partners_api,
+    recovery,
     rounds,
 )
 from node.web._members import LANGUAGE_KEY
@@ -150,6 +152,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *recovery.routes,
+        *notifications.routes,
         *admin.routes,
         *admin_partners.routes,
         *members_api.routes,
@@ -177,6 +181,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(notifications.UnreadCountMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
         ],
     )
