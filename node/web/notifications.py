@@ -104,9 +104,11 @@ def _ids(body: bytes) -> list[int] | None:
     if not isinstance(ids, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in ids
     ):
-        raise ApiError(422, "ids: a list of notification ids (integers)", field="ids")
+        message = "a list of notification ids (integers)"
+        raise ApiError(422, f"ids: {message}", errors={"ids": message})
     if len(ids) > MAX_IDS:
-        raise ApiError(422, f"ids: at most {MAX_IDS} at a time", field="ids")
+        message = f"at most {MAX_IDS} at a time"
+        raise ApiError(422, f"ids: {message}", errors={"ids": message})
     return ids or None
 
 
