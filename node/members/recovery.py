@@ -23,6 +23,7 @@ from node.mail import Mail, enqueue_mail, normalize_address
 from node.members.errors import InvalidMemberInput, MemberNotFound
 from node.members.models import AccountToken, AccountTokenPurpose, Member, MemberStatus
 from node.members.passwords import MIN_PASSWORD_LENGTH
+from node.members.service import revoke_tokens
 
 __all__ = [
     "MAX_PASSWORD_LENGTH",
@@ -202,8 +203,7 @@ async def reset_password(
         raise MemberNotFound("this account no longer exists")
     found.used_at = now
     member.password_hash = password_hash
-    # TODO(tokens helper): revoke the member's API tokens here once
-    # node.members.service has its revoke function.
+    await revoke_tokens(session, member, now=now)  # whoever had the password had them too
     await session.flush()
     return member
 

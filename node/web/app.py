@@ -26,6 +26,7 @@ from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_
 from node.runtime import open_runtime
 from node.web import (
     account,
+    account_tokens,
     actors,
     admin,
     admin_partners,
@@ -43,6 +44,7 @@ from node.web import (
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
+from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
 from node.web.templating import make_templates
 
@@ -154,6 +156,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *account.routes,
         *recovery.routes,
         *notifications.routes,
+        *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
         *members_api.routes,
@@ -183,5 +186,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             Middleware(LanguageMiddleware),
             Middleware(notifications.UnreadCountMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            # Inside the body limit (it reads forms) and the session (it reads the token).
+            Middleware(CsrfMiddleware, origin=settings.url),
         ],
     )

@@ -32,7 +32,6 @@ from node.members.recovery import (
 )
 from node.members.service import get_member
 from node.web._members import api_error, page_admin, page_member
-from node.web.auth import verify_csrf
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.templating import render
@@ -55,7 +54,6 @@ async def reset_request_page(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "account/reset_request.html", smtp=smtp, sent=False)
     form = await request.form()
-    verify_csrf(request, form)
     identifier = _text(form, "identifier", 320)
     if smtp and identifier.strip():
         async with session_scope(node.sessionmaker) as session:
@@ -77,7 +75,6 @@ async def reset_page(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "account/reset.html", error=None, **values)
     form = await request.form()
-    verify_csrf(request, form)
     password = _text(form, "password", 2000)
     try:
         if password != _text(form, "password_confirm", 2000):
@@ -106,7 +103,6 @@ async def email_update(request: Request) -> Response:
         return member
     node = node_context(request)
     form = await request.form()
-    verify_csrf(request, form)
     try:
         async with session_scope(node.sessionmaker) as session:
             stored = await session.get(Member, member.id)
@@ -137,7 +133,6 @@ async def mail_choices(request: Request) -> Response:
         return member
     node = node_context(request)
     form = await request.form()
-    verify_csrf(request, form)
     wanted = set(form.getlist("on"))
     async with session_scope(node.sessionmaker) as session:
         stored = await session.get(Member, member.id)
@@ -152,7 +147,6 @@ async def avatar_upload(request: Request) -> Response:
         return member
     node = node_context(request)
     form = await request.form(max_part_size=MAX_AVATAR_BYTES + 1)
-    verify_csrf(request, form)
     upload = form.get("avatar")
     content = await upload.read(MAX_AVATAR_BYTES + 1) if isinstance(upload, UploadFile) else b""
     try:
@@ -191,8 +185,6 @@ async def admin_reset_link(request: Request) -> Response:
     if not isinstance(admin, Member):
         return admin
     node = node_context(request)
-    form = await request.form()
-    verify_csrf(request, form)
     try:
         async with session_scope(node.sessionmaker) as session:
             by = await session.get(Member, admin.id)

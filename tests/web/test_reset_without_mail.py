@@ -40,7 +40,9 @@ async def test_cli_prints_a_working_link(
     settings: Settings,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await add_member(app, "marie")
+    token = await add_member(app, "marie", token=True)
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/notifications", headers=bearer)).status_code == 200
     write_settings(settings)  # the CLI reads the same chamber (and database)
     data = str(settings.data_dir)
     code = await asyncio.to_thread(main, ["member", "reset-password", "--data-dir", data, "marie"])
@@ -48,6 +50,8 @@ async def test_cli_prints_a_working_link(
     link = capsys.readouterr().out.strip().splitlines()[-1].split()[-1]
     assert (await _use(client, link)).status_code == 200
     assert (await sign_in(client, "marie", NEW_PASSWORD)).status_code == 303
+    revoked = await client.get("/api/v1/notifications", headers=bearer)
+    assert revoked.status_code == 401  # a reset revokes the member's API tokens
     async with read_only(app.state.node.sessionmaker) as session:
         actions = (await session.execute(select(AuditEntry.action, AuditEntry.by))).all()
     assert ("member.reset_link", "operator") in [tuple(a) for a in actions]

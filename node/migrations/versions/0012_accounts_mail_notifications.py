@@ -4,7 +4,7 @@ turned off, single-use account links (password reset, address check), notificati
 Existing members get no address and every kind of mail on (server default ``[]``).
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-02 10:00:00.000000
 """
 
@@ -14,21 +14,23 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("email", sa.String(length=320), nullable=True))
-        batch_op.add_column(
-            sa.Column("email_verified_at", sa.DateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(
-            sa.Column("email_off", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
-        )
-        batch_op.create_index(batch_op.f("ix_members_email"), ["email"], unique=False)
+    # Not in batch mode: on SQLite a batch may copy the members table, and dropping the old
+    # one would cascade to every row that refers to a member (API tokens, ...).
+    op.add_column("members", sa.Column("email", sa.String(length=320), nullable=True))
+    op.add_column(
+        "members", sa.Column("email_verified_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "members",
+        sa.Column("email_off", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    )
+    op.create_index(op.f("ix_members_email"), "members", ["email"], unique=False)
 
     op.create_table(
         "account_tokens",
@@ -80,8 +82,8 @@ def downgrade() -> None:
     with op.batch_alter_table("account_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_tokens_member_id"))
     op.drop_table("account_tokens")
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_members_email"))
-        batch_op.drop_column("email_off")
-        batch_op.drop_column("email_verified_at")
-        batch_op.drop_column("email")
+    # Not in batch mode either (ALTER TABLE ... DROP COLUMN needs SQLite 3.35).
+    op.drop_index(op.f("ix_members_email"), table_name="members")
+    op.drop_column("members", "email_off")
+    op.drop_column("members", "email_verified_at")
+    op.drop_column("members", "email")
