@@ -181,9 +181,7 @@ async def ensure_pending(
         return False
     try:
         async with session.begin_nested():
-            job = await enqueue(
-                session, kind, payload or {"run_at": run_at.isoformat()}, now=now
-            )
+            job = await enqueue(session, kind, payload or {"run_at": run_at.isoformat()}, now=now)
             job.process_key = key
             job.next_attempt_at = run_at
             await session.flush()
@@ -283,9 +281,7 @@ class Worker:
             JOBS_FINISHED.inc(kind=job.kind, outcome="retry")
         async with self.sessionmaker() as session, session.begin():
             await session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.state == JobState.PENDING)
-                .values(**values)
+                update(Job).where(Job.id == job.id, Job.state == JobState.PENDING).values(**values)
             )
 
     async def _run(self, job: Job) -> None:

@@ -106,9 +106,7 @@ class StateGraph:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.states = {
-            name: value for name, value in vars(cls).items() if isinstance(value, State)
-        }
+        cls.states = {name: value for name, value in vars(cls).items() if isinstance(value, State)}
         cls._validate()
 
     @classmethod
@@ -161,8 +159,10 @@ class StateGraph:
         source = cls.state(before)
         target = cls.state(after)
         if target not in source.targets:
-            why = "it is final" if source.final else f"{source} goes to " + (
-                ", ".join(t.name for t in source.targets) or "nothing"
+            why = (
+                "it is final"
+                if source.final
+                else f"{source} goes to " + (", ".join(t.name for t in source.targets) or "nothing")
             )
             raise InvalidMove(cls.__name__, source.name, target.name, why)
         return target.name
