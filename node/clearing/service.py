@@ -27,7 +27,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.activitypub.federation import Federation, FederationError, authority_of
+from node.activitypub.federation import (
+    Federation,
+    FederationError,
+    RemoteUnavailable,
+    authority_of,
+)
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, origin_of
@@ -70,6 +75,7 @@ __all__ = [
     "AccountView",
     "ClearingHouse",
     "ClearingTerms",
+    "ChamberUnreachable",
     "CrossChamberUnavailable",
     "ExchangeNotFound",
     "IdempotencyConflict",
@@ -94,6 +100,17 @@ class ExchangeNotFound(ClearingError):
 
 class NotAParty(ClearingError):
     """The member is neither the provider nor the beneficiary of this exchange."""
+
+
+class ChamberUnreachable(ClearingError):
+    """The other member's chamber cannot be reached now: the same request may succeed later
+    (HTTP 503 with ``Retry-After``), unlike a handle that does not exist (422)."""
+
+    retry_after = 60
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class CrossChamberUnavailable(ClearingError):
@@ -278,6 +295,10 @@ class ClearingHouse:
         try:
             actor_uri = await self.federation.resolve_handle(text)
             actor = await self.federation.get_remote_actor(actor_uri)
+        except RemoteUnavailable as exc:
+            raise ChamberUnreachable(
+                "counterparty", f"the chamber of {text!r} cannot be reached now: {exc}"
+            ) from None
         except FederationError as exc:
             raise InvalidExchange("counterparty", f"{text!r} cannot be reached: {exc}") from None
         kinds = actor.document.get("type")
