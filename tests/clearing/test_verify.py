@@ -13,9 +13,20 @@ import pytest
 from starlette.applications import Starlette
 
 from node.clearing import verify as verify_module
+from node.clearing.rounds import RoundState, decision_activity
 from node.clearing.verify import VerifyError, VerifyReport, report_round, verify_url
 from node.cli import main
 from tests.clearing._two_chambers import AS2, Settled, bearer
+from tests.clearing.test_rounds import (
+    ACTORS,
+    CHAMBERS,
+    DEADLINE,
+    LILLE,
+    ROUND,
+    committed_document,
+    cycle_statements,
+    sign,
+)
 
 from .conftest import MakeMember
 
@@ -156,3 +167,25 @@ async def test_the_command_refuses_private_addresses_unless_asked(
 ) -> None:
     assert await asyncio.to_thread(main, ["verify", "https://127.0.0.1:9/exchanges/x"]) == 1
     assert "loopback" in capsys.readouterr().err
+
+
+def _aborted_round(stated: str) -> dict[str, Any]:
+    document = committed_document(cycle_statements())
+    document["decision"] = sign(
+        decision_activity(ROUND, LILLE, CHAMBERS, DEADLINE, RoundState.ABORTED, reason="no")
+    )
+    document["state"] = stated
+    return document
+
+
+def test_a_round_stating_another_state_than_its_history_does_not_verify() -> None:
+    report = report_round(ROUND, _aborted_round("committed"), ACTORS)
+    assert not report.ok
+    assert "the document says committed; its history proves aborted" in "\n".join(report.lines())
+    assert report.lines()[-1] == "✗ not verified"
+
+
+def test_an_aborted_round_verifies_and_nets_nothing() -> None:
+    report = report_round(ROUND, _aborted_round("aborted"), ACTORS)
+    assert report.ok and report.lines()[-1] == "✓ verified: aborted"
+    assert not any("netted out" in line for line in report.lines())
