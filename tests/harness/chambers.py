@@ -133,10 +133,14 @@ class Archipelago:
 
 @asynccontextmanager
 async def open_archipelago(
-    settings: list[Settings], *, clock: Callable[[], datetime] | None = None
+    settings: list[Settings],
+    *,
+    clock: Callable[[], datetime] | None = None,
+    kind: type[Chamber] = Chamber,
 ) -> AsyncIterator[Archipelago]:
     """One in-process chamber per ``settings`` (named by its chamber username), each sending
-    through one ``HostRouter`` that knows all of them."""
+    through one ``HostRouter`` that knows all of them; ``kind`` is the ``Chamber`` subclass
+    that a domain's tests give their helpers on."""
     network = HostRouter()
     world = Archipelago({}, network, clock)
     async with AsyncExitStack() as stack:
@@ -151,5 +155,5 @@ async def open_archipelago(
                 )
             )
             name = chamber_settings.chamber_username
-            world.chambers[name] = Chamber(name, app, chamber_settings, client, network)
+            world.chambers[name] = kind(name, app, chamber_settings, client, network)
         yield world

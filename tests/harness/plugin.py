@@ -23,7 +23,7 @@ import pytest
 
 from node.config import Settings, new_settings
 from node.db import utcnow
-from tests.harness.chambers import Archipelago, open_archipelago
+from tests.harness.chambers import Archipelago, Chamber, open_archipelago
 from tests.harness.clock import Clock
 from tests.harness.databases import empty_postgres, migrated_postgres
 
@@ -77,23 +77,22 @@ def chamber_settings(tmp_path: Path, name: str, database_url: str, **changes: st
 
 @pytest.fixture
 def archipelago(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, second_database_url: str, sqlite_template: Path
 ) -> OpenArchipelago:
     """``async with archipelago("lille", "gand", ...) as world``: in-process chambers wired to
     one another. A name may be replaced by ready ``Settings`` (e.g. the ``settings`` fixture,
-    which is on ``database_url``); ``clock=`` gives them all one clock."""
+    which is on ``database_url``); ``clock=`` gives them all one clock; ``kind=`` is the
+    ``Chamber`` subclass to build. (The databases are made before the test's event loop runs.)"""
 
     def database(index: int) -> str:
-        if index == 0:
-            return database_url
-        if index == 1:
-            url: str = request.getfixturevalue("second_database_url")
-            return url
-        template: Path = request.getfixturevalue("sqlite_template")
-        return sqlite_copy(template, tmp_path / f"chamber-{index}.db")
+        if index < 2:
+            return (database_url, second_database_url)[index]
+        return sqlite_copy(sqlite_template, tmp_path / f"chamber-{index}.db")
 
     def open_(
-        *chambers: str | Settings, clock: Callable[[], datetime] | None = None
+        *chambers: str | Settings,
+        clock: Callable[[], datetime] | None = None,
+        kind: type[Chamber] = Chamber,
     ) -> AbstractAsyncContextManager[Archipelago]:
         settings = [
             chamber
@@ -101,6 +100,6 @@ def archipelago(
             else chamber_settings(tmp_path, chamber, database(index))
             for index, chamber in enumerate(chambers)
         ]
-        return open_archipelago(settings, clock=clock)
+        return open_archipelago(settings, clock=clock, kind=kind)
 
     return open_
