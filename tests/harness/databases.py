@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.db import Base, make_engine
 from node.migrate import upgrade
@@ -74,11 +75,31 @@ def migrated_postgres(prefix: str = "archipel_test") -> Iterator[str]:
 
 
 async def empty_postgres(url: str) -> None:
-    """Every table of a migrated database emptied (faster than migrating again)."""
+    """Every table of a migrated database emptied and every sequence restarted, as a new
+    database would be (faster than migrating again). Only the tables holding rows are
+    emptied, by ``DELETE`` (a ``TRUNCATE`` makes new files for every table and index: half
+    a second per test, where a test fills a few small tables)."""
     engine = make_engine(url)
     try:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            for name in reversed(await _filled_tables(connection)):  # children first
+                await connection.execute(text(f'DELETE FROM "{name}"'))
+            used = await connection.execute(
+                text(
+                    "SELECT schemaname, sequencename FROM pg_sequences"
+                    " WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+                )
+            )
+            for schema, sequence in used.all():
+                await connection.execute(text(f'ALTER SEQUENCE "{schema}"."{sequence}" RESTART'))
     finally:
         await engine.dispose()
+
+
+async def _filled_tables(connection: AsyncConnection) -> list[str]:
+    """The tables of the models that hold at least one row (one query)."""
+    probes = " UNION ALL ".join(
+        f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")"
+        for t in Base.metadata.sorted_tables
+    )
+    return list((await connection.execute(text(probes))).scalars())
