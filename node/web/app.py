@@ -29,6 +29,7 @@ from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_
 from node.runtime import open_runtime
 from node.web import (
     account,
+    account_tokens,
     actors,
     admin,
     admin_partners,
@@ -44,6 +45,7 @@ from node.web import (
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
+from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
 from node.web.templating import make_templates
 
@@ -162,6 +164,7 @@ def create_app(
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
         *members_api.routes,
@@ -190,5 +193,7 @@ def create_app(
             ),
             Middleware(LanguageMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            # Inside the body limit (it reads forms) and the session (it reads the token).
+            Middleware(CsrfMiddleware, origin=settings.url),
         ],
     )

@@ -30,7 +30,7 @@ from node.bricks.validation import (
 )
 from node.db import read_only
 from node.members.models import Member
-from node.web.auth import current_member, verify_csrf
+from node.web.auth import current_member
 from node.web.bricks_forms import read_payload
 from node.web.bricks_ops import (
     brick_fields,
@@ -228,7 +228,6 @@ async def new_brick(request: Request) -> Response:
         return await _form(request, values={}, errors={})
     node = node_context(request)
     payload = await read_payload(request)
-    verify_csrf(request, payload.form)
     try:
         brick = await create_from_payload(node, member, payload)
     except BrickInvalid as exc:
@@ -248,7 +247,6 @@ async def edit_brick(request: Request) -> Response:
     if request.method == "GET":
         return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
     payload = await read_payload(request)
-    verify_csrf(request, payload.form)
     try:
         await update_from_payload(node, member, key, payload)
     except BrickInvalid as exc:
@@ -263,8 +261,6 @@ async def remove_brick(request: Request) -> Response:
     member = await current_member(request)
     if member is None:
         return _login_redirect(request)
-    form = await request.form()
-    verify_csrf(request, form)
     try:
         await delete_by_key(node_context(request), member, request.path_params["key"])
     except BrickForbidden as exc:
@@ -277,7 +273,6 @@ async def review_brick(request: Request) -> Response:
     if member is None:
         return _login_redirect(request)
     form = await request.form()
-    verify_csrf(request, form)
     key = request.path_params["key"]
     try:
         await review_by_key(

@@ -19,18 +19,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from node import i18n
 from node.activitypub.jsonld import default_context
 from node.activitypub.models import StoredActivity
 from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
+from node.clearing.service import InvalidExchange, NoPartnership
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
 from node.db import read_only
 from node.members.clearing_access import clearing_access
 from node.members.models import Member
 from node.web._members import page_member
-from node.web.auth import verify_csrf
 from node.web.clearing_api import ACTIONS, clearing_error, house_of
-from node.web.context import node_context
+from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
 from node.web.templating import render
@@ -237,7 +238,6 @@ async def exchange_form_action(request: Request) -> Response:
     if not isinstance(member, Member):
         return member
     form = await request.form()
-    verify_csrf(request, form)
     event = ACTIONS.get(request.path_params["action"])
     if event is None:
         raise ApiError(404, "no such action")
@@ -271,6 +271,20 @@ async def account_page(request: Request) -> Response:
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
+    return await _account_page(request, node, member)
+
+
+async def _account_page(
+    request: Request,
+    node: NodeContext,
+    member: Member,
+    *,
+    status_code: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    """The member's account; a refused declaration comes back filled in (``values``) with
+    its errors next to its fields (``errors``; ``form``: above the form)."""
     house = house_of(node)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -289,6 +303,7 @@ async def account_page(request: Request) -> Response:
     return render(
         request,
         "clearing/account.html",
+        status_code=status_code,
         member=member,
         access=access,
         view=view,
@@ -299,6 +314,8 @@ async def account_page(request: Request) -> Response:
         format_minutes=format_minutes,
         today=date.today().isoformat(),
         error=request.query_params.get("error"),
+        values=values or {},
+        errors=errors or {},
     )
 
 
@@ -325,41 +342,76 @@ async def account_csv(request: Request) -> Response:
     )
 
 
+_DECLARE_FIELDS = {
+    "role": 20,
+    "counterparty": 300,
+    "duration": 40,
+    "description": 2000,
+    "date": 20,
+    "bricks": 50_000,
+}
+#: The form field an `InvalidExchange` is about (the others go above the form).
+_FIELD_OF = {"counterparty": "counterparty", "minutes": "duration", "description": "description"}
+_FIELD_OF |= {"date": "date", "bricks": "bricks"}
+
+
+def _no_partnership(exc: NoPartnership) -> str:
+    if exc.ours:
+        return i18n.gettext(
+            "%(host)s has not added this chamber as a partner yet: its members and ours can "
+            "trade once both chambers have added each other."
+        ) % {"host": exc.host}
+    return i18n.gettext(
+        "%(host)s is not a partner chamber of this chamber: its administrators and ours must "
+        "first open credit lines to each other."
+    ) % {"host": exc.host}
+
+
 async def declare_form(request: Request) -> Response:
+    """Declare an exchange; refused, the account page comes back (422) with what was typed
+    and the reason next to its field."""
     node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
     form = await request.form()
-    verify_csrf(request, form)
     house = house_of(node)
-    role = Role.BENEFICIARY if form.get("role") == "beneficiary" else Role.PROVIDER
+    values = {name: str(form.get(name) or "")[:limit] for name, limit in _DECLARE_FIELDS.items()}
+    role = Role.BENEFICIARY if values["role"] == "beneficiary" else Role.PROVIDER
+    async with read_only(node.sessionmaker) as session:
+        access = await clearing_access(session, node.settings, node.contributions, member)
+    if not access.allowed:
+        raise ApiError(403, "no access to the clearing house yet: " + "; ".join(access.reasons()))
+    errors: dict[str, str] = {}
     try:
-        minutes = parse_duration(str(form.get("duration", "")))
-        async with read_only(node.sessionmaker) as session:
-            access = await clearing_access(session, node.settings, node.contributions, member)
-            if not access.allowed:
-                raise ApiError(
-                    403, "no access to the clearing house yet: " + "; ".join(access.reasons())
-                )
-        counterparty = await house.resolve_counterparty(str(form.get("counterparty", "")))
-        performed = str(form.get("date") or "")
+        minutes = parse_duration(values["duration"])
+        try:
+            performed = date.fromisoformat(values["date"]) if values["date"] else None
+        except ValueError as exc:
+            raise InvalidExchange("date", str(exc)) from None
+        counterparty = await house.resolve_counterparty(values["counterparty"])
         exchange, _ = await house.declare(
             member,
             counterparty,
             role=role,
             minutes=minutes,
-            description=str(form.get("description", "")),
-            performed_on=date.fromisoformat(performed) if performed else None,
-            bricks=[b for b in str(form.get("bricks", "")).split() if b],
+            description=values["description"],
+            performed_on=performed,
+            bricks=[b for b in values["bricks"].split() if b],
             idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
         )
-    except ValueError as exc:
-        if isinstance(exc, DurationError):
-            raise ApiError(422, str(exc)) from None
-        raise ApiError(422, f"date: {exc}") from None
+    except DurationError as exc:
+        errors["duration"] = str(exc)
+    except NoPartnership as exc:
+        errors["counterparty"] = _no_partnership(exc)
+    except InvalidExchange as exc:
+        errors[_FIELD_OF.get(exc.field, "form")] = exc.message
     except ClearingError as exc:
-        raise clearing_error(exc) from None
+        errors["form"] = str(clearing_error(exc).detail)
+    if errors:
+        return await _account_page(
+            request, node, member, status_code=422, values=values, errors=errors
+        )
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "chamber_uri",
     "open_accounts",
     "owe",
+    "partner_both_ways",
     "post",
     "settle_between",
     "two_chambers",
@@ -171,15 +172,28 @@ async def owe(world: Archipelago, debtor: str, creditor: str, minutes: int) -> N
 
 @asynccontextmanager
 async def two_chambers(
-    archipelago: OpenArchipelago, lille_settings: Settings, *, credit_line: int = 600
+    archipelago: OpenArchipelago,
+    lille_settings: Settings,
+    *,
+    credit_line: int = 600,
+    partners: bool = True,
 ) -> AsyncIterator[tuple[ClearingChamber, ClearingChamber]]:
     """Lille (``lille_settings``) and Gand, partners of each other with ``credit_line``
-    minutes both ways (added as an administrator would)."""
+    minutes both ways (none yet without ``partners``)."""
     async with archipelago(lille_settings, "gand", kind=ClearingChamber) as world:
         lille, gand = world["lille"], world["gand"]
-        for here, there in ((lille, gand), (gand, lille)):
-            await add_partner(here.federation, there.uri, credit_line, by=None)
+        if partners:
+            await partner_both_ways(lille, gand, credit_line)
         yield lille, gand
+
+
+async def partner_both_ways(lille: Chamber, gand: Chamber, credit_line: int = 600) -> None:
+    """Each adds the other (as an administrator would); the partnership offers and answers
+    are delivered: confirmed."""
+    for here, there in ((lille, gand), (gand, lille)):
+        await add_partner(here.federation, there.uri, credit_line, by=None)
+    for chamber in (lille, gand, lille):
+        await chamber.deliver()
 
 
 async def settled_exchange(lille: Chamber, gand: Chamber, *, minutes: int = 120) -> tuple[str, str]:

@@ -77,7 +77,9 @@ class Chamber:
 
     actor_uri = uri
 
-    async def member(self, username: str, *, role: str = MemberRole.MEMBER) -> str:
+    async def member(
+        self, username: str, *, role: str = MemberRole.MEMBER, password: str | None = None
+    ) -> str:
         """An approved member with clearing access; returns a bearer token."""
         async with session_scope(self.node.sessionmaker) as session:
             member = await create_member(
@@ -85,6 +87,7 @@ class Chamber:
                 self.node.box,
                 username=username,
                 chamber_username=self.settings.chamber_username,
+                password=password,
                 status=MemberStatus.APPROVED,
                 role=role,
             )
