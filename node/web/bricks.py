@@ -30,6 +30,7 @@ from node.bricks.validation import (
 )
 from node.db import read_only
 from node.members.models import Member
+from node.web.api import ID_MAX
 from node.web.auth import current_member
 from node.web.bricks_forms import read_payload
 from node.web.bricks_ops import (
@@ -81,6 +82,8 @@ def catalogue_query(node: NodeContext, params: Any, *, limit: int = 20) -> Catal
         limit = int(params.get("limit") or limit)
     except ValueError:
         raise ApiError(422, "after and limit must be integers") from None
+    if cursor_id is not None and not 1 <= cursor_id <= ID_MAX:
+        raise ApiError(400, f"after: a whole number from 1 to {ID_MAX}", field="after")
     scope_value = cast(Scope, scope)
     return CatalogueQuery(
         q=(params.get("q") or "")[:200],
