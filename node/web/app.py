@@ -41,7 +41,9 @@ from node.web import (
     discovery,
     federation,
     members_api,
+    notifications,
     partners_api,
+    recovery,
     rounds,
 )
 from node.web._members import LANGUAGE_KEY
@@ -165,6 +167,8 @@ def create_app(
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *recovery.routes,
+        *notifications.routes,
         *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
@@ -194,6 +198,7 @@ def create_app(
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(notifications.UnreadCountMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
             # Inside the body limit (it reads forms) and the session (it reads the token).
             Middleware(CsrfMiddleware, origin=settings.url),
