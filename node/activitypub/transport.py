@@ -234,13 +234,18 @@ def make_async_client(
     timeout: float = 10,
     auth: httpx.Auth | None = None,
     resolver: Resolver | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """The `httpx.AsyncClient` for federation: guarded transport, no env proxies, no redirects.
 
     Redirects are not followed by default (`fetch.fetch_document` follows them itself, each hop
-    guarded); a caller passing `follow_redirects=True` still gets every hop checked.
+    guarded); a caller passing `follow_redirects=True` still gets every hop checked. Tests pass
+    their own ``transport`` (in-process apps, a fake remote); production never does.
     """
-    transport = GuardedTransport(allow_private_addresses=allow_private_addresses, resolver=resolver)
+    if transport is None:
+        transport = GuardedTransport(
+            allow_private_addresses=allow_private_addresses, resolver=resolver
+        )
     return httpx.AsyncClient(
         transport=transport,
         headers={"User-Agent": user_agent},

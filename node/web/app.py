@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
+import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -20,6 +22,7 @@ from node import i18n
 from node.bricks.service import brick_stats
 from node.clearing.service import clearing_stats
 from node.config import Settings
+from node.db import utcnow
 from node.members.contributions import ContributionStats
 from node.migrate import current_heads, head_revisions
 from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_endpoint
@@ -111,8 +114,17 @@ class LanguageMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
-    """The app; with ``run_worker`` the durable job worker runs inside the server process."""
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Starlette:
+    """The app; with ``run_worker`` the durable job worker runs inside the server process.
+    ``transport`` carries the federation's outgoing requests instead of the network and
+    ``clock`` tells the time (tests inject in-process chambers or a fake remote, and a clock
+    they move; production passes neither)."""
     #: Domains report bricks, ratings and clearing use here (node.members.contributions).
     contributions = ContributionStats()
     install_default_collectors()
@@ -121,7 +133,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings, transport=transport, clock=clock) as runtime:
             current, expected = await current_heads(runtime.engine), head_revisions()
             if current != expected:
                 raise DatabaseNotMigrated(

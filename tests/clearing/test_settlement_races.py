@@ -22,14 +22,16 @@ from node.clearing.partner_models import Settlement, SettlementRole, SettlementS
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState
-from tests.clearing._two_chambers import (
-    Chamber,
+from tests.clearing._chambers import (
+    ClearingChamber as Chamber,
+)
+from tests.clearing._chambers import (
     actor_documents,
     bearer,
-    chamber_settings,
     exchange_document,
     two_chambers,
 )
+from tests.harness.plugin import OpenArchipelago, chamber_settings
 
 
 class Recorder(httpx.AsyncBaseTransport):
@@ -51,15 +53,15 @@ class Recorder(httpx.AsyncBaseTransport):
 
 @pytest.fixture
 async def late(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago, second_database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Chamber, Chamber, dict[str, str], Recorder]]:
     """Bob (Gand) accepted Alice's (Lille) exchange; Gand's Offer could not reach Lille
     before its deadline and Gand has asked Lille to abort: both messages wait for Lille."""
     gand_settings = dataclasses.replace(
-        chamber_settings(tmp_path, "gand", gand_database_url),
+        chamber_settings(tmp_path, "gand", second_database_url),
         clearing_settlement_timeout_seconds=1,
     )
-    async with two_chambers(settings, gand_settings) as (lille, gand):
+    async with two_chambers(archipelago, settings, gand=gand_settings) as (lille, gand):
         alice = await lille.member("alice")
         bob = await gand.member("bob")
         declared = await lille.client.post(
@@ -70,7 +72,7 @@ async def late(
         assert declared.status_code == 201, declared.text
         await lille.deliver()
         [copy] = (await gand.client.get("/api/v1/exchanges", headers=bearer(bob))).json()["items"]
-        lille_transport = gand.router.transports.pop("lille.test")
+        lille_transport = gand.network.transports.pop("lille.test")
         accepted = await gand.client.post(
             f"/api/v1/exchanges/{copy['key']}/accept", headers=bearer(bob)
         )
@@ -78,7 +80,7 @@ async def late(
         await asyncio.sleep(1.2)  # past the settlement's deadline
         await gand.deliver()  # the Offer fails; the check job asks for an abort (fails too)
         recorder = Recorder(lille_transport)
-        gand.router.transports["lille.test"] = recorder
+        gand.network.transports["lille.test"] = recorder
         async with session_scope(gand.node.sessionmaker) as session:
             await session.execute(
                 update(Job)
