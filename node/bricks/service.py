@@ -417,7 +417,8 @@ async def add_review(
     comment: Any,
 ) -> BrickReview:
     """A member used ``brick`` and rates it (1 to 5) with an optional comment; the review
-    goes to the brick's authors and the member's followers as a reply (``Note``)."""
+    goes to the brick's authors and the member's followers as a reply (``Note``). One review
+    per member and brick: reviewing again replaces it (an ``Update`` of the same ``Note``)."""
     errors = {}
     if isinstance(rating, str) and rating.strip().isdigit():
         rating = int(rating)
@@ -435,25 +436,37 @@ async def add_review(
         raise BrickForbidden("authors do not rate their own brick")
     now = federation.clock()
     me = member_ref(federation, member)
-    uri = f"{federation.base_url}/reviews/{secrets.token_hex(8)}"
     comment_html = render_markdown(comment.strip()) if comment.strip() else ""
-    review = BrickReview(
-        uri=uri,
-        brick_id=brick.id,
-        author_uri=me.actor_uri,
-        author_name=me.name,
-        author_url=me.profile_url,
-        member_id=member.id,
-        local=True,
-        rating=rating,
-        used=True,
-        comment_html=comment_html,
-        created_at=now,
-    )
-    session.add(review)
+    review = (
+        await session.execute(
+            select(BrickReview)
+            .where(BrickReview.brick_id == brick.id, BrickReview.author_uri == me.actor_uri)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    verb = "Update" if review is not None else "Create"
+    if review is None:
+        review = BrickReview(
+            uri=f"{federation.base_url}/reviews/{secrets.token_hex(8)}",
+            brick_id=brick.id,
+            author_uri=me.actor_uri,
+            member_id=member.id,
+            local=True,
+        )
+        session.add(review)
+    elif review.rating is not None:
+        brick.rating_sum -= review.rating
+        brick.rating_count -= 1
+    review.author_name = me.name
+    review.author_url = me.profile_url
+    review.rating = rating
+    review.used = True
+    review.comment_html = comment_html
+    review.created_at = now
     brick.rating_sum += rating
     brick.rating_count += 1
     await session.flush()
+    uri = review.uri
     actor = await _local_actor(session, member.username)
     urls = federation.urls(actor.username)
     authors = [a.actor_uri for a in brick.authors]
@@ -473,7 +486,7 @@ async def add_review(
         federation,
         session,
         actor,
-        {"type": "Create", "object": note, "to": [PUBLIC], "cc": [*authors, urls.followers]},
+        {"type": verb, "object": note, "to": [PUBLIC], "cc": [*authors, urls.followers]},
         to_followers=True,
         inboxes=inboxes,
         now=now,

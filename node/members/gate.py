@@ -31,7 +31,7 @@ class ClearingRule:
     least ``min_days`` old (0 turns a condition off)."""
 
     min_bricks: int = 1
-    min_days: int = 180
+    min_days: int = 0
 
 
 @dataclass(frozen=True)
