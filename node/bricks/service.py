@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node import i18n
 from node.activitypub.actors import get_local_actor
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.models import LocalActor, RemoteActor
@@ -124,7 +125,12 @@ async def author_refs(
                 await session.execute(select(RemoteActor).where(RemoteActor.uri == candidate))
             ).scalar_one_or_none()
             if cached is None:
-                raise BrickInvalid({"authors": f"{name!r} is not a known fediverse actor"})
+                raise BrickInvalid(
+                    {
+                        "authors": i18n.gettext("'%(name)s' is not a known fediverse actor")
+                        % {"name": name}
+                    }
+                )
             ref = remote_author_ref(cached, candidate)
         else:
             username = candidate.rstrip("/").rsplit("/", 1)[-1].lower()
@@ -136,7 +142,12 @@ async def author_refs(
                 )
             ).scalar_one_or_none()
             if found is None:
-                raise BrickInvalid({"authors": f"{name!r} is not a member of this chamber"})
+                raise BrickInvalid(
+                    {
+                        "authors": i18n.gettext("'%(name)s' is not a member of this chamber")
+                        % {"name": name}
+                    }
+                )
             ref = member_ref(federation, found)
         if ref.actor_uri not in {r.actor_uri for r in refs}:
             refs.append(ref)
@@ -423,13 +434,15 @@ async def add_review(
     if isinstance(rating, str) and rating.strip().isdigit():
         rating = int(rating)
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        errors["rating"] = "give a rating from 1 to 5"
+        errors["rating"] = i18n.gettext("give a rating from 1 to 5")
     if comment is None:
         comment = ""
     if not isinstance(comment, str):
-        errors["comment"] = "the comment must be text"
+        errors["comment"] = i18n.gettext("the comment must be text")
     elif len(comment) > MAX_COMMENT_CHARS:
-        errors["comment"] = f"the comment is too long: at most {MAX_COMMENT_CHARS} characters"
+        errors["comment"] = i18n.gettext(
+            "the comment is too long: at most %(count)d characters"
+        ) % {"count": MAX_COMMENT_CHARS}
     if errors:
         raise BrickInvalid(errors)
     if is_author(brick, member):

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
 from node.bricks.service import brick_stats
+from node.bricks.validation import MAX_FORM_BYTES
 from node.clearing.service import clearing_stats
 from node.config import Settings
 from node.members.contributions import ContributionStats
@@ -42,6 +43,7 @@ from node.web import (
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
 from node.web.errors import ApiError, exception_handlers
+from node.web.navigation import NavigationMiddleware
 from node.web.templating import make_templates
 
 __all__ = ["DatabaseNotMigrated", "create_app"]
@@ -55,19 +57,27 @@ class DatabaseNotMigrated(RuntimeError):
 
 class BodyLimitMiddleware:
     """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
-    (JSON for machines, a page for people), whatever ``Content-Length`` claims."""
+    (JSON for machines, a page for people; the brick form shows itself again with a note),
+    whatever ``Content-Length`` claims. Multipart forms (the only ones carrying files) may
+    weigh ``form_limit``: what the brick form promises (``MAX_FORM_BYTES``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, form_limit: int = 0) -> None:
         self.app = app
         self.limit = limit
+        self.form_limit = form_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         limit = self.limit
-        too_large = f"the request body is larger than this node accepts ({limit} bytes)"
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit = max(limit, self.form_limit)
+        too_large = i18n.gettext(
+            "What was sent is larger than this chamber accepts (%(size)s MB at most)."
+        ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
         if declared.isdigit() and int(declared) > limit:
 
             async def refuse() -> Message:
@@ -177,6 +187,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            Middleware(NavigationMiddleware),
+            Middleware(
+                BodyLimitMiddleware, limit=settings.max_body_bytes, form_limit=MAX_FORM_BYTES
+            ),
         ],
     )

@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse
 
 from node import i18n
 from node.web.auth import csrf_token
+from node.web.flash import pop_flashes
 
 __all__ = ["make_templates", "render"]
 
@@ -32,6 +33,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
         csrf_token=lambda: csrf_token(request),
         chamber=node.settings,
         language=i18n.current_language(),
+        flashes=pop_flashes(request),
         **values,
     )
     return HTMLResponse(page, status_code=status_code, headers={"Vary": "Accept, Accept-Language"})

@@ -51,7 +51,9 @@ async def test_validation_errors_name_each_field(app: Starlette, client: httpx.A
         "tags": ["bad tag!"],
         "links": ["javascript:alert(1)"],
     }
-    response = await client.post("/api/v1/bricks", json=bad, headers=bearer(token))
+    response = await client.post(
+        "/api/v1/bricks", json=bad, headers={**bearer(token), "Accept-Language": "en"}
+    )
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert set(errors) == {"title", "category", "summary", "body", "tags", "links"}
