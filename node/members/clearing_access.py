@@ -12,8 +12,8 @@ from node.db import utcnow
 from node.members.audit import AuditAction, record_audit
 from node.members.contributions import ContributionStats
 from node.members.errors import InvalidMemberInput, MemberError
-from node.members.governance import require_admin
 from node.members.gate import ClearingAccess, ClearingRule, evaluate_clearing_access
+from node.members.governance import require_admin
 from node.members.models import ClearingRuleRecord, Member, MemberStatus
 
 __all__ = [

@@ -16,6 +16,7 @@ from node.bricks.validation import (
     validate_brick,
 )
 
+
 @pytest.fixture(autouse=True)
 def in_english() -> Iterator[None]:
     """Messages are checked in English (the language of a request decides, node.i18n)."""
