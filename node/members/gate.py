@@ -66,6 +66,17 @@ class ClearingAccess:
         """What is missing, in the current language (``node.i18n``)."""
         return [describe(reason) for reason in self.missing]
 
+    @property
+    def bricks_missing(self) -> int:
+        """How many more bricks to publish (0: none)."""
+        return sum(r.count for r in self.missing if isinstance(r, MissingBricks))
+
+    @property
+    def opens_on(self) -> str:
+        """The date the waiting time ends, formatted ("" when there is none)."""
+        days = [r.opens_on for r in self.missing if isinstance(r, MissingTime)]
+        return format_date(days[0]) if days else ""
+
 
 def evaluate_clearing_access(
     rule: ClearingRule,

@@ -33,6 +33,7 @@ from node.web._members import client_address, page_member, remember_language
 from node.web.auth import log_in, log_out, verify_csrf
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.forms import REGISTRATION_FIELDS, registration_error
 from node.web.templating import render
 
 __all__ = ["pending_follow_requests", "routes"]
@@ -63,10 +64,14 @@ async def register_page(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         charter = await current_charter(session)
     if request.method == "GET":
-        return render(request, "account/register.html", charter=charter, values={}, error=None)
+        return render(
+            request, "account/register.html", charter=charter, values={}, errors={}, error=None
+        )
     form = await request.form()
     verify_csrf(request, form)
-    values = {k: _text(form, k, 200) for k in ("username", "display_name", "language")}
+    values = {
+        k: _text(form, k, 200) for k in ("username", "display_name", "language", "accept_charter")
+    }
     accepted = _text(form, "charter_version", 10)
     try:
         if _text(form, "accept_charter", 10) != "yes":
@@ -85,13 +90,15 @@ async def register_page(request: Request) -> Response:
                 language=values["language"] or None,
             )
     except MemberError as exc:
+        field, message = registration_error(exc)
         return render(
             request,
             "account/register.html",
             status_code=422 if isinstance(exc, InvalidMemberInput) else 409,
             charter=charter,
             values=values,
-            error=exc.message if isinstance(exc, InvalidMemberInput) else str(exc),
+            errors={field: message},
+            error=None if field in REGISTRATION_FIELDS else message,
         )
     return render(request, "account/registered.html", status_code=201, member=member)
 

@@ -44,7 +44,7 @@ from node.web.bricks_ops import (
 )
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
-from node.web.flash import flash
+from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
 from node.web.templating import render
 
@@ -282,7 +282,7 @@ async def new_brick(request: Request) -> Response:
             status_code=422,
             reattach=[name for name, _content in payload.uploads],
         )
-    flash(request, i18n.gettext("Your brick is published."))
+    flash(request, N_("Your brick is published."))
     return RedirectResponse(f"/bricks/{brick.key}", status_code=303)
 
 
@@ -322,7 +322,7 @@ async def edit_brick(request: Request) -> Response:
         )
     except BrickForbidden as exc:
         raise ApiError(403, str(exc)) from None
-    flash(request, i18n.gettext("Your changes are saved."))
+    flash(request, N_("Your changes are saved."))
     return RedirectResponse(f"/bricks/{key}", status_code=303)
 
 
@@ -341,7 +341,7 @@ async def remove_brick(request: Request) -> Response:
                 await delete_by_key(node, member, key)
             except BrickForbidden as exc:
                 raise ApiError(403, str(exc)) from None
-            flash(request, i18n.gettext("The brick is deleted."))
+            flash(request, N_("The brick is deleted."))
             return RedirectResponse("/bricks", status_code=303)
     brick = await load_brick(node, key)
     if not brick.local or not is_author(brick, member):
@@ -364,7 +364,7 @@ async def review_brick(request: Request) -> Response:
         return await _brick_page(request, review_errors=exc.errors, form=form, status_code=422)
     except BrickForbidden as exc:
         raise ApiError(403, str(exc)) from None
-    flash(request, i18n.gettext("Thank you: your review is saved."))
+    flash(request, N_("Thank you: your review is saved."))
     return RedirectResponse(f"/bricks/{key}#reviews", status_code=303)
 
 

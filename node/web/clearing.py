@@ -19,9 +19,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from node import i18n
 from node.activitypub.jsonld import default_context
 from node.activitypub.models import StoredActivity
 from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
+from node.clearing.service import (
+    MAX_BRICKS,
+    MAX_DESCRIPTION,
+    MAX_MINUTES,
+    CrossChamberUnavailable,
+    InvalidExchange,
+)
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
 from node.db import read_only
@@ -32,6 +40,7 @@ from node.web.auth import verify_csrf
 from node.web.clearing_api import ACTIONS, clearing_error, house_of
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
 from node.web.templating import render
 
@@ -263,14 +272,37 @@ async def exchange_form_action(request: Request) -> Response:
         )
     except ClearingError as exc:
         raise clearing_error(exc) from None
+    flash(request, _ANSWERED.get(event.value, N_("Your answer is recorded.")))
     return RedirectResponse(f"/exchanges/{key}", status_code=303)
 
 
+_ANSWERED = {
+    "accept": N_("You validated the exchange."),
+    "contest": N_("You contested the exchange: the other member can amend it."),
+    "refuse": N_("You refused the exchange."),
+    "amend": N_("You amended the exchange: the other member is asked to validate it."),
+    "withdraw": N_("You withdrew the exchange."),
+}
+
+
 async def account_page(request: Request) -> Response:
-    node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
+    return await _account(request, member)
+
+
+async def _account(
+    request: Request,
+    member: Member,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The member's clearing account; after a refused declaration, the form refilled with
+    each error next to its field."""
+    node = node_context(request)
     house = house_of(node)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -289,6 +321,9 @@ async def account_page(request: Request) -> Response:
     return render(
         request,
         "clearing/account.html",
+        status_code=status_code,
+        values=values or {"role": "provider", "date": date.today().isoformat()},
+        errors=errors or {},
         member=member,
         access=access,
         view=view,
@@ -333,34 +368,72 @@ async def declare_form(request: Request) -> Response:
     form = await request.form()
     verify_csrf(request, form)
     house = house_of(node)
-    role = Role.BENEFICIARY if form.get("role") == "beneficiary" else Role.PROVIDER
+    values = {name: str(form.get(name) or "")[:4000] for name in _DECLARE_FIELDS}
+    role = Role.BENEFICIARY if values["role"] == "beneficiary" else Role.PROVIDER
+    async with read_only(node.sessionmaker) as session:
+        access = await clearing_access(session, node.settings, node.contributions, member)
+    if not access.allowed:
+        raise ApiError(403, "no access to the clearing house yet: " + "; ".join(access.reasons()))
+    errors: dict[str, str] = {}
+    minutes = performed_on = None
     try:
-        minutes = parse_duration(str(form.get("duration", "")))
-        async with read_only(node.sessionmaker) as session:
-            access = await clearing_access(session, node.settings, node.contributions, member)
-            if not access.allowed:
-                raise ApiError(
-                    403, "no access to the clearing house yet: " + "; ".join(access.reasons())
-                )
-        counterparty = await house.resolve_counterparty(str(form.get("counterparty", "")))
-        performed = str(form.get("date") or "")
+        minutes = parse_duration(values["duration"])
+    except DurationError:
+        errors["duration"] = _declare_error("duration")
+    try:
+        performed_on = date.fromisoformat(values["date"]) if values["date"] else None
+    except ValueError:
+        errors["date"] = _declare_error("date")
+    counterparty = None
+    try:
+        counterparty = await house.resolve_counterparty(values["counterparty"])
+    except (InvalidExchange, CrossChamberUnavailable):
+        errors["counterparty"] = _declare_error("counterparty")
+    if not values["description"].strip():
+        errors["description"] = _declare_error("description")
+    try:
+        if errors or counterparty is None:
+            raise InvalidExchange("", "")
         exchange, _ = await house.declare(
             member,
             counterparty,
             role=role,
-            minutes=minutes,
-            description=str(form.get("description", "")),
-            performed_on=date.fromisoformat(performed) if performed else None,
-            bricks=[b for b in str(form.get("bricks", "")).split() if b],
-            idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
+            minutes=minutes or 0,
+            description=values["description"],
+            performed_on=performed_on,
+            bricks=values["bricks"].split(),
+            idempotency_key=values["form_key"] or None,
         )
-    except ValueError as exc:
-        if isinstance(exc, DurationError):
-            raise ApiError(422, str(exc)) from None
-        raise ApiError(422, f"date: {exc}") from None
+    except InvalidExchange as exc:
+        field = {"minutes": "duration"}.get(exc.field, exc.field)
+        if field in _DECLARE_MESSAGES:
+            errors[field] = _declare_error(field)
+        return await _account(request, member, values=values, errors=errors, status_code=422)
     except ClearingError as exc:
         raise clearing_error(exc) from None
+    flash(request, N_("Your exchange is declared: the other member is asked to validate it."))
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
+
+
+_DECLARE_FIELDS = ("role", "counterparty", "duration", "description", "date", "bricks", "form_key")
+#: What to fix, per field of the declaration form, in the page's language.
+_DECLARE_MESSAGES = {
+    "counterparty": N_(
+        "Check the other member: the username of a member of this chamber (e.g. marie)"
+        " or @user@host for a partner chamber, and someone other than you."
+    ),
+    "duration": N_("Give a duration such as 1 h 30, 45 min or 2 h (at most %(most)s)."),
+    "description": N_("Say in a few words what was done (at most %(count)d characters)."),
+    "date": N_("Give the day the work was done: today or before."),
+    "bricks": N_("Give the addresses of bricks (https://…), one per line, at most %(count)d."),
+}
+
+
+def _declare_error(field: str) -> str:
+    return i18n.gettext(_DECLARE_MESSAGES[field]) % {
+        "most": format_minutes(MAX_MINUTES),
+        "count": MAX_BRICKS if field == "bricks" else MAX_DESCRIPTION,
+    }
 
 
 routes = [

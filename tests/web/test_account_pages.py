@@ -54,6 +54,19 @@ async def test_register_then_pending_then_approved(
     assert "1 brique publiée de plus" in (await client.get("/account")).text
 
 
+async def test_a_refused_registration_keeps_what_was_typed(client: httpx.AsyncClient) -> None:
+    mismatch = await _register(client, "marie", password_confirm="something else entirely")
+    assert mismatch.status_code == 422
+    text = mismatch.text
+    assert 'value="marie"' in text and 'value="Marie"' in text
+    assert 'value="yes" required checked' in text  # the charter box stays ticked
+    assert 'id="password_confirm-error"' in text and 'aria-invalid="true"' in text
+    assert "Les mots de passe ne correspondent pas." in text
+    taken = await _register(client, "lille")  # the chamber's own name is reserved
+    assert taken.status_code == 422 and 'id="username-error"' in taken.text
+    assert "Choisissez un autre nom d’utilisateur" in taken.text
+
+
 async def test_registration_refusals(client: httpx.AsyncClient) -> None:
     no_charter = await _register(client, "marie", accept_charter="")
     assert no_charter.status_code == 422
@@ -101,7 +114,8 @@ async def test_suspended_and_refused_members_cannot_sign_in(
     page = await client.get("/admin")
     token = csrf_of(page.text)
     await client.post(
-        "/admin/members/bob", data={"action": "suspend", "reason": "spam", "csrf_token": token}
+        "/admin/members/bob",
+        data={"action": "suspend", "reason": "spam", "csrf_token": token, "confirm": "yes"},
     )
     await client.post(
         "/admin/members/paul", data={"action": "refuse", "reason": "not local", "csrf_token": token}
