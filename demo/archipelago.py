@@ -223,9 +223,14 @@ class Archipelago:
                         30,
                         f"{chamber.name} to accept {other.name}'s follow",
                     )
+                    wait_for(
+                        partial(self.partnered, chamber, other),
+                        30,
+                        f"{other.name} to confirm that it has added {chamber.name} too",
+                    )
         self.step(
             "each chamber follows the two others and has opened them a credit line of"
-            f" {CREDIT_LINE_MINUTES // 60} h"
+            f" {CREDIT_LINE_MINUTES // 60} h (partnerships confirmed both ways)"
         )
         self.publish_bricks()
         self.trade()
@@ -238,6 +243,11 @@ class Archipelago:
             headers={"Accept": "application/activity+json"},
         )
         return follower.actor() in page.get("orderedItems", [])
+
+    def partnered(self, chamber: Chamber, other: Chamber) -> bool:
+        """Whether ``chamber`` knows that ``other`` has added it as a partner too."""
+        listing = chamber.api("GET", "/api/v1/partners")["items"]
+        return any(p["chamber"] == other.actor() and p.get("confirmed") for p in listing)
 
     # -- the members -------------------------------------------------------------------------
 

@@ -288,6 +288,22 @@ class NodeProcess:
             str(credit_line_minutes),
         )
 
+    def partner_confirmed(self, other: NodeProcess) -> bool:
+        """Whether this chamber knows that ``other`` has added it too (both ways)."""
+        response = self.api("GET", "/api/v1/partners")
+        response.raise_for_status()
+        items = {item["chamber"]: item for item in response.json()["items"]}
+        return bool(items.get(other.chamber(), {}).get("confirmed"))
+
+    def wait_partnered(self, *others: NodeProcess) -> None:
+        """Wait until each of ``others`` and this chamber know they have added each other
+        (members trade only then): the partnership's ``Offer`` and ``Accept`` are delivered."""
+        for other in others:
+            wait_for(
+                lambda o=other: self.partner_confirmed(o) and o.partner_confirmed(self),
+                what=f"{self.name} and {other.name} to confirm their partnership",
+            )
+
 
 @dataclass
 class Trader:

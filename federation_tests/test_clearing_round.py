@@ -60,6 +60,8 @@ def test_a_round_clears_the_three_cycle_in_every_ledger(make_node: Any) -> None:
         for other in chambers:
             if other is not node:
                 node.add_partner(other, 10 * HOUR)
+    lille.wait_partnered(gand, roubaix)
+    gand.wait_partnered(roubaix)
     alice, bob, chloe = (
         lille.add_trader("alice"),
         gand.add_trader("bob"),

@@ -27,7 +27,6 @@ from federation_tests.harness import (
     Trader,
     assert_ledgers_agree,
     in_flight,
-    wait_for,
     wait_settled,
 )
 from federation_tests.proxy import Request, activity
@@ -95,6 +94,7 @@ def chambers(make_module_node: Any) -> Chambers:
         lambda: (gand.add_partner(lille, 600), gand.add_partner(roubaix, 600)),
         lambda: roubaix.add_partner(gand, 60),
     )
+    gand.wait_partnered(lille, roubaix)
     found = Chambers(lille, gand, roubaix)
     found.alice, (found.bob, found.dirk), found.chloe = start_in_parallel(
         lambda: lille.add_trader("alice"),
@@ -200,25 +200,27 @@ def test_a_cross_exchange_settles_in_both_ledgers(chambers: Chambers, direction:
 
 def test_trading_needs_both_chambers_to_agree(chambers: Chambers) -> None:
     """Lille added Roubaix, Roubaix did not add Lille: Roubaix's members cannot name Lille's,
-    and what a Lille member declares never reaches Roubaix, so nothing can be posted."""
+    and a Lille member's declaration is refused at once (Lille knows Roubaix has not confirmed
+    the partnership): nothing is stored, nothing is sent, nothing expires later."""
+    lille, gand, roubaix = chambers.all
     refused = chambers.chloe.provide(chambers.alice, 30)
     assert refused.status_code == 422, refused.text
     assert "partner" in refused.text
+    on_lille = chambers.partners(lille)
+    assert on_lille[roubaix.chamber()]["confirmed"] is False
+    assert on_lille[gand.chamber()]["confirmed"] is True
+    listed = {line.split()[0]: line for line in lille.cli("partner", "list").splitlines()}
+    assert listed[gand.chamber()].endswith("confirmed both ways")
+    assert "not confirmed yet" in listed[roubaix.chamber()]
     before = chambers.snapshot()
+    exchanges = len(chambers.alice.exchanges())
     declared = chambers.alice.provide(chambers.chloe, 30)
-    if declared.status_code == 201:
-        uri = declared.json()["id"]
-        assert chambers.roubaix.proxy is not None
-        proxy = chambers.roubaix.proxy
-        assert proxy is not None
-        (arrived, *_) = wait_for(
-            lambda: [r for r in proxy.seen(activity("Offer")) if r.answered is not None],
-            what="the declaration to reach Roubaix",
-        )
-        assert arrived.answered == 403  # "not a partner": the delivery gives up
-        assert chambers.chloe.exchange(uri) is None
-    else:
-        assert declared.status_code == 422, declared.text
+    assert declared.status_code == 422, declared.text
+    assert declared.json()["field"] == "beneficiary"
+    assert "has not added this chamber as a partner" in declared.json()["error"]
+    assert len(chambers.alice.exchanges()) == exchanges
+    assert roubaix.proxy is not None
+    assert not roubaix.proxy.seen(activity("Offer", "EconomicEvent"))
     assert chambers.snapshot() == before
     assert_ledgers_agree(*chambers.all)
 

@@ -45,6 +45,7 @@ def test_statements_agree_then_a_tampered_ledger_is_caught(make_node: Any) -> No
     lille, gand = make_node("lille"), make_node("gand")
     lille.add_partner(gand, 600)
     gand.add_partner(lille, 600)
+    lille.wait_partnered(gand)
     alice, bob = lille.add_trader("alice"), gand.add_trader("bob")
     declared = alice.provide(bob, 90, "réparation de vélo")
     assert declared.status_code == 201, declared.text

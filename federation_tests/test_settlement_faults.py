@@ -82,6 +82,7 @@ def pair(make_module_node: Any) -> Pair:
             ("lille", "gand"),
         )
         list(pool.map(lambda a: a[0].add_partner(a[1], 100_000), ((lille, gand), (gand, lille))))
+        lille.wait_partnered(gand)
         alice = pool.submit(lille.add_trader, "alice")
         bob, emile = pool.submit(
             lambda: (gand.add_trader("bob"), gand.add_trader("emile", floor="-15 min"))

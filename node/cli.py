@@ -22,7 +22,8 @@ from node.config import (
 from node.db import make_engine, make_sessionmaker, session_scope
 from node.members.errors import MemberError
 from node.members.models import MemberRole, MemberStatus
-from node.members.service import create_member, create_token, get_member
+from node.members.service import create_member, get_member
+from node.members.token_cli import add_token_commands
 from node.migrate import upgrade
 from node.ops.private_files import restrict_sqlite_file, write_private_file
 from node.secretbox import SecretBox
@@ -159,18 +160,6 @@ def cmd_member_add(args: argparse.Namespace) -> None:
 
     username = asyncio.run(_with_session(settings, work))
     print(f"member @{username}@{settings.host} added (approved)")
-
-
-def cmd_token_create(args: argparse.Namespace) -> None:
-    settings = _settings(args)
-
-    async def work(session: Any) -> str:
-        member = await get_member(session, args.username)
-        if member.status != MemberStatus.APPROVED:
-            raise CommandError(f"{member.username} is {member.status}, not approved")
-        return await create_token(session, member, label=args.label)
-
-    print(asyncio.run(_with_session(settings, work)))
 
 
 def cmd_member_action(args: argparse.Namespace) -> None:
@@ -448,6 +437,11 @@ def cmd_partner(args: argparse.Namespace) -> None:
         return [
             f"{v.chamber_uri}  {v.name}  credit line {v.as_json()['credit_line']}"
             f"  balance {v.as_json()['balance']}"
+            + (
+                "  confirmed both ways"
+                if v.confirmed
+                else "  not confirmed yet: it must add us too"
+            )
             for v in views
         ]
 
@@ -605,12 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=cmd_verify)
 
-    token = commands.add_parser("token", help="API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = with_data_dir(token_commands.add_parser("create", help="print a new bearer token"))
-    create.add_argument("username")
-    create.add_argument("--label", default="cli")
-    create.set_defaults(func=cmd_token_create)
+    add_token_commands(commands)
     worker = with_data_dir(commands.add_parser("worker", help="run background jobs (delivery)"))
     worker.add_argument("--until-idle", action="store_true", help="stop when no job is due")
     worker.add_argument("--log-level", default="info")

@@ -283,7 +283,7 @@ class Federation:
                 params={"resource": f"acct:{user}@{host}"},
                 headers={"Accept": "application/jrd+json, application/json"},
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: not a host name
             raise FederationError(f"WebFinger at {host} failed: {exc}") from exc
         if response.status_code != 200 or len(response.content) > 100_000:
             raise FederationError(f"WebFinger at {host} answered {response.status_code}")

@@ -1,7 +1,9 @@
 """Sending activities: store them, then deliver through durable jobs (one per inbox).
 
 Shared inboxes are used when a remote actor offers one, so a host gets each activity once.
-Delivery handles 410 Gone (the follower is removed) and pauses hosts that keep failing.
+Delivery handles 410 Gone (the follower is removed) and pauses hosts that keep failing. An
+activity published with ``urgent_until`` (a message with a deadline) is not held back by a
+paused host until then: it keeps its own backoff, and honours the pause again afterwards.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,7 +51,8 @@ PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 
 
 class DeliveryPolicy:
-    """Give up after three days; pause a host after 5 failures in a row, for 20 retry bases."""
+    """Give up after three days; pause a host after 5 failures in a row, for 20 retry bases
+    (except for urgent deliveries, until their ``urgent_until``)."""
 
     give_up_after = timedelta(days=3)
     pause_after_failures = 5
@@ -90,8 +93,12 @@ async def publish(
     to_followers: bool = False,
     inboxes: Iterable[str] = (),
     now: datetime | None = None,
+    urgent_until: datetime | None = None,
 ) -> StoredActivity:
-    """Store ``activity`` as sent by ``actor`` and enqueue its deliveries, in one transaction."""
+    """Store ``activity`` as sent by ``actor`` and enqueue its deliveries, in one transaction.
+
+    ``urgent_until``: until then a paused host does not delay these deliveries (they retry
+    with their own backoff); the sender has a deadline to meet."""
     now = now or federation.clock()
     urls = federation.urls(actor.username)
     activity = {"@context": default_context(), **activity}
@@ -125,13 +132,31 @@ async def publish(
         await enqueue(
             session,
             DELIVER,
-            {"inbox": inbox, "actor": actor.username},
+            _payload(inbox, actor.username, urgent_until),
             host=authority_of(inbox),
             activity_pk=stored.id,
             give_up_after=DeliveryPolicy.give_up_after,
             now=now,
         )
     return stored
+
+
+def _payload(inbox: str, username: str, urgent_until: datetime | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"inbox": inbox, "actor": username}
+    if urgent_until is not None:
+        payload["urgent_until"] = urgent_until.isoformat()
+    return payload
+
+
+def _urgent_until(job: Job) -> datetime | None:
+    raw = job.payload.get("urgent_until")
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def deliver_again(
@@ -141,15 +166,17 @@ async def deliver_again(
     inbox: str,
     *,
     now: datetime | None = None,
+    urgent_until: datetime | None = None,
 ) -> None:
-    """Enqueue one more delivery of an activity already sent (a peer asks for it again)."""
+    """Enqueue one more delivery of an activity already sent (a peer asks for it again);
+    ``urgent_until`` as for `publish`."""
     username = federation.local_username(stored.actor_uri)
     if username is None:
         raise ValueError(f"{stored.actor_uri} is not a local actor")
     await enqueue(
         session,
         DELIVER,
-        {"inbox": inbox, "actor": username},
+        _payload(inbox, username, urgent_until),
         host=authority_of(inbox),
         activity_pk=stored.id,
         give_up_after=DeliveryPolicy.give_up_after,
@@ -229,7 +256,8 @@ def deliver_job(federation: Federation, *, retry_base: float = 30.0) -> Handler:
         now = federation.clock()
         async with read_only(federation.sessionmaker) as session:
             paused = await _host_paused_until(session, host, now)
-            if paused is not None:
+            urgent_until = _urgent_until(job)
+            if paused is not None and (urgent_until is None or urgent_until <= now):
                 DELIVERY_ATTEMPTS.inc(result="paused")
                 return Retry(f"{host} is paused after repeated failures", delay=paused - now)
             if await federation.is_blocked(session, inbox):

@@ -30,6 +30,7 @@ from node.clearing.models import (
     partner_account_key,
 )
 from node.clearing.partner_models import Partner
+from node.clearing.partners import urgent_until
 from node.clearing.round_models import ClearingRound, RoundParticipant
 from node.clearing.rounds import (
     FINAL_ROUND_STATES,
@@ -160,6 +161,7 @@ class RoundBase:
             statement_activity(round_row.uri, statement_id, me, round_row.proposer_uri, balances),
             inboxes=inboxes,
             now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.statement_activity_id = stored.activity_id
         return stored

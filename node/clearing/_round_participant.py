@@ -30,6 +30,7 @@ from node.clearing._round_base import (
     schedule,
     set_state,
 )
+from node.clearing.partners import urgent_until
 from node.clearing.round_models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
 from node.clearing.rounds import (
     ROUND_TYPE,
@@ -107,6 +108,7 @@ class ParticipantSide(RoundBase):
                 ),
                 inboxes=[inbox],
                 now=now,
+                urgent_until=urgent_until(round_row.deadline, now),
             )
             set_state(round_row, RoundEvent.ABORT, now, reason=f"declined: {refusal}")
             return
@@ -264,6 +266,7 @@ class ParticipantSide(RoundBase):
                     ),
                     inboxes=[inbox],
                     now=now,
+                    urgent_until=urgent_until(round_row.deadline, now),
                 )
                 set_state(round_row, RoundEvent.ABORT, now, reason=f"refused: {reason}")
                 log.warning("round %s refused: %s", uri, reason)
@@ -277,6 +280,7 @@ class ParticipantSide(RoundBase):
                 ),
                 inboxes=[inbox],
                 now=now,
+                urgent_until=urgent_until(round_row.deadline, now),
             )
             round_row.digest = review.digest
             round_row.signature_activity_id = stored.activity_id
@@ -310,5 +314,6 @@ class ParticipantSide(RoundBase):
             ),
             inboxes=[inbox],
             now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
         )
         return Retry("signed, no decision yet: asked the proposer (Undo)")

@@ -30,6 +30,7 @@ from node.clearing._round_base import (
 )
 from node.clearing.netting import net
 from node.clearing.partner_models import Partner
+from node.clearing.partners import urgent_until
 from node.clearing.round_models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
 from node.clearing.round_views import RoundSummary
 from node.clearing.rounds import (
@@ -124,6 +125,7 @@ class ProposerSide(RoundBase):
                 invite_activity(uri, me, participants, deadline),
                 inboxes=[p.inbox for p in rows],
                 now=now,
+                urgent_until=urgent_until(round_row.deadline, now),
             )
             round_row.invite_activity_id = invite.activity_id
             await schedule(session, ROUND_DEADLINE_JOB, uri, deadline, now)
@@ -198,6 +200,7 @@ class ProposerSide(RoundBase):
             ),
             inboxes=inboxes_of(rows, self.chamber_uri),
             now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.proposal = stored.document
         round_row.proposal_activity_id = stored.activity_id
@@ -313,6 +316,7 @@ class ProposerSide(RoundBase):
             ),
             inboxes=inboxes_of(rows, self.chamber_uri),
             now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.decision, round_row.decision_activity_id = stored.document, stored.activity_id
         set_state(round_row, RoundEvent.COMMIT, now)
@@ -341,6 +345,7 @@ class ProposerSide(RoundBase):
             ),
             inboxes=inboxes_of(rows, self.chamber_uri),
             now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.decision, round_row.decision_activity_id = stored.document, stored.activity_id
         set_state(round_row, RoundEvent.ABORT, now, reason=reason[:2000])
@@ -360,7 +365,14 @@ class ProposerSide(RoundBase):
             )
         ).scalar_one_or_none()
         if stored is not None and row.inbox:
-            await deliver_again(self.federation, session, stored, row.inbox, now=now)
+            await deliver_again(
+                self.federation,
+                session,
+                stored,
+                row.inbox,
+                now=now,
+                urgent_until=urgent_until(round_row.deadline, now),
+            )
 
     async def _proposer_deadline(self, session: AsyncSession, round_row: ClearingRound) -> None:
         """The deadline passed on an undecided round: abort, naming who did not answer."""

@@ -26,6 +26,7 @@ from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
 from node.clearing.models import ClearingEvent, Exchange
 from node.clearing.partners import partner_for_actor
+from node.clearing.partnership import register_partnership_handlers
 from node.clearing.service import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
 from node.clearing.settlement import register_settlement_handlers
 from node.clearing.states import (
@@ -282,9 +283,11 @@ def _on_answer(house: ClearingHouse) -> Any:
 
 
 def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
-    """Exchanges with members of partner chambers, and their settlement between chambers."""
+    """Exchanges with members of partner chambers, their settlement between chambers, and the
+    partnerships' confirmations."""
     dispatcher.register("Offer", _on_proposal(house))
     dispatcher.register("Update", _on_amend(house))
     for kind in ("TentativeReject", "Reject", "Undo"):
         dispatcher.register(kind, _on_answer(house))
     register_settlement_handlers(dispatcher, house)
+    register_partnership_handlers(dispatcher)

@@ -2,7 +2,8 @@
 
 * `Partner`: a chamber this node trades with, its inbox, and the credit line this chamber extends
   to it: how far the partner's mirror account may go below zero in *our* ledger (the mirror
-  account's floor is ``-credit_line_minutes``).
+  account's floor is ``-credit_line_minutes``). ``confirmed_at``: when we learnt that the partner
+  has added us too (`node.clearing.partnership`); members trade only once it is set.
 * `Settlement`: this node's side of one attempt to settle a cross-chamber exchange, keyed by its
   ``uri``, minted by the preparing node and shared by both. The *preparer* (the chamber of the
   member who accepts) reserves holds and asks; the *decider* (the other chamber) commits or
@@ -39,6 +40,8 @@ class Partner(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the partner told us it has added this chamber too (None: not yet).
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SettlementRole:

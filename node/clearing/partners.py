@@ -2,14 +2,17 @@
 
 Adding a partner resolves its chamber actor (over the network: outside any transaction), then
 opens its mirror account in our ledger, whose floor is ``-credit_line_minutes``: how far the
-partner may owe us. Both chambers must add each other before their members can trade.
+partner may owe us, and tells the partner (`node.clearing.partnership`): both chambers must
+add each other before their members can trade, and ``confirmed`` says that the partner has.
 `list_settlements` is what the administrators see of the settlements with partners.
+`urgent_until` is how long a message with a deadline (a settlement's, a round's) skips a
+partner's host paused after failures.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +22,7 @@ from node.activitypub.urls import InvalidUrlError, same_origin
 from node.clearing.ledger import AccountKind
 from node.clearing.models import ClearingAccount, Exchange, partner_account_key
 from node.clearing.partner_models import Partner, Settlement, SettlementState
+from node.clearing.partnership import offer_partnership
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.db import read_only, session_scope
 from node.members.audit import AuditAction, record_audit
@@ -26,6 +30,7 @@ from node.members.models import Member
 
 __all__ = [
     "MAX_CREDIT_LINE",
+    "URGENCY_AFTER_DEADLINE",
     "PartnerError",
     "PartnerView",
     "SettlementView",
@@ -35,10 +40,20 @@ __all__ = [
     "partner_by_uri",
     "partner_for_actor",
     "set_credit_line",
+    "urgent_until",
 ]
 
 MAX_CREDIT_LINE = 1_000_000 * 60
 CHAMBER_TYPES = frozenset({"Group", "Organization"})
+URGENCY_AFTER_DEADLINE = timedelta(minutes=30)
+"""After a deadline, a message of the abort protocol (``Undo``, the answer to it) is urgent
+for this long: the longest wait between two abort requests."""
+
+
+def urgent_until(deadline: datetime, now: datetime) -> datetime:
+    """Until when a message about something with ``deadline`` is delivered even to a host
+    paused after failures: the deadline, and at least `URGENCY_AFTER_DEADLINE` from now."""
+    return max(deadline, now + URGENCY_AFTER_DEADLINE)
 
 
 class PartnerError(ClearingError):
@@ -54,6 +69,13 @@ class PartnerView:
     credit_line_minutes: int
     balance_minutes: int
     created_at: datetime
+    #: When the partner told us it has added this chamber too (None: not yet).
+    confirmed_at: datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Both chambers have added each other: their members can trade."""
+        return self.confirmed_at is not None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -65,6 +87,8 @@ class PartnerView:
             "balance_minutes": self.balance_minutes,
             "balance": format_minutes(self.balance_minutes),
             "since": self.created_at.isoformat(),
+            "confirmed": self.confirmed,
+            "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None,
         }
 
 
@@ -110,7 +134,8 @@ async def add_partner(
     reason: str = "",
 ) -> PartnerView:
     """Trade with the chamber ``text`` (``@chamber@host`` or its actor URL); if it is a partner
-    already, set its credit line. Logged in the administrators' audit log."""
+    already, set its credit line. Logged in the administrators' audit log. The partner is told
+    (again, while it has not confirmed): its answer confirms the partnership."""
     line = _check_line(credit_line_minutes)
     try:
         chamber_uri = await federation.resolve_handle(text)
@@ -164,6 +189,8 @@ async def add_partner(
             partner.inbox = actor.shared_inbox or actor.inbox
             partner.name = str(name)[:255]
             partner.handle = handle[:255]
+        if partner.confirmed_at is None:
+            await offer_partnership(federation, session, partner, now)
     if partner.credit_line_minutes != line:
         return await set_credit_line(federation, actor.uri, line, by=by, reason=reason)
     return await _view(federation, actor.uri)
@@ -224,6 +251,7 @@ def _as_view(partner: Partner, balance: int) -> PartnerView:
         credit_line_minutes=partner.credit_line_minutes,
         balance_minutes=balance,
         created_at=partner.created_at,
+        confirmed_at=partner.confirmed_at,
     )
 
 

@@ -36,6 +36,7 @@ from node.activitypub.outbox import new_activity_id, publish
 from node.activitypub.proofs import verify_proof
 from node.clearing.models import ClearingAccount
 from node.clearing.partner_models import Partner
+from node.clearing.partnership import ask_unconfirmed_partners
 from node.clearing.reconciliation import (
     MAX_ENTRIES,
     RECENT,
@@ -483,8 +484,10 @@ class Reconciler:
         return True
 
     async def run(self, job: Job) -> Outcome:
-        """One run of the cycle: statements to every partner, then the next run."""
+        """One run of the cycle: statements to every partner, the partnership offered again to
+        those that have not confirmed it, then the next run."""
         await self.send_statements(ensure_cycle=False)
+        await ask_unconfirmed_partners(self.federation)
         async with session_scope(self.sessionmaker) as session:
             # This job is pending until the worker finishes it: mark it done first, so that
             # the next run can be enqueued (the worker's own update then only confirms it).

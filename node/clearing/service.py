@@ -74,6 +74,7 @@ __all__ = [
     "ExchangeNotFound",
     "IdempotencyConflict",
     "InvalidExchange",
+    "NoPartnership",
     "NotAParty",
     "RemoteParty",
     "Summary",
@@ -120,6 +121,26 @@ class InvalidExchange(ClearingError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class NoPartnership(InvalidExchange):
+    """The other member's chamber is not a partner both ways: not ours (``ours`` False), or it
+    has not added us (yet)."""
+
+    def __init__(self, host: str, *, ours: bool) -> None:
+        self.host = host
+        self.ours = ours
+        if ours:
+            message = (
+                f"{host} has not added this chamber as a partner (yet): its members and ours "
+                "can trade once both chambers have added each other"
+            )
+        else:
+            message = (
+                f"{host} is not a partner chamber of this chamber: "
+                "its administrators and ours must first open credit lines to each other"
+            )
+        super().__init__("counterparty", message)
 
 
 class IdempotencyConflict(ClearingError):
@@ -264,12 +285,8 @@ class ClearingHouse:
             raise InvalidExchange("counterparty", f"{actor_uri} is not a person")
         async with read_only(self.sessionmaker) as session:
             partner = await partner_for_actor(session, actor_uri)
-        if partner is None:
-            raise InvalidExchange(
-                "counterparty",
-                f"{authority_of(actor_uri)} is not a partner chamber of this chamber: "
-                "its administrators and ours must first open credit lines to each other",
-            )
+        if partner is None or partner.confirmed_at is None:
+            raise NoPartnership(authority_of(actor_uri), ours=partner is not None)
         name = actor.document.get("preferredUsername")
         return RemoteParty(
             actor_uri=actor.uri,

@@ -50,7 +50,12 @@ from node.clearing.partner_models import (
     SettlementRole,
     SettlementState,
 )
-from node.clearing.partners import partner_by_uri, partner_for_actor
+from node.clearing.partners import (
+    URGENCY_AFTER_DEADLINE,
+    partner_by_uri,
+    partner_for_actor,
+    urgent_until,
+)
 from node.clearing.service import DEMURRAGE_JOB, ClearingHouse, InvalidExchange, _ensure_job
 from node.clearing.states import (
     FINAL_STATES,
@@ -78,7 +83,7 @@ log = logging.getLogger(__name__)
 
 SETTLEMENT_CHECK_JOB = "clearing.settlement.check"
 SETTLEMENT_TYPE = "Settlement"
-MAX_ABORT_REQUEST_DELAY = timedelta(minutes=30)
+MAX_ABORT_REQUEST_DELAY = URGENCY_AFTER_DEADLINE  # each abort request is urgent until the next
 
 
 # --- the preparer: a member accepts an exchange with a member of another chamber -----------
@@ -261,6 +266,7 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             },
             inboxes=[partner.inbox],
             now=now,
+            urgent_until=urgent_until(deadline, now),
         )
         settlement.prepare_activity_id = offer.activity_id
         settlement.evidence = {**settlement.evidence, "prepare": offer.document}
@@ -412,7 +418,13 @@ async def _answer(
             activity["result"]["proposal"] = await _document(session, exchange.proposal_activity_id)
     chamber = await _chamber(house, session)
     decision = await publish(
-        house.federation, session, chamber, activity, inboxes=[partner.inbox], now=now
+        house.federation,
+        session,
+        chamber,
+        activity,
+        inboxes=[partner.inbox],
+        now=now,
+        urgent_until=urgent_until(settlement.deadline, now),
     )
     settlement.decision_activity_id = decision.activity_id
     return decision
@@ -429,7 +441,15 @@ async def _redeliver(
         )
     ).scalar_one_or_none()
     if decision is not None:
-        await deliver_again(house.federation, session, decision, partner.inbox)
+        now = house.clock()
+        await deliver_again(
+            house.federation,
+            session,
+            decision,
+            partner.inbox,
+            now=now,
+            urgent_until=urgent_until(settlement.deadline, now),
+        )
 
 
 def _on_settlement_offer(house: ClearingHouse) -> Any:
@@ -834,6 +854,7 @@ def settlement_job_handlers(house: ClearingHouse) -> dict[str, Handler]:
                 },
                 inboxes=[partner.inbox],
                 now=now,
+                urgent_until=urgent_until(settlement.deadline, now),
             )
         delay = min(
             next_delay(job.attempts + 1, base=house.settings.retry_base_seconds * 4),

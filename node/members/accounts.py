@@ -26,7 +26,7 @@ from node.members.passwords import (
     hash_password_async,
     verify_password_async,
 )
-from node.members.service import create_member, get_member, validate_username
+from node.members.service import create_member, get_member, revoke_tokens, validate_username
 from node.members.throttle import Rule
 from node.secretbox import SecretBox
 
@@ -251,7 +251,8 @@ def ensure_may_sign_in(member: Member) -> None:
 
 
 async def change_password(session: AsyncSession, member: Member, current: str, new: str) -> None:
-    """Check the current password and store the new one's hash. Argon2 runs before the
+    """Check the current password, store the new one's hash and revoke every API token of
+    the member (whoever knew the old password may have made one). Argon2 runs before the
     session is used, so a ``member`` not in ``session`` (e.g. the signed-in member) holds no
     transaction open meanwhile; it is then loaded into ``session`` to be changed."""
     if not await verify_password_async(member.password_hash, current[:MAX_PASSWORD_LENGTH]):
@@ -267,6 +268,7 @@ async def change_password(session: AsyncSession, member: Member, current: str, n
     if stored is None:
         raise MemberNotFound(member.username)
     stored.password_hash = password_hash
+    await revoke_tokens(session, stored)
     await session.flush()
 
 

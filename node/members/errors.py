@@ -9,6 +9,8 @@ __all__ = [
     "MemberError",
     "MemberNotFound",
     "NotAllowed",
+    "TokenNotFound",
+    "TokenRefused",
     "UsernameTaken",
 ]
 
@@ -62,3 +64,12 @@ class LoginThrottled(MemberError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed sign-ins: try again in {retry_after} seconds")
         self.retry_after = retry_after
+
+
+class TokenNotFound(MemberError):
+    """No token of that name to revoke (unknown, or already revoked)."""
+
+
+class TokenRefused(MemberError):
+    """A bearer token that does not authenticate: the message says why (unknown, revoked,
+    expired, or its member not approved)."""

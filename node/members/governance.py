@@ -24,6 +24,7 @@ from node.members.errors import (
     NotAllowed,
 )
 from node.members.models import ClearingOverride, Member, MemberRole, MemberStatus
+from node.members.service import revoke_tokens
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -137,13 +138,23 @@ async def suspend_member(
     *,
     now: datetime | None = None,
 ) -> Member:
+    """Also revokes the member's API tokens: reinstating does not revive them."""
     require_admin(by)
     reason = _reason(reason, required=True)
     _expect(member, "suspend", MemberStatus.APPROVED)
     await _not_the_last_admin(session, member, "suspend")
     member.status = MemberStatus.SUSPENDED
     member.status_reason = reason
-    await record_audit(session, by, AuditAction.SUSPEND, member.username, reason, now=now)
+    revoked = await revoke_tokens(session, member, now=now)
+    await record_audit(
+        session,
+        by,
+        AuditAction.SUSPEND,
+        member.username,
+        reason,
+        details={"tokens_revoked": revoked},
+        now=now,
+    )
     return member
 
 

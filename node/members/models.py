@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from node.activitypub.models import LocalActor
@@ -21,6 +21,7 @@ __all__ = [
     "Member",
     "MemberRole",
     "MemberStatus",
+    "TokenState",
 ]
 
 
@@ -69,17 +70,45 @@ class Member(Base):
         return self.role == MemberRole.ADMIN
 
 
+class TokenState:
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
 class ApiToken(Base):
-    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+    """A named bearer token for the JSON API. Only its SHA-256 is stored. A revoked token
+    stays listed (with ``revoked_at``) and never works again; its name is free again."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        # One name per member among the tokens not revoked (a partial unique index).
+        Index(
+            "uq_api_tokens_member_id_name_unrevoked",
+            "member_id",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    label: Mapped[str] = mapped_column(String(100), default="")
+    name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: None: never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return TokenState.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return TokenState.EXPIRED
+        return TokenState.ACTIVE
 
 
 class ClearingOverride:

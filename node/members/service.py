@@ -1,4 +1,4 @@
-"""Creating members and looking them up; API tokens."""
+"""Creating members and looking them up; API tokens (named, may expire, revocable)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,34 @@ import re
 import secrets
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.actors import create_local_actor, get_local_actor
 from node.db import utcnow
-from node.members.errors import InvalidMemberInput, MemberNotFound, UsernameTaken
-from node.members.models import ApiToken, Member, MemberRole, MemberStatus
+from node.members.errors import (
+    InvalidMemberInput,
+    MemberNotFound,
+    TokenNotFound,
+    TokenRefused,
+    UsernameTaken,
+)
+from node.members.models import ApiToken, Member, MemberRole, MemberStatus, TokenState
 from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password_async
 from node.secretbox import SecretBox
 
 __all__ = [
+    "MAX_TOKEN_NAME_LENGTH",
     "RESERVED_USERNAMES",
     "authenticate_token",
+    "check_token",
     "count_members",
     "create_member",
     "create_token",
     "get_member",
+    "list_tokens",
+    "revoke_token",
+    "revoke_tokens",
     "validate_username",
 ]
 
@@ -49,6 +60,7 @@ RESERVED_USERNAMES = frozenset(
     }
 )
 TOKEN_PREFIX = "arch_"
+MAX_TOKEN_NAME_LENGTH = 100
 
 
 def validate_username(username: str, *, chamber_username: str) -> str:
@@ -127,20 +139,106 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-async def create_token(session: AsyncSession, member: Member, label: str = "") -> str:
-    """Return a new bearer token; only its digest is stored, so show it once."""
+def _check_token_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_TOKEN_NAME_LENGTH:
+        raise InvalidMemberInput("name", f"1 to {MAX_TOKEN_NAME_LENGTH} characters")
+    if any(not char.isprintable() for char in name):
+        raise InvalidMemberInput("name", "letters, digits, spaces and punctuation only")
+    return name
+
+
+async def _unrevoked(session: AsyncSession, member: Member) -> dict[str, ApiToken]:
+    rows = await session.execute(
+        select(ApiToken).where(ApiToken.member_id == member.id, ApiToken.revoked_at.is_(None))
+    )
+    return {token.name: token for token in rows.scalars()}
+
+
+async def create_token(
+    session: AsyncSession,
+    member: Member,
+    name: str = "",
+    *,
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Return a new bearer token; only its digest is stored, so show it once.
+
+    ``name`` must be free among the member's tokens not revoked (an expired one of that
+    name is revoked to make room); without a name, ``token``, ``token-2``, ... is chosen.
+    ``expires_at`` None: the token does not expire."""
+    now = now or utcnow()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidMemberInput("expires_at", "a moment in the future, please")
+    existing = await _unrevoked(session, member)
+    if name.strip():
+        name = _check_token_name(name)
+        clash = existing.get(name)
+        if clash is not None:
+            if clash.state(now) != TokenState.EXPIRED:
+                raise InvalidMemberInput(
+                    "name", f"you already have a token named {name!r}: choose another name"
+                )
+            clash.revoked_at = now
+            await session.flush()
+    else:
+        name = next(
+            candidate
+            for candidate in ("token", *(f"token-{n}" for n in range(2, len(existing) + 3)))
+            if candidate not in existing
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(member_id=member.id, token_sha256=_token_digest(token), label=label))
+    session.add(
+        ApiToken(
+            member_id=member.id,
+            token_sha256=_token_digest(token),
+            name=name,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
     await session.flush()
     return token
 
 
-async def authenticate_token(
-    session: AsyncSession, token: str, *, now: datetime | None = None
-) -> Member | None:
-    """The approved member a bearer token belongs to, or None."""
+async def list_tokens(session: AsyncSession, member: Member) -> list[ApiToken]:
+    """The member's tokens, revoked ones included, oldest first."""
+    rows = await session.execute(
+        select(ApiToken).where(ApiToken.member_id == member.id).order_by(ApiToken.id)
+    )
+    return list(rows.scalars())
+
+
+async def revoke_token(
+    session: AsyncSession, member: Member, name: str, *, now: datetime | None = None
+) -> ApiToken:
+    """Revoke the member's token of that name (expired ones too); TokenNotFound if none."""
+    token = (await _unrevoked(session, member)).get(name.strip())
+    if token is None:
+        raise TokenNotFound(f"{member.username} has no token named {name.strip()!r} to revoke")
+    token.revoked_at = now or utcnow()
+    await session.flush()
+    return token
+
+
+async def revoke_tokens(
+    session: AsyncSession, member: Member, *, now: datetime | None = None
+) -> int:
+    """Revoke every token of the member not revoked yet; how many."""
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.member_id == member.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def check_token(session: AsyncSession, token: str, *, now: datetime | None = None) -> Member:
+    """The approved member a bearer token belongs to; TokenRefused saying why not."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
-        return None
+        raise TokenRefused(f"this is not a token of this node (they start with {TOKEN_PREFIX})")
     row = (
         await session.execute(
             select(ApiToken, Member)
@@ -149,11 +247,29 @@ async def authenticate_token(
         )
     ).first()
     if row is None:
-        return None
+        raise TokenRefused("this token is unknown to this node")
     api_token, member = row
-    if member.status != MemberStatus.APPROVED:
-        return None
     now = now or utcnow()
+    state = api_token.state(now)
+    if state == TokenState.REVOKED:
+        raise TokenRefused(
+            f"this token ({api_token.name!r}) was revoked: create a new one"
+            " (a password change or a suspension revokes every token)"
+        )
+    if state == TokenState.EXPIRED:
+        raise TokenRefused(f"this token ({api_token.name!r}) has expired: create a new one")
+    if member.status != MemberStatus.APPROVED:
+        raise TokenRefused(f"this token's member is {member.status}, not approved")
     api_token.last_used_at = now
     member.last_active_at = now
     return member
+
+
+async def authenticate_token(
+    session: AsyncSession, token: str, *, now: datetime | None = None
+) -> Member | None:
+    """The approved member a bearer token belongs to, or None (``check_token`` says why)."""
+    try:
+        return await check_token(session, token, now=now)
+    except TokenRefused:
+        return None

@@ -16,6 +16,7 @@ from node.members.errors import (
     MemberError,
     MemberNotFound,
     NotAllowed,
+    TokenNotFound,
     UsernameTaken,
 )
 from node.members.models import Member
@@ -38,7 +39,7 @@ def api_error(exc: MemberError) -> ApiError:
     """The HTTP status a member error means, with its message (and field, for inputs)."""
     if isinstance(exc, InvalidMemberInput):
         return ApiError(422, exc.message, field=exc.field)
-    if isinstance(exc, MemberNotFound):
+    if isinstance(exc, MemberNotFound | TokenNotFound):
         return ApiError(404, str(exc))
     if isinstance(exc, NotAllowed | LoginRefused):
         return ApiError(403, str(exc))

@@ -30,7 +30,7 @@ from node.members.errors import InvalidMemberInput, LoginRefused, LoginThrottled
 from node.members.models import Member
 from node.members.passwords import MIN_PASSWORD_LENGTH
 from node.web._members import client_address, page_member, remember_language
-from node.web.auth import log_in, log_out, verify_csrf
+from node.web.auth import log_in, log_out
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.forms import REGISTRATION_FIELDS, registration_error
@@ -68,7 +68,6 @@ async def register_page(request: Request) -> Response:
             request, "account/register.html", charter=charter, values={}, errors={}, error=None
         )
     form = await request.form()
-    verify_csrf(request, form)
     values = {
         k: _text(form, k, 200) for k in ("username", "display_name", "language", "accept_charter")
     }
@@ -109,7 +108,6 @@ async def login_page(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "account/login.html", next_url=next_url, error=None, username="")
     form = await request.form()
-    verify_csrf(request, form)
     username = _text(form, "username", 100).strip().lower()
     password = _text(form, "password", 2000)
     next_url = _safe_next(_text(form, "next", 500) or next_url)
@@ -163,8 +161,6 @@ def _throttled_message(retry_after: int) -> str:
 
 
 async def logout(request: Request) -> Response:
-    form = await request.form()
-    verify_csrf(request, form)
     log_out(request)
     return RedirectResponse("/", status_code=303)
 
@@ -200,7 +196,6 @@ async def profile_update(request: Request) -> Response:
         return member
     node = node_context(request)
     form = await request.form()
-    verify_csrf(request, form)
     language = _text(form, "language", 8) or None
     try:
         async with session_scope(node.sessionmaker) as session:
@@ -230,7 +225,6 @@ async def password_page(request: Request) -> Response:
         return render(request, "account/password.html", error=None, done=False, **values)
     node = node_context(request)
     form = await request.form()
-    verify_csrf(request, form)
     try:
         if _text(form, "new_password", 2000) != _text(form, "new_password_confirm", 2000):
             raise InvalidMemberInput("new_password", i18n.gettext("The passwords do not match."))
@@ -290,7 +284,6 @@ async def follow_requests_page(request: Request) -> Response:
     node = node_context(request)
     if request.method == "POST":
         form = await request.form()
-        verify_csrf(request, form)
         decision = _text(form, "decision", 10)
         if decision not in ("accept", "reject"):
             raise ApiError(422, "decision: accept or reject")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,9 +29,11 @@ from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_
 from node.runtime import open_runtime
 from node.web import (
     account,
+    account_tokens,
     actors,
     admin,
     admin_partners,
+    api_document,
     bricks,
     bricks_api,
     clearing,
@@ -42,6 +46,7 @@ from node.web import (
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
+from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
 from node.web.navigation import NavigationMiddleware
 from node.web.templating import make_templates
@@ -55,16 +60,23 @@ class DatabaseNotMigrated(RuntimeError):
     pass
 
 
+TooLargePage = Callable[[Request, str], Awaitable[Response | None]]
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
     (JSON for machines, a page for people; the brick form shows itself again with a note),
     whatever ``Content-Length`` claims. Multipart forms (the only ones carrying files) may
     weigh ``form_limit``: what the brick form promises (``MAX_FORM_BYTES``)."""
 
-    def __init__(self, app: ASGIApp, limit: int, form_limit: int = 0) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, form_limit: int = 0, page: TooLargePage | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.form_limit = form_limit
+        #: The page a person gets instead (None: not a page of theirs, the usual 413).
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,6 +91,11 @@ class BodyLimitMiddleware:
             "What was sent is larger than this chamber accepts (%(size)s MB at most)."
         ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
         if declared.isdigit() and int(declared) > limit:
+            if self.page is not None:
+                response = await self.page(Request(scope), too_large)
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
 
             async def refuse() -> Message:
                 raise ApiError(413, too_large)
@@ -160,11 +177,13 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
         *members_api.routes,
         *bricks.routes,
         *bricks_api.routes,
+        *api_document.routes,
         *partners_api.routes,
         *rounds.routes,
         *clearing.routes,
@@ -189,7 +208,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             Middleware(LanguageMiddleware),
             Middleware(NavigationMiddleware),
             Middleware(
-                BodyLimitMiddleware, limit=settings.max_body_bytes, form_limit=MAX_FORM_BYTES
+                BodyLimitMiddleware,
+                limit=settings.max_body_bytes,
+                form_limit=MAX_FORM_BYTES,
+                page=bricks.too_large_form,
             ),
+            # Inside the body limit (it reads forms) and the session (it reads the token).
+            Middleware(CsrfMiddleware, origin=settings.url),
         ],
     )

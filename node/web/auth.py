@@ -1,35 +1,41 @@
 """Who is asking: a bearer token (JSON API) or a signed session cookie (pages), and CSRF.
 
 Sessions are Starlette's signed cookies (itsdangerous), keyed by the node secret. Every
-form that changes something carries ``csrf_token`` (see ``csrf_token``/``verify_csrf``).
+form that changes something carries ``csrf_token`` (``csrf_token`` puts it in templates);
+``node.web.csrf.CsrfMiddleware`` checks it on every unsafe request, whatever the route.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 
 from node.db import read_only, session_scope
+from node.members.errors import TokenRefused
 from node.members.models import Member, MemberStatus
-from node.members.service import authenticate_token
+from node.members.service import check_token
 from node.web.context import node_context
 from node.web.errors import ApiError
 
 __all__ = [
     "CSRF_FIELD",
+    "CSRF_HEADER",
+    "csrf_matches",
     "csrf_token",
     "current_member",
     "log_in",
     "log_out",
     "require_member",
-    "verify_csrf",
+    "session_is_protected",
 ]
 
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
 _SESSION_MEMBER = "member_id"
 _SESSION_CSRF = "csrf"
 
@@ -68,11 +74,11 @@ async def require_member(request: Request) -> Member:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "use Authorization: Bearer <token>", headers=_CHALLENGE)
         node = node_context(request)
-        async with session_scope(node.sessionmaker) as session:
-            member = await authenticate_token(session, token.strip())
-        if member is None:
-            raise ApiError(401, "this token is unknown, revoked, or its member is not approved")
-        return member
+        try:
+            async with session_scope(node.sessionmaker) as session:
+                return await check_token(session, token.strip())
+        except TokenRefused as exc:
+            raise ApiError(401, str(exc), headers=_CHALLENGE) from None
     member = await current_member(request)
     if member is None:
         raise ApiError(
@@ -95,17 +101,16 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def verify_csrf(request: Request, form: Any) -> None:
-    """403 unless the form's ``csrf_token`` matches the session's."""
-    expected = request.session.get(_SESSION_CSRF)
-    given = form.get(CSRF_FIELD) if form is not None else None
-    if (
-        not isinstance(expected, str)
-        or not isinstance(given, str)
-        or not hmac.compare_digest(expected, given)
-    ):
-        raise ApiError(
-            403,
-            "this form expired or did not come from this site (CSRF check):"
-            " reload the page and try again",
-        )
+def session_is_protected(session: Mapping[str, Any]) -> bool:
+    """Whether the session cookie authenticates a member or backs a form (a CSRF token)."""
+    return _SESSION_MEMBER in session or _SESSION_CSRF in session
+
+
+def csrf_matches(session: Mapping[str, Any], given: object) -> bool:
+    """Whether ``given`` (a header or form field) is the session's CSRF token."""
+    expected = session.get(_SESSION_CSRF)
+    return (
+        isinstance(expected, str)
+        and isinstance(given, str)
+        and hmac.compare_digest(expected.encode(), given.encode())
+    )

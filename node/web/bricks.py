@@ -3,6 +3,7 @@ edit forms, version history, tag pages, Atom feeds, attached files."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -32,7 +33,8 @@ from node.bricks.validation import (
 )
 from node.db import read_only
 from node.members.models import Member
-from node.web.auth import current_member, verify_csrf
+from node.web.api import ID_MAX
+from node.web.auth import current_member
 from node.web.bricks_forms import BrickPayload, read_payload
 from node.web.bricks_ops import (
     brick_fields,
@@ -45,7 +47,7 @@ from node.web.bricks_ops import (
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
-from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
 from node.web.templating import render
 
 __all__ = ["category_label", "catalogue_query", "routes"]
@@ -84,6 +86,8 @@ def catalogue_query(node: NodeContext, params: Any, *, limit: int = 20) -> Catal
         limit = int(params.get("limit") or limit)
     except ValueError:
         raise ApiError(422, "after and limit must be integers") from None
+    if cursor_id is not None and not 1 <= cursor_id <= ID_MAX:
+        raise ApiError(400, f"after: a whole number from 1 to {ID_MAX}", field="after")
     scope_value = cast(Scope, scope)
     return CatalogueQuery(
         q=(params.get("q") or "")[:200],
@@ -251,6 +255,35 @@ async def _form(
     )
 
 
+_FORM_PATHS = re.compile(r"^/bricks/(?:new|(?P<key>[^/]+)/edit)$")
+
+
+def _wants_page(request: Request) -> bool:
+    accept = parse_accept(request.headers.get("accept", ""))
+    return any(media == "text/html" and quality > 0 for media, _params, quality in accept)
+
+
+async def too_large_form(request: Request, message: str) -> Response | None:
+    """The brick form again, with ``message``, for a body refused before it was read (the
+    CSRF check reads forms first); None when this is not a person posting that form."""
+    found = _FORM_PATHS.match(request.url.path)
+    if request.method != "POST" or found is None or not _wants_page(request):
+        return None
+    member = await current_member(request)
+    if member is None:
+        return None
+    brick = None
+    if found["key"] is not None:
+        try:
+            brick = await load_brick(node_context(request), found["key"])
+        except ApiError:
+            return None
+    values = brick_fields(brick) if brick is not None else {}
+    return await _form(
+        request, values=values, errors={}, brick=brick, status_code=413, too_large=message
+    )
+
+
 async def _read_form(request: Request) -> BrickPayload | str:
     """The submitted brick, or why it was too large to read (HTTP 413)."""
     try:
@@ -271,7 +304,6 @@ async def new_brick(request: Request) -> Response:
     payload = await _read_form(request)
     if isinstance(payload, str):
         return await _form(request, values={}, errors={}, status_code=413, too_large=payload)
-    verify_csrf(request, payload.form)
     try:
         brick = await create_from_payload(node, member, payload)
     except BrickInvalid as exc:
@@ -307,7 +339,6 @@ async def edit_brick(request: Request) -> Response:
             status_code=413,
             too_large=payload,
         )
-    verify_csrf(request, payload.form)
     try:
         await update_from_payload(node, member, key, payload)
     except BrickInvalid as exc:
@@ -335,7 +366,6 @@ async def remove_brick(request: Request) -> Response:
     key = request.path_params["key"]
     if request.method == "POST":
         form = await request.form()
-        verify_csrf(request, form)
         if form.get("confirm") == "yes":
             try:
                 await delete_by_key(node, member, key)
@@ -354,7 +384,6 @@ async def review_brick(request: Request) -> Response:
     if member is None:
         return _login_redirect(request)
     form = await request.form()
-    verify_csrf(request, form)
     key = request.path_params["key"]
     try:
         await review_by_key(

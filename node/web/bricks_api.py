@@ -1,23 +1,22 @@
-"""The commons bank's JSON API under ``/api/v1`` (bearer tokens), described by
-``openapi.json`` served at ``/api/v1/openapi.json``."""
+"""The commons bank's JSON API under ``/api/v1`` (bearer tokens), each operation declared in
+``endpoints`` (``node.web.api``)."""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from node.bricks.catalogue import search_bricks
 from node.bricks.models import Brick, BrickReview
 from node.bricks.service import BrickForbidden
 from node.bricks.validation import BrickInvalid
 from node.db import read_only
+from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.bricks import catalogue_query
 from node.web.bricks_forms import read_payload
@@ -30,9 +29,8 @@ from node.web.bricks_ops import (
 )
 from node.web.context import node_context
 from node.web.errors import ApiError
-from node.web.openapi_clearing import CLEARING_PATHS, CLEARING_SCHEMAS
 
-__all__ = ["brick_item", "routes"]
+__all__ = ["brick_item", "endpoints", "routes"]
 
 
 def _invalid(exc: BrickInvalid) -> ApiError:
@@ -175,20 +173,121 @@ async def reviews(request: Request) -> Response:
     )
 
 
-async def openapi(request: Request) -> Response:
-    document = json.loads(
-        resources.files("node.web").joinpath("openapi.json").read_text(encoding="utf-8")
-    )
-    document["paths"].update(CLEARING_PATHS)
-    document["components"]["schemas"].update(CLEARING_SCHEMAS)
-    document["servers"] = [{"url": node_context(request).settings.url}]
-    return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
+MAX_LIMIT = 100  # node.bricks.catalogue pages at most this many
+_KEY = Param("key", "the brick's local key (last segment of its URL)", location="path")
+_CATEGORIES = ("concept", "analyse", "methode")
+_FORM = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "category": {"type": "string"},
+        "summary": {"type": "string"},
+        "body": {"type": "string"},
+        "tags": {"type": "string"},
+        "links": {"type": "string"},
+        "authors": {"type": "string"},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 5},
+    },
+}
+_INVALID = Answer("invalid fields (errors: one message per field)")
 
-
-routes = [
-    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
-    Route("/api/v1/bricks", list_bricks, methods=["GET"]),
-    Route("/api/v1/bricks", create, methods=["POST"]),
-    Route("/api/v1/bricks/{key}", one_brick, methods=["GET", "PATCH", "DELETE"]),
-    Route("/api/v1/bricks/{key}/reviews", reviews, methods=["POST"]),
+endpoints = [
+    Endpoint(
+        "GET",
+        "/api/v1/bricks",
+        list_bricks,
+        "listBricks",
+        "The catalogue (local and federated bricks), newest first, paged by keyset",
+        {200: Answer("a page", "BrickPage")},
+        params=(
+            Param("q", "full-text search (every word, as a prefix)"),
+            Param("category", "concept, analyse or methode", enum=_CATEGORIES),
+            Param("tag", "a tag"),
+            Param("author", "a local username or an actor URL"),
+            Param("chamber", "a chamber's host"),
+            Param("scope", "local, federated or all", enum=("local", "federated", "all")),
+            cursor("after", "the `next_cursor` of the previous page"),
+            cursor("cursor", "the same as after"),
+            Param(
+                "limit",
+                "items per page (1 to 100)",
+                type="integer",
+                minimum=1,
+                maximum=MAX_LIMIT,
+                default=20,
+            ),
+        ),
+        tags=("bricks",),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/bricks",
+        create,
+        "createBrick",
+        "Publish a brick (federated to the authors' followers, announced by the chamber)",
+        {201: Answer("created", "Created", headers=("Location",)), 422: _INVALID},
+        auth="member",
+        body=Body("BrickInput", forms={**_FORM, "required": ["title", "category", "summary"]}),
+        tags=("bricks",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/bricks/{key}",
+        one_brick,
+        "getBrick",
+        "One brick with its content, files, links and reviews",
+        {200: Answer("the brick", "BrickDetail"), 404: Answer("no such brick")},
+        params=(_KEY,),
+        tags=("bricks",),
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/v1/bricks/{key}",
+        one_brick,
+        "updateBrick",
+        "Edit a brick (its authors only); a new version records who changed what",
+        {
+            200: Answer("the brick after the edit", "BrickDetail"),
+            403: Answer("not one of its authors"),
+            404: Answer("no such brick"),
+            422: _INVALID,
+        },
+        auth="member",
+        params=(_KEY,),
+        body=Body("BrickPatch", forms=_FORM),
+        tags=("bricks",),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/bricks/{key}",
+        one_brick,
+        "deleteBrick",
+        "Delete a brick (its authors only); federated as Delete",
+        {
+            204: Answer("deleted", None),
+            403: Answer("not one of its authors"),
+            404: Answer("no such brick"),
+        },
+        auth="member",
+        params=(_KEY,),
+        tags=("bricks",),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/bricks/{key}/reviews",
+        reviews,
+        "reviewBrick",
+        "I used this brick: a rating (1 to 5) and a comment, sent to its authors as a reply",
+        {
+            201: Answer("recorded", "Review"),
+            403: Answer("one of its authors, or already reviewed"),
+            404: Answer("no such brick"),
+            422: _INVALID,
+        },
+        auth="member",
+        params=(_KEY,),
+        body=Body("ReviewInput"),
+        tags=("bricks",),
+    ),
 ]
+routes = routes_of(endpoints)

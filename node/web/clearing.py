@@ -27,8 +27,8 @@ from node.clearing.service import (
     MAX_BRICKS,
     MAX_DESCRIPTION,
     MAX_MINUTES,
-    CrossChamberUnavailable,
     InvalidExchange,
+    NoPartnership,
 )
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
@@ -36,9 +36,8 @@ from node.db import read_only
 from node.members.clearing_access import clearing_access
 from node.members.models import Member
 from node.web._members import page_member
-from node.web.auth import verify_csrf
 from node.web.clearing_api import ACTIONS, clearing_error, house_of
-from node.web.context import node_context
+from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
@@ -246,7 +245,6 @@ async def exchange_form_action(request: Request) -> Response:
     if not isinstance(member, Member):
         return member
     form = await request.form()
-    verify_csrf(request, form)
     event = ACTIONS.get(request.path_params["action"])
     if event is None:
         raise ApiError(404, "no such action")
@@ -286,23 +284,24 @@ _ANSWERED = {
 
 
 async def account_page(request: Request) -> Response:
+    node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
-    return await _account(request, member)
+    return await _account_page(request, node, member)
 
 
-async def _account(
+async def _account_page(
     request: Request,
+    node: NodeContext,
     member: Member,
     *,
+    status_code: int = 200,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-    status_code: int = 200,
 ) -> Response:
-    """The member's clearing account; after a refused declaration, the form refilled with
-    each error next to its field."""
-    node = node_context(request)
+    """The member's account; a refused declaration comes back filled in (``values``) with
+    its errors next to its fields (``errors``; ``form``: above the form)."""
     house = house_of(node)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -322,8 +321,6 @@ async def _account(
         request,
         "clearing/account.html",
         status_code=status_code,
-        values=values or {"role": "provider", "date": date.today().isoformat()},
-        errors=errors or {},
         member=member,
         access=access,
         view=view,
@@ -334,6 +331,8 @@ async def _account(
         format_minutes=format_minutes,
         today=date.today().isoformat(),
         error=request.query_params.get("error"),
+        values=values or {},
+        errors=errors or {},
     )
 
 
@@ -360,62 +359,81 @@ async def account_csv(request: Request) -> Response:
     )
 
 
+_DECLARE_FIELDS = {
+    "role": 20,
+    "counterparty": 300,
+    "duration": 40,
+    "description": 2000,
+    "date": 20,
+    "bricks": 50_000,
+}
+#: The form field an `InvalidExchange` is about (the others go above the form).
+_FIELD_OF = {"counterparty": "counterparty", "minutes": "duration", "description": "description"}
+_FIELD_OF |= {"date": "date", "bricks": "bricks"}
+
+
+def _no_partnership(exc: NoPartnership) -> str:
+    if exc.ours:
+        return i18n.gettext(
+            "%(host)s has not added this chamber as a partner yet: its members and ours can "
+            "trade once both chambers have added each other."
+        ) % {"host": exc.host}
+    return i18n.gettext(
+        "%(host)s is not a partner chamber of this chamber: its administrators and ours must "
+        "first open credit lines to each other."
+    ) % {"host": exc.host}
+
+
 async def declare_form(request: Request) -> Response:
+    """Declare an exchange; refused, the account page comes back (422) with what was typed
+    and the reason next to its field."""
     node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
     form = await request.form()
-    verify_csrf(request, form)
     house = house_of(node)
-    values = {name: str(form.get(name) or "")[:4000] for name in _DECLARE_FIELDS}
+    values = {name: str(form.get(name) or "")[:limit] for name, limit in _DECLARE_FIELDS.items()}
     role = Role.BENEFICIARY if values["role"] == "beneficiary" else Role.PROVIDER
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
     if not access.allowed:
         raise ApiError(403, "no access to the clearing house yet: " + "; ".join(access.reasons()))
     errors: dict[str, str] = {}
-    minutes = performed_on = None
     try:
         minutes = parse_duration(values["duration"])
-    except DurationError:
-        errors["duration"] = _declare_error("duration")
-    try:
-        performed_on = date.fromisoformat(values["date"]) if values["date"] else None
-    except ValueError:
-        errors["date"] = _declare_error("date")
-    counterparty = None
-    try:
+        try:
+            performed = date.fromisoformat(values["date"]) if values["date"] else None
+        except ValueError as exc:
+            raise InvalidExchange("date", str(exc)) from None
         counterparty = await house.resolve_counterparty(values["counterparty"])
-    except (InvalidExchange, CrossChamberUnavailable):
-        errors["counterparty"] = _declare_error("counterparty")
-    if not values["description"].strip():
-        errors["description"] = _declare_error("description")
-    try:
-        if errors or counterparty is None:
-            raise InvalidExchange("", "")
         exchange, _ = await house.declare(
             member,
             counterparty,
             role=role,
-            minutes=minutes or 0,
+            minutes=minutes,
             description=values["description"],
-            performed_on=performed_on,
-            bricks=values["bricks"].split(),
-            idempotency_key=values["form_key"] or None,
+            performed_on=performed,
+            bricks=[b for b in values["bricks"].split() if b],
+            idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
         )
+    except DurationError:
+        errors["duration"] = _declare_error("duration")
+    except NoPartnership as exc:
+        errors["counterparty"] = _no_partnership(exc)
     except InvalidExchange as exc:
-        field = {"minutes": "duration"}.get(exc.field, exc.field)
-        if field in _DECLARE_MESSAGES:
-            errors[field] = _declare_error(field)
-        return await _account(request, member, values=values, errors=errors, status_code=422)
+        field = _FIELD_OF.get(exc.field, "form")
+        errors[field] = _declare_error(field) if field in _DECLARE_MESSAGES else exc.message
     except ClearingError as exc:
-        raise clearing_error(exc) from None
+        errors["form"] = str(clearing_error(exc).detail)
+    if errors:
+        return await _account_page(
+            request, node, member, status_code=422, values=values, errors=errors
+        )
     flash(request, N_("Your exchange is declared: the other member is asked to validate it."))
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
 
 
-_DECLARE_FIELDS = ("role", "counterparty", "duration", "description", "date", "bricks", "form_key")
 #: What to fix, per field of the declaration form, in the page's language.
 _DECLARE_MESSAGES = {
     "counterparty": N_(

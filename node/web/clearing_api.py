@@ -1,4 +1,4 @@
-"""The JSON API of the clearing house (paths documented in ``node.web.openapi_clearing``).
+"""The JSON API of the clearing house (each operation declared in ``endpoints``).
 
 Bearer tokens need no CSRF token; a browser session that changes something sends the
 session's token in ``X-CSRF-Token``. Every member route checks the clearing-access gate
@@ -7,13 +7,11 @@ session's token in ``X-CSRF-Token``. Every member route checks the clearing-acce
 
 from __future__ import annotations
 
-import hmac
 from datetime import date
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from node.clearing.ledger import CeilingBreach, FloorBreach, LedgerError
 from node.clearing.models import Exchange
@@ -25,7 +23,7 @@ from node.clearing.service import (
     InvalidExchange,
     NotAParty,
 )
-from node.clearing.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.states import ExchangeEvent, ExchangeState, InvalidTransition, Role
 from node.clearing.units import (
     AmountError,
     ClearingError,
@@ -42,18 +40,19 @@ from node.members.clearing_access import (
 from node.members.errors import MemberNotFound
 from node.members.models import Member
 from node.members.service import get_member
+from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 
 __all__ = [
     "clearing_error",
+    "endpoints",
     "exchange_json",
     "house_of",
     "routes",
 ]
 
-CSRF_HEADER = "x-csrf-token"
 ACTIONS = {
     "accept": ExchangeEvent.ACCEPT,
     "refuse": ExchangeEvent.REFUSE,
@@ -112,22 +111,9 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
-def _check_session_csrf(request: Request) -> None:
-    """A change made with the session cookie (not a bearer token) must carry the session's
-    CSRF token in ``X-CSRF-Token``."""
-    if request.headers.get("authorization"):
-        return
-    expected = request.session.get("csrf")
-    given = request.headers.get(CSRF_HEADER, "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-        raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
-
-
 async def _clearing_member(request: Request) -> Member:
-    """The caller, CSRF-checked when a session cookie changes things, with clearing access."""
+    """The caller, with clearing access (CSRF: ``node.web.csrf`` checks every change)."""
     member = await require_member(request)
-    if request.method not in ("GET", "HEAD"):
-        _check_session_csrf(request)
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         try:
@@ -366,7 +352,6 @@ async def admin_account_limits(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can change limits")
-    _check_session_csrf(request)
     body = await _json(request)
     limits: dict[str, int | None] = {}
     for name in ("floor_minutes", "ceiling_minutes"):
@@ -404,12 +389,126 @@ async def admin_account_limits(request: Request) -> Response:
     )
 
 
-routes = [
-    Route("/api/v1/admin/accounts/{username}/limits", admin_account_limits, methods=["PUT"]),
-    Route("/api/v1/exchanges", declare_exchange, methods=["POST"]),
-    Route("/api/v1/exchanges", list_exchanges, methods=["GET"]),
-    Route("/api/v1/exchanges/{key}", get_exchange, methods=["GET"]),
-    Route("/api/v1/exchanges/{key}/{action}", exchange_action, methods=["POST"]),
-    Route("/api/v1/accounts/me", my_account, methods=["GET"]),
-    Route("/api/v1/ledger/summary", ledger_summary, methods=["GET"]),
+_EXCHANGE_KEY = Param("key", "the exchange's key (last segment of its URL)", location="path")
+_ACCESS = Answer("no clearing access (missing: what is missing)")
+
+endpoints = [
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/accounts/{username}/limits",
+        admin_account_limits,
+        "setAccountLimits",
+        "Administrators: override a member's floor and ceiling (null: the default); logged",
+        {
+            200: Answer("the member's limits and balance", "Limits"),
+            404: Answer("no such member"),
+            409: Answer("the balance is already outside the new limits"),
+            422: Answer("an invalid field (fields: one message each)"),
+        },
+        auth="admin",
+        params=(Param("username", "the member's username", location="path"),),
+        body=Body("LimitsChange"),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/exchanges",
+        declare_exchange,
+        "declareExchange",
+        "Declare an exchange (idempotent with Idempotency-Key)",
+        {
+            201: Answer(
+                "declared (or replayed: header Idempotent-Replayed)",
+                "Exchange",
+                headers=("Location",),
+            ),
+            403: _ACCESS,
+            409: Answer("a limit would be breached"),
+            422: Answer("an invalid field (field), or a counterparty that cannot take part"),
+        },
+        auth="member",
+        params=(
+            Param(
+                "Idempotency-Key",
+                "the same key replays the first answer",
+                max_length=255,
+                location="header",
+            ),
+        ),
+        body=Body("Declaration"),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/exchanges",
+        list_exchanges,
+        "listExchanges",
+        "My exchanges, newest first",
+        {200: Answer("items", "ExchangeList"), 403: _ACCESS},
+        auth="member",
+        params=(
+            Param(
+                "state", "only exchanges in this state", enum=tuple(s.value for s in ExchangeState)
+            ),
+            Param("role", "my role in them", enum=("provider", "beneficiary")),
+            cursor("before", "the key of the last exchange of the previous page"),
+        ),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/exchanges/{key}",
+        get_exchange,
+        "getExchange",
+        "One exchange with its activity ids",
+        {
+            200: Answer("the exchange", "ExchangeDetail"),
+            403: _ACCESS,
+            404: Answer("no such exchange"),
+        },
+        auth="member",
+        params=(_EXCHANGE_KEY,),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/exchanges/{key}/{action}",
+        exchange_action,
+        "actOnExchange",
+        "accept | refuse | contest (comment required) | withdraw | amend",
+        {
+            200: Answer("the exchange after the change", "Exchange"),
+            403: Answer("not a party, or no clearing access"),
+            404: Answer("no such exchange, or no such action"),
+            409: Answer("not allowed now, or a limit would be breached"),
+            422: Answer("an invalid field"),
+        },
+        auth="member",
+        params=(_EXCHANGE_KEY, Param("action", "what to do", enum=tuple(ACTIONS), location="path")),
+        body=Body("ExchangeAction", required=False),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/accounts/me",
+        my_account,
+        "myAccount",
+        "My balance, limits, history and the exchanges waiting for an answer",
+        {
+            200: Answer("balance, floor and ceiling (null: none) in minutes", "Account"),
+            403: _ACCESS,
+        },
+        auth="member",
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/ledger/summary",
+        ledger_summary,
+        "ledgerSummary",
+        "Public: accounts, sum_minutes (always 0), exchanges_posted, volume_minutes",
+        {200: Answer("the summary", "LedgerSummary")},
+        tags=("clearing",),
+    ),
 ]
+routes = routes_of(endpoints)

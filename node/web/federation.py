@@ -17,13 +17,14 @@ from node.activitypub.inbox import InboxRejected, receive
 from node.activitypub.jsonld import AS2_CONTEXT
 from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
 from node.db import read_only, session_scope
+from node.web.api import ID_MAX, Answer, Body, Endpoint, cursor, routes_of
 from node.web.auth import require_member
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.negotiation import ActivityJSONResponse
 from node.web.profiles import find_identity
 
-__all__ = ["routes"]
+__all__ = ["endpoints", "routes"]
 
 PAGE_SIZE = 20
 _INBOX_TYPES = ("application/activity+json", "application/ld+json", "application/json")
@@ -70,7 +71,7 @@ def _cursor(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= ID_MAX:
         raise ApiError(400, "before must be a positive integer (a cursor from a next link)")
     return int(raw)
 
@@ -227,13 +228,47 @@ async def api_inbox(request: Request) -> Response:
     return JSONResponse({"items": items})
 
 
+endpoints = [
+    Endpoint(
+        "GET",
+        "/api/v1/inbox",
+        api_inbox,
+        "inbox",
+        "What was delivered to this node from the actors its members or chamber follow",
+        {200: Answer("the latest activities, newest first", "Inbox")},
+        auth="member",
+        params=(cursor("before", "the key of the last item of the previous page"),),
+        tags=("federation",),
+    ),
+    *(
+        Endpoint(
+            method,
+            "/api/v1/follows",
+            api_follows,
+            operation_id,
+            summary,
+            {
+                status: Answer(f"the target and the state of {what}", "Following"),
+                422: Answer("not a handle, or the actor cannot be fetched (fields: handle)"),
+            },
+            auth="member",
+            body=Body("FollowInput"),
+            tags=("federation",),
+        )
+        for method, operation_id, summary, status, what in (
+            ("POST", "follow", "Follow @user@host or an actor URL", 202, "the follow"),
+            ("DELETE", "unfollow", "Stop following an actor", 200, "following it now"),
+        )
+    ),
+]
+
 routes = [
-    Route("/api/v1/inbox", api_inbox, methods=["GET"]),
+    *routes_of(endpoints[:1]),
     Route("/inbox", inbox, methods=["POST"]),
     Route("/actors/{username}/inbox", inbox, methods=["POST"]),
     Route("/actors/{username}/outbox", outbox, methods=["GET"]),
     Route("/actors/{username}/followers", follow_collection, methods=["GET"]),
     Route("/actors/{username}/following", follow_collection, methods=["GET"]),
     Route("/actors/{username}/activities/{uuid}", activity, methods=["GET"]),
-    Route("/api/v1/follows", api_follows, methods=["POST", "DELETE"]),
+    *routes_of(endpoints[1:]),
 ]

@@ -6,13 +6,11 @@ session's token in ``X-CSRF-Token``.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from node import i18n
 from node.activitypub.actors import ActorUrls
@@ -35,14 +33,13 @@ from node.members.models import AuditEntry, Member, MemberStatus
 from node.members.service import get_member
 from node.web._members import api_error
 from node.web.account import answer_follow, pending_follow_requests
+from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.profiles import find_identity
 
-__all__ = ["member_json", "routes"]
-
-CSRF_HEADER = "x-csrf-token"
+__all__ = ["endpoints", "member_json", "routes"]
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -56,20 +53,18 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _str(body: dict[str, Any], name: str, default: str | None = "") -> Any:
-    value = body.get(name, default)
-    if value is not None and not isinstance(value, str):
+    """The text field ``name``; absent or null: ``default``."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
         raise ApiError(422, f"{name}: expected text", field=name)
     return value
 
 
 async def _member(request: Request, *, admin: bool = False) -> Member:
-    """The caller, in their own language; CSRF-checked when a session cookie changes things."""
+    """The caller, in their own language (CSRF: ``node.web.csrf`` checks every change)."""
     member = await require_member(request)
-    if request.method not in ("GET", "HEAD") and not request.headers.get("authorization"):
-        expected = request.session.get("csrf")
-        given = request.headers.get(CSRF_HEADER, "")
-        if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-            raise ApiError(403, "send the session's CSRF token in X-CSRF-Token (CSRF check)")
     i18n.use_language(
         i18n.negotiate_language(
             member.language,
@@ -183,7 +178,7 @@ async def me(request: Request) -> Response:
         fields: dict[str, Any] = {}
         for name in ("display_name", "bio", "avatar_url"):
             if name in body:
-                fields[name] = _str(body, name)
+                fields[name] = _str(body, name, None)  # null: unchanged
         if "language" in body:
             fields["language"] = _str(body, "language", None)
         if "manually_approves_followers" in body:
@@ -357,18 +352,203 @@ async def admin_remove_remote(request: Request) -> Response:
     return JSONResponse({"removed_activities": removed})
 
 
-routes = [
-    Route("/api/v1/charter", charter, methods=["GET"]),
-    Route("/api/v1/register", register, methods=["POST"]),
-    Route("/api/v1/members/me", me, methods=["GET", "PATCH"]),
-    Route("/api/v1/members/me/password", password, methods=["POST"]),
-    Route("/api/v1/members/me/follow-requests", follow_requests, methods=["GET", "POST"]),
-    Route("/api/v1/members/{username}", public_member, methods=["GET"]),
-    Route("/api/v1/admin/members", admin_members, methods=["GET"]),
-    Route("/api/v1/admin/members/{username}/{action}", admin_member_action, methods=["POST"]),
-    Route("/api/v1/admin/audit", admin_audit, methods=["GET"]),
-    Route("/api/v1/admin/charter", admin_charter, methods=["PUT"]),
-    Route("/api/v1/admin/domain-blocks", admin_blocks, methods=["GET", "POST"]),
-    Route("/api/v1/admin/domain-blocks/{host}", admin_blocks, methods=["DELETE"]),
-    Route("/api/v1/admin/remote-content/remove", admin_remove_remote, methods=["POST"]),
+_USERNAME = Param("username", "a member's username", location="path")
+_MEMBERS = ("members",)
+_ADMIN = ("administration",)
+_INVALID = Answer("an invalid field (field names it)")
+
+endpoints = [
+    Endpoint(
+        "GET",
+        "/api/v1/charter",
+        charter,
+        "getCharter",
+        "The chamber's current charter (members accept it when they register)",
+        {200: Answer("the charter", "Charter")},
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/register",
+        register,
+        "register",
+        "Ask to join the chamber (an administrator approves)",
+        {
+            201: Answer("registered, pending approval", "Registered"),
+            403: Answer("registration is closed"),
+            409: Answer("the username is taken"),
+            422: _INVALID,
+        },
+        body=Body("Registration"),
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/members/me",
+        me,
+        "getMe",
+        "My profile, roles, clearing access and contributions",
+        {200: Answer("me", "Member")},
+        auth="member",
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/v1/members/me",
+        me,
+        "updateMe",
+        "Change my profile",
+        {200: Answer("me after the change", "Member"), 403: Answer("CSRF check"), 422: _INVALID},
+        auth="member",
+        body=Body("ProfileChange"),
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/members/me/password",
+        password,
+        "changePassword",
+        "Change my password",
+        {204: Answer("changed", None), 403: Answer("CSRF check"), 422: _INVALID},
+        auth="member",
+        body=Body("PasswordChange"),
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/members/me/follow-requests",
+        follow_requests,
+        "listFollowRequests",
+        "Follow requests waiting for my answer",
+        {200: Answer("pending requests", "FollowRequests")},
+        auth="member",
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/members/me/follow-requests",
+        follow_requests,
+        "answerFollowRequest",
+        "Accept or reject a follow request",
+        {
+            200: Answer("the requests still pending", "FollowRequests"),
+            403: Answer("CSRF check"),
+            404: Answer("no such request"),
+            422: _INVALID,
+        },
+        auth="member",
+        body=Body("FollowDecision"),
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/members/{username}",
+        public_member,
+        "getMember",
+        "A member's public profile and contributions",
+        {200: Answer("the member", "PublicMember"), 404: Answer("no such member")},
+        params=(_USERNAME,),
+        tags=_MEMBERS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/members",
+        admin_members,
+        "adminListMembers",
+        "Administrators: every member (optionally with one status)",
+        {200: Answer("members", "AdminMembers")},
+        auth="admin",
+        params=(Param("status", "only members with this status", enum=MemberStatus.ALL),),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/members/{username}/{action}",
+        admin_member_action,
+        "adminActOnMember",
+        "Administrators: approve, refuse, suspend, reinstate, promote, demote, or decide "
+        "clearing access; logged",
+        {
+            200: Answer("the member after the change", "AdminMember"),
+            404: Answer("no such member or action"),
+            409: Answer("not possible in the member's state, or the last administrator"),
+            422: _INVALID,
+        },
+        auth="admin",
+        params=(
+            _USERNAME,
+            Param("action", "what to do", enum=tuple(MEMBER_ACTIONS), location="path"),
+        ),
+        body=Body("Reason"),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/audit",
+        admin_audit,
+        "adminAudit",
+        "Administrators: the audit log, newest first (100 per page)",
+        {200: Answer("entries", "Audit")},
+        auth="admin",
+        params=(cursor("before", "the id of the last entry of the previous page"),),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/charter",
+        admin_charter,
+        "adminEditCharter",
+        "Administrators: a new version of the charter; logged",
+        {200: Answer("the new charter", "Charter"), 422: _INVALID},
+        auth="admin",
+        body=Body("CharterEdit"),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/domain-blocks",
+        admin_blocks,
+        "adminListDomainBlocks",
+        "Administrators: the blocked domains",
+        {200: Answer("blocks", "DomainBlocks")},
+        auth="admin",
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/domain-blocks",
+        admin_blocks,
+        "adminBlockDomain",
+        "Administrators: block a domain (its activities refused); logged",
+        {200: Answer("the blocks", "DomainBlocks"), 409: Answer("already blocked"), 422: _INVALID},
+        auth="admin",
+        body=Body("DomainBlock"),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/admin/domain-blocks/{host}",
+        admin_blocks,
+        "adminUnblockDomain",
+        "Administrators: unblock a domain; logged",
+        {200: Answer("the blocks", "DomainBlocks"), 404: Answer("not blocked"), 422: _INVALID},
+        auth="admin",
+        params=(
+            Param("host", "the blocked host", location="path"),
+            Param("reason", "written to the log", max_length=2000),
+        ),
+        tags=_ADMIN,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/remote-content/remove",
+        admin_remove_remote,
+        "adminRemoveRemoteContent",
+        "Administrators: remove what a remote actor sent; logged",
+        {200: Answer("how many activities were removed", "Removed"), 422: _INVALID},
+        auth="admin",
+        body=Body("RemoteRemoval"),
+        tags=_ADMIN,
+    ),
 ]
+routes = routes_of(endpoints)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
 from node.clearing.reconciliation_service import schedule_reconciliation
 from node.db import read_only
+from node.web.api import Answer, Body, Endpoint, Param, routes_of
 from node.web.auth import require_member
-from node.web.clearing_api import _check_session_csrf, _json
+from node.web.clearing_api import _json
 from node.web.context import node_context
 from node.web.errors import ApiError
 
-__all__ = ["routes"]
+__all__ = ["endpoints", "routes"]
 
 
 async def partners(request: Request) -> Response:
@@ -31,7 +31,6 @@ async def add(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can add partner chambers")
-    _check_session_csrf(request)
     body = await _json(request)
     chamber = body.get("chamber")
     if not isinstance(chamber, str) or not chamber.strip():
@@ -57,7 +56,6 @@ async def change(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can change credit lines")
-    _check_session_csrf(request)
     body = await _json(request)
     chamber = request.query_params.get("chamber") or body.get("chamber")
     if not isinstance(chamber, str) or not chamber:
@@ -76,8 +74,52 @@ async def change(request: Request) -> Response:
     return JSONResponse(view.as_json())
 
 
-routes = [
-    Route("/api/v1/partners", partners, methods=["GET"]),
-    Route("/api/v1/partners", add, methods=["POST"]),
-    Route("/api/v1/partners", change, methods=["PATCH"]),
+_TAGS = ("clearing",)
+_CSRF = "not an administrator, or no CSRF token"
+
+endpoints = [
+    Endpoint(
+        "GET",
+        "/api/v1/partners",
+        partners,
+        "listPartners",
+        "Public: the partner chambers, their credit lines and mirror balances",
+        {200: Answer("items", "Partners")},
+        tags=_TAGS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/partners",
+        add,
+        "addPartner",
+        "Administrators: trade with a chamber (or set its credit line if it is one)",
+        {
+            201: Answer("the partner", "Partner"),
+            403: Answer(_CSRF),
+            422: Answer("invalid field, unreachable, or not a chamber (Group)"),
+        },
+        auth="admin",
+        body=Body("PartnerAddition"),
+        tags=_TAGS,
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/v1/partners",
+        change,
+        "changeCreditLine",
+        "Administrators: change the credit line extended to a partner (logged)",
+        {
+            200: Answer("the partner after the change", "Partner"),
+            403: Answer(_CSRF),
+            404: Answer("not a partner chamber"),
+            422: Answer("an invalid field"),
+        },
+        auth="admin",
+        params=(
+            Param("chamber", "the partner's actor id (or chamber in the body)", max_length=2048),
+        ),
+        body=Body("CreditLineChange"),
+        tags=_TAGS,
+    ),
 ]
+routes = routes_of(endpoints)

@@ -15,12 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.clearing.round_service import RoundNotFound, RoundService
+from node.clearing.rounds import RoundState
 from node.db import read_only
+from node.web.api import Answer, Endpoint, Param, routes_of, schema_ref
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.negotiation import ActivityJSONResponse
 
-__all__ = ["routes"]
+__all__ = ["endpoints", "routes"]
 
 MAX_KEY = 64
 
@@ -70,8 +72,39 @@ async def _detail(request: Request, uri: str) -> Response:
     return JSONResponse(detail.as_json())
 
 
+endpoints = [
+    Endpoint(
+        "GET",
+        "/api/v1/rounds",
+        rounds_api,
+        "listRounds",
+        "Public: the latest clearing rounds (?state=), or one round by ?uri= (any proposer's)",
+        {
+            200: Answer(
+                "the rounds, or the round named by uri",
+                {"anyOf": [schema_ref("Rounds"), schema_ref("RoundDetail")]},
+            ),
+            404: Answer("no round with this uri"),
+        },
+        params=(
+            Param("state", "only rounds in this state", enum=tuple(s.value for s in RoundState)),
+            Param("uri", "one round by its id", max_length=2048),
+        ),
+        tags=("clearing",),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/rounds/{key}",
+        round_api,
+        "getRound",
+        "Public: one round this chamber proposed, by its key",
+        {200: Answer("the round", "RoundDetail"), 404: Answer("no such round")},
+        params=(Param("key", "the round's key (last segment of its id)", location="path"),),
+        tags=("clearing",),
+    ),
+]
+
 routes = [
     Route("/rounds/{key}", round_document, methods=["GET"]),
-    Route("/api/v1/rounds", rounds_api, methods=["GET"]),
-    Route("/api/v1/rounds/{key}", round_api, methods=["GET"]),
+    *routes_of(endpoints),
 ]

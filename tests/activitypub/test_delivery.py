@@ -223,6 +223,40 @@ async def test_host_paused_after_repeated_failures(app: Starlette, remote: FakeR
     assert len(remote.posts) == DeliveryPolicy.pause_after_failures  # no new request
 
 
+async def test_an_urgent_delivery_is_not_held_by_a_paused_host(
+    app: Starlette, remote: FakeRemote
+) -> None:
+    """A message with a deadline (``urgent_until``) is still sent to a paused host, with its
+    own backoff, until then; an ordinary one waits for the pause to end."""
+    remote.inbox_status = [503]
+    handler = deliver_job(federation_of(app), retry_base=30.0)
+    first = await _one_job(app)
+    for _ in range(DeliveryPolicy.pause_after_failures):
+        assert isinstance(await handler(first), Retry)
+    posts = len(remote.posts)
+    now = utcnow()
+    await publish_note(app, inboxes=[BOB_INBOX], urgent_until=now + timedelta(hours=1))
+    await publish_note(app, inboxes=[BOB_INBOX])
+    await publish_note(app, inboxes=[BOB_INBOX], urgent_until=now - timedelta(seconds=1))
+    urgent, ordinary, expired = (await jobs(app))[1:]
+    assert urgent.payload["urgent_until"] and "urgent_until" not in ordinary.payload
+
+    for job in (ordinary, expired):
+        outcome = await handler(job)
+        assert isinstance(outcome, Retry) and "paused" in outcome.error
+    assert len(remote.posts) == posts  # neither was sent
+
+    outcome = await handler(urgent)  # attempted; the host still fails: back off
+    assert isinstance(outcome, Retry) and outcome.delay is None
+    assert len(remote.posts) == posts + 1
+    remote.inbox_status = [202]
+    assert await handler(urgent) == Done()
+    assert len(remote.posts) == posts + 2
+    async with read_only(app.state.node.sessionmaker) as session:
+        health = await session.get(HostHealth, "remote.test")
+    assert health is not None and health.paused_until is None  # the host answers again
+
+
 async def test_blocked_host_fails_without_a_request(app: Starlette, remote: FakeRemote) -> None:
     job = await _one_job(app)
     async with session_scope(app.state.node.sessionmaker) as session:

@@ -94,7 +94,9 @@ class Chamber:
     def actor_uri(self) -> str:
         return f"{self.settings.url}/actors/{self.settings.chamber_username}"
 
-    async def member(self, username: str, *, role: str = MemberRole.MEMBER) -> str:
+    async def member(
+        self, username: str, *, role: str = MemberRole.MEMBER, password: str | None = None
+    ) -> str:
         """An approved member with clearing access; returns a bearer token."""
         async with session_scope(self.node.sessionmaker) as session:
             member = await create_member(
@@ -102,6 +104,7 @@ class Chamber:
                 self.node.box,
                 username=username,
                 chamber_username=self.settings.chamber_username,
+                password=password,
                 status=MemberStatus.APPROVED,
                 role=role,
             )
@@ -138,9 +141,14 @@ def chamber_settings(tmp_path: Path, name: str, database_url: str) -> Settings:
 
 @asynccontextmanager
 async def two_chambers(
-    lille_settings: Settings, gand_settings: Settings, *, credit_line: int = 600
+    lille_settings: Settings,
+    gand_settings: Settings,
+    *,
+    credit_line: int = 600,
+    partners: bool = True,
 ) -> AsyncIterator[tuple[Chamber, Chamber]]:
-    """Lille and Gand, partners of each other with ``credit_line`` minutes both ways."""
+    """Lille and Gand, partners of each other with ``credit_line`` minutes both ways (none
+    yet without ``partners``)."""
     async with AsyncExitStack() as stack:
         apps = {
             "lille.test": await stack.enter_async_context(quiet_app(lille_settings)),
@@ -160,9 +168,17 @@ async def two_chambers(
             )
             chambers.append(Chamber(app, settings, client, router))
         lille, gand = chambers
-        for here, there in ((lille, gand), (gand, lille)):
-            await add_partner(here.node.federation, there.actor_uri, credit_line, by=None)
+        if partners:
+            await partner_both_ways(lille, gand, credit_line)
         yield lille, gand
+
+
+async def partner_both_ways(lille: Chamber, gand: Chamber, credit_line: int = 600) -> None:
+    """Each adds the other; the partnership offers and answers are delivered: confirmed."""
+    for here, there in ((lille, gand), (gand, lille)):
+        await add_partner(here.node.federation, there.actor_uri, credit_line, by=None)
+    for chamber in (lille, gand, lille):
+        await chamber.deliver()
 
 
 def bearer(token: str) -> dict[str, str]:

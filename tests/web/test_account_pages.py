@@ -225,7 +225,7 @@ async def test_profile_page_shows_contributions(app: Starlette, client: httpx.As
     await add_member(app, "bob")
     page = await client.get("/@bob", headers={"Accept": "text/html", "Accept-Language": "en"})
     assert "2 published bricks" in page.text and "Four solaire" in page.text
-    assert "4.5 out of 5" in page.text and "7 exchanges" in page.text and "-12.50" in page.text
+    assert "4.5 out of 5" in page.text and "7 exchanges" in page.text and "-12 h 30" in page.text
     actor = await client.get("/actors/bob", headers={"Accept": "application/activity+json"})
     document = actor.json()
     assert document["ratingAverage"] == 4.5 and document["ratingCount"] == 3

@@ -85,6 +85,7 @@ async def test_an_administrator_adds_a_partner_and_changes_its_credit_line(
     assert "Chambre de Gand" in page.text
     assert "Credit line: 10 h 00" in page.text and "nothing owed" in page.text
     assert 'value="10 h 00"' in page.text  # the change form starts from the current line
+    assert "Not confirmed: it has not added this chamber as a partner (yet)" in page.text
     async with session_scope(app.state.node.sessionmaker) as session:
         reconciling = await session.execute(select(Job.id).where(Job.kind == RECONCILE_JOB))
         assert len(reconciling.all()) == 1  # statements will be exchanged with the new partner
@@ -113,6 +114,9 @@ async def test_an_administrator_adds_a_partner_and_changes_its_credit_line(
     # in French, the chamber's language
     french = await admin.get("/admin/partners")
     assert "Ligne de crédit : 2 h 30" in french.text
+    assert "Non confirmé : elle n'a pas (encore) ajouté cette chambre" in french.text.replace(
+        "&#39;", "'"
+    )
 
 
 async def test_forms_show_their_errors_next_to_their_fields(

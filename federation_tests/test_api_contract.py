@@ -1,0 +1,107 @@
+"""Schemathesis against a live chamber: every operation of the served /api/v1/openapi.json,
+with a member's token and with an administrator's, answers no 5xx, only documented status
+codes, and bodies that match their schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from federation_tests.conftest import NodeFactory
+from federation_tests.harness import NodeProcess
+from tests.conftest import postgres_database  # noqa: F401 -- the fixture, for PostgreSQL
+
+pytestmark = pytest.mark.federation
+
+#: Examples per operation and mode (about 40 operations, two tokens, two databases): bounded
+#: so that the whole run stays within a minute.
+EXAMPLES = 6
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def chamber(
+    request: pytest.FixtureRequest, make_module_node: NodeFactory
+) -> tuple[NodeProcess, dict[str, str]]:
+    """A chamber (on SQLite, and on PostgreSQL when ARCHIPEL_TEST_POSTGRES_URL is set) with an
+    administrator, a member with clearing access, a brick and an exchange (so that lists
+    have items to check), and both tokens."""
+    database = []
+    if request.param == "postgresql":
+        database = ["--database-url", request.getfixturevalue("postgres_database")]
+    node = make_module_node(
+        f"lille{request.param}", "--admin", "ada", "--admin-password", "ada pass 12", *database
+    )
+    node.cli("member", "add", "marie")
+    node.cli("clearing", "grant", "marie", "--reason", "contract test")
+    node.cli("clearing", "grant", "ada", "--reason", "contract test")
+    tokens = {"member": node.token("marie"), "admin": node.token("ada")}
+    brick = {
+        "title": "Le jardin partagé",
+        "category": "methode",
+        "summary": "Comment ouvrir un jardin.",
+        "body": "Trois saisons.",
+    }
+    assert node.api("POST", "/api/v1/bricks", tokens["member"], json=brick).status_code == 201
+    exchange = {"beneficiary": "ada", "minutes": 30, "description": "Un coup de main"}
+    answer = node.api("POST", "/api/v1/exchanges", tokens["member"], json=exchange)
+    assert answer.status_code == 201, answer.text
+    return node, tokens
+
+
+def _failures(schema: Any, token: str) -> list[str]:
+    """Run every operation with bounded, derandomized examples, valid ones then invalid ones
+    (those must answer a documented 4xx, never a 5xx); what failed, per operation."""
+    headers = {"Authorization": f"Bearer {token}"}
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(
+                max_examples=EXAMPLES,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+
+            try:
+                run()
+            except Unsatisfiable:
+                assert mode == GenerationMode.NEGATIVE, operation.label  # nothing to make invalid
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 -- each one reported
+                failures.append(f"{operation.label} ({mode.value}): {exc}")
+    return failures
+
+
+@pytest.mark.parametrize("who", ["member", "admin"])
+def test_every_operation_keeps_its_contract(
+    chamber: tuple[NodeProcess, dict[str, str]], who: str
+) -> None:
+    node, tokens = chamber
+    schema = schemathesis.openapi.from_url(node.url + "/api/v1/openapi.json")
+    operations = sum(1 for _ in schema.get_all_operations())
+    assert operations >= 37  # all but GET /api/v1/openapi.json, which schemathesis skips
+    failures = _failures(schema, tokens[who])
+    assert not failures, "\n\n".join(failures) + "\n\n" + node.log_text()[-3000:]
