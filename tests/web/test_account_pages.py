@@ -170,6 +170,8 @@ async def test_logout_and_password_change(app: Starlette, client: httpx.AsyncCli
         },
     )
     assert wrong.status_code == 422
+    assert 'name="current_password" type="password" aria-invalid="true"' in wrong.text
+    assert "Le mot de passe actuel n’est pas le bon." in wrong.text
     ok = await client.post(
         "/account/password",
         data={
@@ -231,3 +233,31 @@ async def test_profile_page_shows_contributions(app: Starlette, client: httpx.As
     assert document["ratingAverage"] == 4.5 and document["ratingCount"] == 3
     names = {item["name"]: item["value"] for item in document["attachment"]}
     assert names["Published bricks"] == "2" and names["Clearing balance"] == "-12.50"
+
+
+async def test_a_refused_profile_keeps_what_was_typed(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    await add_member(app, "marie")
+    await sign_in(client, "marie")
+    page = await client.get("/account")
+    refused = await client.post(
+        "/account/profile",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "display_name": "Marie D.",
+            "bio": "Jardinière à Fives.",
+            "avatar_url": "ftp://example.org/me.png",
+        },
+    )
+    assert refused.status_code == 422
+    text = refused.text
+    assert 'value="Marie D."' in text and "Jardinière à Fives." in text
+    assert 'value="ftp://example.org/me.png"' in text and 'id="avatar_url-error"' in text
+    assert "Donnez l’adresse https:// d’une image" in text
+    saved = await client.post(
+        "/account/profile",
+        data={"csrf_token": csrf_of(page.text), "display_name": "Marie D.", "bio": ""},
+    )
+    assert saved.status_code == 303
+    assert "Votre profil est enregistré." in (await client.get("/account")).text
