@@ -17,7 +17,7 @@ from node.db import read_only, session_scope
 from node.members.audit import list_audit
 from node.members.charter import current_charter, edit_charter
 from node.members.clearing_access import clearing_rule, set_clearing_rule
-from node.members.errors import InvalidMemberInput, MemberError
+from node.members.errors import InvalidMemberInput, MemberError, MemberNotFound
 from node.members.governance import (
     MEMBER_ACTIONS,
     block_domain,
@@ -86,6 +86,8 @@ async def _admin_page(
     status_code: int = 200,
     rule_values: dict[str, str] | None = None,
     rule_errors: dict[str, str] | None = None,
+    section_errors: dict[str, str] | None = None,
+    typed: dict[str, str] | None = None,
 ) -> Response:
     """Registrations waiting, one page of members (``q`` searches, ``page`` pages), the
     clearing rule, the charter and the domain blocks."""
@@ -155,6 +157,33 @@ async def _admin_page(
         rule_values=rule_values
         or {"min_bricks": str(rule.min_bricks), "min_days": str(rule.min_days)},
         rule_errors=rule_errors or {},
+        section_errors=section_errors or {},
+        typed=typed or {},
+    )
+
+
+#: What to fix in a refused administration form, by the field the rule names.
+_FIELD_MESSAGES = {
+    "reason": N_("Give a reason: it is logged (and shown to the member when it concerns them)."),
+    "text": N_("Write the text of the charter."),
+    "actor": N_("Give the address of the remote actor (https://…)."),
+}
+
+
+async def _refused(
+    request: Request, admin: Member, section: str, exc: MemberError, typed: dict[str, str]
+) -> Response:
+    """/admin again, with what was typed and the error in the section of the form."""
+    if isinstance(exc, InvalidMemberInput) and exc.field in _FIELD_MESSAGES:
+        message = i18n.gettext(_FIELD_MESSAGES[exc.field])
+    else:
+        message = exc.message if isinstance(exc, InvalidMemberInput) else str(exc)
+    return await _admin_page(
+        request,
+        admin,
+        status_code=api_error(exc).status_code,
+        section_errors={section: message},
+        typed=typed,
     )
 
 
@@ -212,8 +241,12 @@ async def member_action(request: Request) -> Response:
             by = await session.get(Member, admin.id)
             member = await get_member(session, request.path_params["username"])
             await MEMBER_ACTIONS[action](session, by, member, _text(form, "reason", 2000))
-    except MemberError as exc:
+    except MemberNotFound as exc:
         raise api_error(exc) from None
+    except MemberError as exc:
+        username = request.path_params["username"]
+        typed = {f"member:{username}:reason": _text(form, "reason", 2000)}
+        return await _refused(request, admin, f"member:{username}", exc, typed)
     return _done(request, action)
 
 
@@ -228,7 +261,11 @@ async def charter_edit(request: Request) -> Response:
             by = await session.get(Member, admin.id)
             await edit_charter(session, by, _text(form, "text", 60_000), _text(form, "reason"))
     except MemberError as exc:
-        raise api_error(exc) from None
+        typed = {
+            "charter:text": _text(form, "text", 60_000),
+            "charter:reason": _text(form, "reason"),
+        }
+        return await _refused(request, admin, "charter", exc, typed)
     return _done(request, "charter")
 
 
@@ -247,7 +284,8 @@ async def blocks_edit(request: Request) -> Response:
             else:
                 await block_domain(session, by, host, reason)
     except MemberError as exc:
-        raise api_error(exc) from None
+        typed = {"block:host": _text(form, "host", 300), "block:reason": _text(form, "reason")}
+        return await _refused(request, admin, "block", exc, typed)
     return _done(request, "block")
 
 
@@ -264,7 +302,8 @@ async def remote_content(request: Request) -> Response:
                 session, by, _text(form, "actor", 2048), _text(form, "reason")
             )
     except MemberError as exc:
-        raise api_error(exc) from None
+        typed = {"remote:actor": _text(form, "actor", 2048), "remote:reason": _text(form, "reason")}
+        return await _refused(request, admin, "remote", exc, typed)
     return _done(request, "remove")
 
 

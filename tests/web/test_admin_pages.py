@@ -133,3 +133,26 @@ async def test_the_members_list_is_searched_and_paged(
     assert "zoe_b" in found.text and "m00" not in found.text and "1 member" in found.text
     odd = await client.get("/admin?q=%25_", headers=EN)
     assert odd.status_code == 200
+
+
+async def test_a_refused_admin_form_keeps_what_was_typed(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    await add_member(app, "ada", role=MemberRole.ADMIN)
+    await sign_in(client, "ada")
+    token = csrf_of((await client.get("/admin")).text)
+    refused = await client.post(
+        "/admin/remote-content",
+        data={"csrf_token": token, "actor": "https://spam.example/u/x", "reason": ""},
+        headers={"Accept": "text/html"},
+    )
+    assert refused.status_code == 422
+    assert 'value="https://spam.example/u/x"' in refused.text
+    assert 'id="remote-error"' in refused.text and "Donnez un motif" in refused.text
+    charter = await client.post(
+        "/admin/charter",
+        data={"csrf_token": token, "text": "", "reason": "nouvelle version"},
+        headers={"Accept": "text/html"},
+    )
+    assert charter.status_code == 422
+    assert 'value="nouvelle version"' in charter.text and "Écrivez le texte" in charter.text
