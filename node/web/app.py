@@ -87,12 +87,13 @@ class BodyLimitMiddleware:
         limit = self.limit
         if headers.get("content-type", "").lower().startswith("multipart/form-data"):
             limit = max(limit, self.form_limit)
-        too_large = i18n.gettext(
-            "What was sent is larger than this chamber accepts (%(size)s MB at most)."
-        ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
+        too_large = f"the request body is larger than this node accepts ({limit} bytes)"
         if declared.isdigit() and int(declared) > limit:
             if self.page is not None:
-                response = await self.page(Request(scope), too_large)
+                note = i18n.gettext(
+                    "What was sent is larger than this chamber accepts (%(size)s MB at most)."
+                ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
+                response = await self.page(Request(scope), note)
                 if response is not None:
                     await response(scope, receive, send)
                     return
