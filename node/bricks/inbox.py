@@ -20,6 +20,7 @@ from node.activitypub.models import Follow, FollowState, RemoteActor
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
 from node.bricks.models import Brick, BrickLike, BrickReview
+from node.bricks.notices import notify_review
 from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
 from node.bricks.text import html_to_text
 from node.members.models import Member
@@ -207,6 +208,8 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
     if rating is not None:
         brick.rating_sum += rating
         brick.rating_count += 1
+    if brick.local and not any(e.uri == reply.uri for e in earlier):  # a new Note, not an edit
+        await notify_review(ctx.session, brick, author.name, rating, None)
     return True
 
 

@@ -41,7 +41,9 @@ from node.web import (
     discovery,
     federation,
     members_api,
+    notifications,
     partners_api,
+    recovery,
     rounds,
 )
 from node.web._members import LANGUAGE_KEY
@@ -178,6 +180,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *actors.routes,
         *federation.routes,
         *account.routes,
+        *recovery.routes,
+        *notifications.routes,
         *account_tokens.routes,
         *admin.routes,
         *admin_partners.routes,
@@ -208,6 +212,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             ),
             Middleware(LanguageMiddleware),
             Middleware(NavigationMiddleware),
+            Middleware(notifications.UnreadCountMiddleware),
             Middleware(
                 BodyLimitMiddleware,
                 limit=settings.max_body_bytes,

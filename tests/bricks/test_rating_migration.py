@@ -31,7 +31,7 @@ def _review(db: sqlite3.Connection, brick: int, author: str, rating: int | None,
 def test_duplicates_keep_the_latest_rating_and_counts_follow(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url, "0011")
+    upgrade(url, "0012")
     with sqlite3.connect(path) as db:
         brick = _brick(db, "b1", local=True)
         _review(db, brick, "paul", 1, "2026-01-01 10:00:00")
