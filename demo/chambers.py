@@ -96,7 +96,7 @@ class Chamber:
     def init(self, password: str) -> None:
         """``archipel init`` with the first member as administrator, then the other members,
         clearing access for all (granted by hand: the chamber's rule asks for a published
-        brick and six months of membership) and an API token for each."""
+        brick first) and an API token for each."""
         admin = self.admin
         self.archipel(
             "init",

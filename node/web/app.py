@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -14,12 +14,15 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
 from node.bricks.service import brick_stats
+from node.bricks.validation import MAX_FORM_BYTES
 from node.clearing.service import clearing_stats
 from node.config import Settings
 from node.db import utcnow
@@ -50,6 +53,7 @@ from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
 from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
+from node.web.navigation import NavigationMiddleware
 from node.web.templating import make_templates
 
 __all__ = ["DatabaseNotMigrated", "create_app"]
@@ -61,22 +65,43 @@ class DatabaseNotMigrated(RuntimeError):
     pass
 
 
+TooLargePage = Callable[[Request, str], Awaitable[Response | None]]
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
-    (JSON for machines, a page for people), whatever ``Content-Length`` claims."""
+    (JSON for machines, a page for people; the brick form shows itself again with a note),
+    whatever ``Content-Length`` claims. Multipart forms (the only ones carrying files) may
+    weigh ``form_limit``: what the brick form promises (``MAX_FORM_BYTES``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, form_limit: int = 0, page: TooLargePage | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.form_limit = form_limit
+        #: The page a person gets instead (None: not a page of theirs, the usual 413).
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         limit = self.limit
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit = max(limit, self.form_limit)
         too_large = f"the request body is larger than this node accepts ({limit} bytes)"
         if declared.isdigit() and int(declared) > limit:
+            if self.page is not None:
+                note = i18n.gettext(
+                    "What was sent is larger than this chamber accepts (%(size)s MB at most)."
+                ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
+                response = await self.page(Request(scope), note)
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
 
             async def refuse() -> Message:
                 raise ApiError(413, too_large)
@@ -198,8 +223,14 @@ def create_app(
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(NavigationMiddleware),
             Middleware(notifications.UnreadCountMiddleware),
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                limit=settings.max_body_bytes,
+                form_limit=MAX_FORM_BYTES,
+                page=bricks.too_large_form,
+            ),
             # Inside the body limit (it reads forms) and the session (it reads the token).
             Middleware(CsrfMiddleware, origin=settings.url),
         ],
