@@ -113,7 +113,10 @@ SETTLEMENT_STATES = {
     "committed": N_("committed"),
     "aborted": N_("aborted"),
 }
-SETTLEMENT_ROLES = {"preparer": N_("asked by this chamber"), "decider": N_("decided by this chamber")}
+SETTLEMENT_ROLES = {
+    "preparer": N_("asked by this chamber"),
+    "decider": N_("decided by this chamber"),
+}
 RECONCILIATION_STATUSES = {
     "never": N_("not compared yet"),
     "ok": N_("in agreement"),

@@ -65,4 +65,6 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
         flashes=pop_flashes(request),
         **values,
     )
-    return HTMLResponse(page, status_code=status_code, headers={"Vary": "Accept, Accept-Language, Cookie"})
+    return HTMLResponse(
+        page, status_code=status_code, headers={"Vary": "Accept, Accept-Language, Cookie"}
+    )
