@@ -238,6 +238,7 @@ async def profile_update(request: Request) -> Response:
                 avatar_url=_text(form, "avatar_url", 3000),
                 language=language,
                 manually_approves_followers=_text(form, "manually_approves_followers") == "yes",
+                directory_listed=_text(form, "directory_listed") == "yes",
             )
     except InvalidMemberInput as exc:
         typed = {k: _text(form, k, 6000) for k in ("display_name", "bio", "avatar_url", "language")}
