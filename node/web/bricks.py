@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
@@ -48,6 +48,7 @@ from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
+from node.web.responses import stored_file
 from node.web.templating import render
 
 __all__ = ["category_label", "catalogue_query", "routes"]
@@ -460,15 +461,7 @@ async def attached_file(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "no such file")
     path, media_type = found
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        },
-    )
+    return stored_file(path, media_type)
 
 
 async def review_object(request: Request) -> Response:
