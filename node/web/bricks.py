@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from node import i18n
 from node.activitypub.jsonld import default_context
+from node.activitypub.outbox import tombstone_of
 from node.bricks.as2 import format_time, review_note
 from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
@@ -160,6 +161,12 @@ async def tag_page(request: Request) -> Response:
 
 async def brick_page(request: Request) -> Response:
     node = node_context(request)
+    if wants_activity_json(request):
+        uri = node.settings.absolute(f"/bricks/{request.path_params['key']}")
+        async with read_only(node.sessionmaker) as session:
+            tombstone = await tombstone_of(session, uri)
+        if tombstone is not None:  # a deleted brick answers 410 Gone with its Tombstone
+            return ActivityJSONResponse(tombstone, status_code=410)
     brick = await load_brick(node, request.path_params["key"])
     if wants_activity_json(request):
         if not brick.local:
