@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node import i18n
 from node.activitypub.actors import get_local_actor
+from node.activitypub.featured import pin, unpin
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.models import LocalActor, RemoteActor
 from node.activitypub.outbox import follower_inboxes, last_sent, new_activity_id, publish
@@ -42,6 +43,7 @@ __all__ = [
     "document_of",
     "get_brick",
     "is_author",
+    "pin_brick",
     "prefetch_actors",
     "remote_author_ref",
     "set_authors",
@@ -437,8 +439,32 @@ async def delete_brick(
         raise BrickForbidden("only the authors of a brick can delete it")
     tombstone = {"id": brick.uri, "type": "Tombstone", "formerType": "Article"}
     await _federate(federation, session, brick, member, "Delete", tombstone)
+    await unpin(session, "", brick.uri)
     await session.delete(brick)
     await session.flush()
+
+
+async def pin_brick(
+    federation: Federation,
+    session: AsyncSession,
+    brick: Brick,
+    member: Member,
+    *,
+    for_chamber: bool,
+    pinned: bool,
+) -> str | None:
+    """Pin (or unpin) a local brick on its author's profile, or with ``for_chamber`` on the
+    chamber's (administrators). Returns the username whose ``featured`` changed, or None."""
+    if not brick.local:
+        raise BrickForbidden("only bricks of this chamber can be pinned")
+    if for_chamber and not member.is_admin:
+        raise BrickForbidden("only administrators pin bricks for the chamber")
+    if not for_chamber and not is_author(brick, member):
+        raise BrickForbidden("only the authors of a brick can pin it on their profile")
+    username = federation.instance_username if for_chamber else member.username
+    actor_uri = federation.urls(username).id
+    changed = await (pin if pinned else unpin)(session, actor_uri, brick.uri)
+    return username if changed else None
 
 
 async def add_review(

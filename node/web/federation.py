@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from node.activitypub.actors import get_local_actor
 from node.activitypub.federation import FederationError
+from node.activitypub.featured import featured_ids
 from node.activitypub.follows import follow, unfollow
 from node.activitypub.inbox import InboxRejected, receive
 from node.activitypub.jsonld import AS2_CONTEXT
@@ -170,6 +171,24 @@ async def activity(request: Request) -> Response:
     return ActivityJSONResponse(stored.document)
 
 
+async def featured(request: Request) -> Response:
+    """The actor's pinned objects (Mastodon's ``featured``), by id."""
+    node = node_context(request)
+    actor = await _actor_or_404(node, request.path_params["username"])
+    urls = node.federation.urls(actor.username)
+    async with read_only(node.sessionmaker) as session:
+        items = await featured_ids(session, urls.id)
+    return ActivityJSONResponse(
+        {
+            "@context": AS2_CONTEXT,
+            "id": urls.featured,
+            "type": "OrderedCollection",
+            "totalItems": len(items),
+            "orderedItems": items,
+        }
+    )
+
+
 async def sent_note(request: Request) -> Response:
     """A note we sent (chamber news), as its latest Create/Update holds it; 410 with a
     ``Tombstone`` once deleted."""
@@ -287,5 +306,6 @@ routes = [
     Route("/actors/{username}/following", follow_collection, methods=["GET"]),
     Route("/actors/{username}/activities/{uuid}", activity, methods=["GET"]),
     Route("/actors/{username}/notes/{uuid}", sent_note, methods=["GET"]),
+    Route("/actors/{username}/collections/featured", featured, methods=["GET"]),
     *routes_of(endpoints[1:]),
 ]
