@@ -33,7 +33,7 @@ async def pin(session: AsyncSession, actor_uri: str, object_id: str) -> bool:
         .values(actor_uri=actor_uri, object_id=object_id, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=[FeaturedObject.actor_uri, FeaturedObject.object_id])
     )
-    return bool(result.rowcount)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def unpin(session: AsyncSession, actor_uri: str, object_id: str | None = None) -> bool:
@@ -44,4 +44,4 @@ async def unpin(session: AsyncSession, actor_uri: str, object_id: str | None = N
     if object_id is not None:
         statement = statement.where(FeaturedObject.object_id == object_id)
     result = await session.execute(statement)
-    return bool(result.rowcount)
+    return bool(getattr(result, "rowcount", 0))

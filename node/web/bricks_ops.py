@@ -26,8 +26,8 @@ from node.db import read_only, session_scope
 from node.members.models import Member
 from node.web.bricks_forms import BrickPayload
 from node.web.context import NodeContext
-from node.web.profiles import federate_profile
 from node.web.errors import ApiError
+from node.web.profiles import federate_profile
 
 __all__ = [
     "brick_fields",

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.activitypub.actors import get_local_actor
-from node.activitypub.federation import FederationError
 from node.activitypub.featured import featured_ids
+from node.activitypub.federation import FederationError
 from node.activitypub.follows import follow, unfollow
 from node.activitypub.inbox import InboxRejected, receive
 from node.activitypub.jsonld import AS2_CONTEXT

@@ -93,7 +93,9 @@ async def test_pinned_bricks_are_featured_and_the_chamber_has_an_icon(
     key = (await client.post("/api/v1/bricks", json=BRICK, headers=bearer(token))).json()["key"]
     brick = f"https://lille.test/bricks/{key}"
 
-    assert (await client.post(f"/api/v1/bricks/{key}/pin", headers=bearer(token))).status_code == 204
+    assert (
+        await client.post(f"/api/v1/bricks/{key}/pin", headers=bearer(token))
+    ).status_code == 204
     refused = await client.post(f"/api/v1/bricks/{key}/pin?as=chamber", headers=bearer(token))
     assert refused.status_code == 403  # only administrators pin for the chamber
     pinned = await client.post(f"/api/v1/bricks/{key}/pin?as=chamber", headers=bearer(admin))

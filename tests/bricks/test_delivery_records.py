@@ -111,16 +111,18 @@ async def test_update_and_delete_reach_every_inbox_the_brick_went_to(
     ]
     async with read_only(app.state.node.sessionmaker) as session:
         recorded = sorted(
-            (await session.execute(select(Delivery.inbox).where(Delivery.object_id.like("%/bricks/%"))))
+            (
+                await session.execute(
+                    select(Delivery.inbox).where(Delivery.object_id.like("%/bricks/%"))
+                )
+            )
             .scalars()
             .all()
         )
     assert recorded == everyone
 
     # The deleted brick answers 410 Gone with a Tombstone to fediverse servers.
-    gone = await client.get(
-        f"/bricks/{key}", headers={"Accept": "application/activity+json"}
-    )
+    gone = await client.get(f"/bricks/{key}", headers={"Accept": "application/activity+json"})
     assert gone.status_code == 410
     assert gone.headers["content-type"].startswith("application/activity+json")
     assert gone.json()["type"] == "Tombstone" and gone.json()["formerType"] == "Article"
@@ -137,7 +139,9 @@ async def test_a_review_edit_reaches_the_inboxes_of_the_first_review(
     await client.post(f"/api/v1/bricks/{key}/reviews", json={"rating": 3}, headers=bearer(paul))
     # Bob stops following Paul; the edited review still reaches the inbox that got it.
     async with session_scope(app.state.node.sessionmaker) as session:
-        follow = (await session.execute(select(Follow).where(Follow.follower_uri == BOB))).scalar_one()
+        follow = (
+            await session.execute(select(Follow).where(Follow.follower_uri == BOB))
+        ).scalar_one()
         await session.delete(follow)
     await client.post(f"/api/v1/bricks/{key}/reviews", json={"rating": 5}, headers=bearer(paul))
     reviews = [row for row in await sent(app) if row[0] == "paul"]

@@ -35,9 +35,7 @@ def upgrade() -> None:
         sa.Column("object_id", sa.String(length=2048), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_featured_objects")),
-        sa.UniqueConstraint(
-            "actor_uri", "object_id", name=op.f("uq_featured_objects_actor_uri")
-        ),
+        sa.UniqueConstraint("actor_uri", "object_id", name=op.f("uq_featured_objects_actor_uri")),
     )
     op.create_index(
         op.f("ix_featured_objects_actor_uri"), "featured_objects", ["actor_uri"], unique=False
