@@ -61,6 +61,12 @@ def category_label(category: str) -> str:
     return labels.get(i18n.current_language(), labels.get("fr", category))
 
 
+#: What a page says when someone else than its authors tries (a local brick; a remote
+#: brick is edited and deleted in its own chamber).
+_EDIT_FORBIDDEN = N_("Only the authors of a brick of this chamber can edit it.")
+_DELETE_FORBIDDEN = N_("Only the authors of a brick can delete it.")
+
+
 def _login_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
@@ -374,7 +380,7 @@ async def edit_brick(request: Request) -> Response:
     key = request.path_params["key"]
     brick = await load_brick(node, key)
     if not brick.local or not is_author(brick, member):
-        raise ApiError(403, "only the authors of a brick of this chamber can edit it")
+        raise ApiError(403, i18n.gettext(_EDIT_FORBIDDEN))
     if request.method == "GET":
         return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
     payload = await _read_form(request)
@@ -399,8 +405,8 @@ async def edit_brick(request: Request) -> Response:
             status_code=422,
             reattach=[name for name, _content in payload.uploads],
         )
-    except BrickForbidden as exc:
-        raise ApiError(403, str(exc)) from None
+    except BrickForbidden:
+        raise ApiError(403, i18n.gettext(_EDIT_FORBIDDEN)) from None
     flash(request, N_("Your changes are saved."))
     return RedirectResponse(f"/bricks/{key}", status_code=303)
 
@@ -417,13 +423,13 @@ async def remove_brick(request: Request) -> Response:
         if form.get("confirm") == "yes":
             try:
                 await delete_by_key(node, member, key)
-            except BrickForbidden as exc:
-                raise ApiError(403, str(exc)) from None
+            except BrickForbidden:
+                raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN)) from None
             flash(request, N_("The brick is deleted."))
             return RedirectResponse("/bricks", status_code=303)
     brick = await load_brick(node, key)
     if not brick.local or not is_author(brick, member):
-        raise ApiError(403, i18n.gettext("Only the authors of a brick can delete it."))
+        raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN))
     return render(request, "bricks/delete.html", brick=brick, **await _page_context(request))
 
 
@@ -439,8 +445,8 @@ async def review_brick(request: Request) -> Response:
         )
     except BrickInvalid as exc:
         return await _brick_page(request, review_errors=exc.errors, form=form, status_code=422)
-    except BrickForbidden as exc:
-        raise ApiError(403, str(exc)) from None
+    except BrickForbidden:
+        raise ApiError(403, i18n.gettext(N_("Authors do not rate their own brick."))) from None
     flash(request, N_("Thank you: your review is saved."))
     return RedirectResponse(f"/bricks/{key}#reviews", status_code=303)
 
