@@ -280,6 +280,7 @@ MEMBER_SCHEMAS: dict[str, Any] = {
             "display_name": _TEXT,
             "bio": _TEXT,
             "avatar_url": _TEXT,
+            "header_url": _TEXT,
             "language": _NULLABLE_TEXT,
             "manually_approves_followers": {"type": "boolean"},
         },

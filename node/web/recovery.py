@@ -34,6 +34,7 @@ from node.members.service import get_member
 from node.web._members import api_error, page_admin, page_member
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.profiles import federate_profile
 from node.web.responses import stored_file
 from node.web.templating import render
 
@@ -160,6 +161,10 @@ async def avatar_upload(request: Request) -> Response:
         stored = await session.get(Member, member.id)
         assert stored is not None
         stored.avatar_url = node.settings.absolute(f"/avatars/{name}")
+        await federate_profile(
+            node.federation, session, node.settings, stored.username, node.contributions
+        )
+    node.worker.wakeup.set()
     return RedirectResponse("/account?saved=1", status_code=303)
 
 
