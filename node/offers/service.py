@@ -2,7 +2,8 @@
 
 Callers open the transaction; nothing here touches the network. Publishing sends
 ``Create(Proposal)`` from the member to their followers and the chamber announces it to its
-own; closing sends ``Delete`` the same way (``docs/protocol.md``, "Offers and needs"):
+own; closing sends ``Delete`` from the member wherever the offer went, and the chamber
+undoes its boost (``docs/protocol.md``, "Offers and needs"):
 software that knows no marketplace removes the Note it showed, another chamber forgets the
 offer, and here the offer stays, closed, for the exchanges that answer it.
 """
@@ -24,7 +25,7 @@ from node.activitypub.actors import get_local_actor
 from node.activitypub.federation import Federation, FederationError
 from node.activitypub.jsonld import proposal_context
 from node.activitypub.models import LocalActor
-from node.activitypub.outbox import new_activity_id, publish
+from node.activitypub.outbox import last_sent, new_activity_id, publish
 from node.bricks.text import html_to_text
 from node.bricks.validation import normalize_tag
 from node.clearing.units import format_minutes
@@ -179,13 +180,19 @@ async def _federate(
     member: Member,
     activity_type: str,
     obj: dict[str, Any],
+    object_id: str,
 ) -> None:
-    """``activity_type`` to the member's followers; the chamber announces it to its own."""
+    """``activity_type`` from the member to their followers; the chamber boosts a new offer.
+
+    As for bricks (``node.activitypub.outbox``'s delivery records): a ``Delete`` goes from
+    the author to every inbox the offer reached (through the author or the chamber's boost)
+    and to the current followers, and the chamber undoes its boost."""
     actor = await _local_actor(session, member.username)
     urls = federation.urls(actor.username)
     chamber = await _local_actor(session, federation.instance_username)
     chamber_urls = federation.urls(chamber.username)
-    stored = await publish(
+    creating = activity_type == "Create"
+    await publish(
         federation,
         session,
         actor,
@@ -198,23 +205,40 @@ async def _federate(
             "cc": [urls.followers, chamber_urls.followers],
         },
         to_followers=True,
+        to_recipients_of=None if creating else object_id,
     )
-    # Create: announce the Proposal itself (a boost on Mastodon); Delete: the activity, so
-    # that whoever follows only the chamber forgets it too.
-    announced: Any = obj if activity_type == "Create" else stored.document
-    await publish(
-        federation,
-        session,
-        chamber,
-        {
-            "@context": proposal_context(),
-            "type": "Announce",
-            "object": announced,
-            "to": [PUBLIC],
-            "cc": [chamber_urls.followers],
-        },
-        to_followers=True,
-    )
+    if creating:
+        await publish(
+            federation,
+            session,
+            chamber,
+            {
+                "@context": proposal_context(),
+                "type": "Announce",
+                "object": obj,
+                "to": [PUBLIC],
+                "cc": [chamber_urls.followers],
+            },
+            to_followers=True,
+        )
+        return
+    boost = await last_sent(session, object_id, actor_uri=chamber_urls.id, types=["Announce"])
+    if boost is not None:
+        announce = {k: v for k, v in boost.document.items() if k not in ("@context", "proof")}
+        await publish(
+            federation,
+            session,
+            chamber,
+            {
+                "@context": proposal_context(),
+                "type": "Undo",
+                "object": announce,
+                "to": [PUBLIC],
+                "cc": [chamber_urls.followers],
+            },
+            to_followers=True,
+            to_recipients_of=object_id,
+        )
 
 
 async def create_offer(
@@ -251,7 +275,8 @@ async def create_offer(
     _index(offer)
     session.add(offer)
     await session.flush()
-    await _federate(federation, session, member, "Create", offer_proposal(federation, offer))
+    document = offer_proposal(federation, offer)
+    await _federate(federation, session, member, "Create", document, offer.uri)
     return offer
 
 
@@ -274,7 +299,7 @@ async def close_offer(
         "formerType": "Proposal",
         "deleted": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    await _federate(federation, session, member, "Delete", tombstone)
+    await _federate(federation, session, member, "Delete", tombstone, offer.uri)
     await session.flush()
     return True
 

@@ -12,6 +12,7 @@ from node.clearing.models import Exchange
 from node.db import read_only
 from node.offers.models import Offer
 from tests.bricks._helpers import add_member, bearer
+from tests.bricks.test_delivery_records import LILLE, follows, sent
 from tests.offers._helpers import NEED, OFFER, grant_clearing
 
 
@@ -107,7 +108,7 @@ async def test_publishing_sends_a_proposal_and_closing_a_delete(
     await client.post(f"/api/v1/offers/{key}/close", headers=bearer(marie))
     await client.post(f"/api/v1/offers/{key}/close", headers=bearer(marie))  # nothing new
     sent = await _sent(app)
-    assert [s.activity_type for s in sent] == ["Create", "Announce", "Delete", "Announce"]
+    assert [s.activity_type for s in sent] == ["Create", "Announce", "Delete", "Undo"]
     delete = sent[2].document
     assert delete["object"] == {
         "id": uri,
@@ -115,7 +116,10 @@ async def test_publishing_sends_a_proposal_and_closing_a_delete(
         "formerType": "Proposal",
         "deleted": delete["object"]["deleted"],
     }
-    assert sent[3].document["object"]["type"] == "Delete"
+    assert sent[2].actor_uri.endswith("/actors/marie")
+    # The chamber undoes its boost (it announces no Delete: Mastodon takes boosts of posts).
+    assert sent[3].actor_uri.endswith("/actors/lille")
+    assert sent[3].document["object"]["id"] == announce.document["id"]
     gone = await client.get(f"/offers/{key}", headers={"Accept": "application/activity+json"})
     assert gone.status_code == 410 and gone.json()["type"] == "Tombstone"
 
@@ -181,3 +185,20 @@ async def test_an_exchange_declared_from_an_offer_records_it(
         (stored,) = (await session.execute(select(Exchange))).scalars()
     assert stored.offer_uri == offer["id"]
     assert zoe  # a member who is not the author
+
+
+async def test_closing_reaches_whoever_got_the_offer_through_the_chamber(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """A follower of the chamber only got the offer through its boost: the author's Delete
+    reaches it too (the outbox's delivery records), and the boost is undone there."""
+    await follows(app, "https://gand.test/users/anne", LILLE, "https://gand.test/inbox")
+    marie = await add_member(app, "marie")
+    key = (await client.post("/api/v1/offers", json=OFFER, headers=bearer(marie))).json()["key"]
+    await client.post(f"/api/v1/offers/{key}/close", headers=bearer(marie))
+    assert [(actor, kind, inboxes) for actor, kind, _, inboxes in await sent(app)] == [
+        ("marie", "Create", []),
+        ("lille", "Announce", ["https://gand.test/inbox"]),
+        ("marie", "Delete", ["https://gand.test/inbox"]),
+        ("lille", "Undo", ["https://gand.test/inbox"]),
+    ]

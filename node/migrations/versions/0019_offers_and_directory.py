@@ -1,7 +1,7 @@
 """offers and needs (FEP-0837 proposals), the directory's opt-in, the offer an exchange answers
 
 Revision ID: 0019
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-06 01:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | None = "0014"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
