@@ -31,7 +31,7 @@ from node.members.models import Member
 from node.members.notifications import EMAIL_KINDS
 from node.members.passwords import MIN_PASSWORD_LENGTH
 from node.web._members import client_address, page_member, remember_language
-from node.web.auth import log_in, log_out
+from node.web.auth import current_member, log_in, log_out
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
@@ -41,6 +41,7 @@ from node.web.forms import (
     profile_error,
     registration_error,
 )
+from node.web.negotiation import wants_page
 from node.web.templating import render
 
 __all__ = ["pending_follow_requests", "routes"]
@@ -186,8 +187,10 @@ async def _account_page(
     status_code: int = 200,
     profile: dict[str, str] | None = None,
     profile_errors: dict[str, str] | None = None,
+    error: str | None = None,
 ) -> Response:
-    """The account page; after a refused profile, what was typed and the error by its field."""
+    """The account page; after a refused profile, what was typed and the error by its field
+    (``error``: above everything)."""
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -215,7 +218,7 @@ async def _account_page(
         pending_requests=pending,
         email_kinds=EMAIL_KINDS,
         saved=request.query_params.get("saved") == "1",
-        error=None,
+        error=error,
     )
 
 
@@ -329,6 +332,37 @@ async def follow_requests_page(request: Request) -> Response:
         requests = await pending_follow_requests(session, node.settings.url, member)
         actor = await session.get(LocalActor, member.actor_id)
     return render(request, "account/follow_requests.html", requests=requests, actor=actor)
+
+
+#: Forms of this module (and of ``node.web.recovery``) that come back with a note when
+#: their body is too large to be read: the registration form, the profile forms.
+_ACCOUNT_FORMS = ("/account/profile", "/account/avatar", "/account/email")
+
+
+async def too_large_form(request: Request, note: str) -> Response | None:
+    """The registration or account page again, with ``note``, for a body refused before it
+    was read; None when this is not a person posting one of those forms from a page."""
+    path = request.url.path
+    if request.method != "POST" or not wants_page(request):
+        return None
+    if path == "/register":
+        async with read_only(node_context(request).sessionmaker) as session:
+            charter = await current_charter(session)
+        return render(
+            request,
+            "account/register.html",
+            status_code=413,
+            charter=charter,
+            values={},
+            errors={},
+            error=note,
+        )
+    if path not in _ACCOUNT_FORMS:
+        return None
+    member = await current_member(request)
+    if member is None:
+        return None
+    return await _account_page(request, member, status_code=413, error=note)
 
 
 routes = [
