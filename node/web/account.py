@@ -17,6 +17,7 @@ from node.activitypub.federation import FederationError
 from node.activitypub.follows import answer_follow_request
 from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.db import read_only, session_scope, utcnow
+from node.mail import MAX_ADDRESS_LENGTH, normalize_address
 from node.members.accounts import (
     attempt_sign_in,
     change_password,
@@ -30,6 +31,7 @@ from node.members.errors import InvalidMemberInput, LoginRefused, LoginThrottled
 from node.members.models import Member
 from node.members.notifications import EMAIL_KINDS
 from node.members.passwords import MIN_PASSWORD_LENGTH
+from node.members.recovery import set_email
 from node.web._members import client_address, page_member, remember_language
 from node.web.auth import current_member, log_in, log_out
 from node.web.context import node_context
@@ -79,12 +81,15 @@ async def register_page(request: Request) -> Response:
     values = {
         k: _text(form, k, 200) for k in ("username", "display_name", "language", "accept_charter")
     }
+    values["email"] = _text(form, "email", MAX_ADDRESS_LENGTH + 1)
     accepted = _text(form, "charter_version", 10)
     try:
         if _text(form, "accept_charter", 10) != "yes":
             raise InvalidMemberInput("charter", i18n.gettext("Please accept the charter."))
         if _text(form, "password", 2000) != _text(form, "password_confirm", 2000):
             raise InvalidMemberInput("password", i18n.gettext("The passwords do not match."))
+        if values["email"].strip() and normalize_address(values["email"]) is None:
+            raise InvalidMemberInput("email", "one email address, such as marie@example.org")
         async with session_scope(node.sessionmaker) as session:
             member = await register_member(
                 session,
@@ -96,6 +101,8 @@ async def register_page(request: Request) -> Response:
                 accepted_charter_version=int(accepted) if accepted.isdigit() else None,
                 language=values["language"] or None,
             )
+            # Unverified; with SMTP configured the link to verify it goes out with this.
+            await set_email(session, node.settings, member, values["email"])
     except MemberError as exc:
         field, message = registration_error(exc)
         return render(
