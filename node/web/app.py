@@ -27,6 +27,7 @@ from node.bricks.validation import MAX_FORM_BYTES
 from node.clearing.service import clearing_stats
 from node.config import Settings
 from node.db import utcnow
+from node.members.clearing_access import clearing_opener
 from node.members.contributions import ContributionStats
 from node.migrate import current_heads, head_revisions
 from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_endpoint
@@ -198,6 +199,7 @@ def create_app(
     install_default_collectors()
     contributions.register_bricks(brick_stats)
     contributions.register_clearing(clearing_stats)
+    contributions.on_bricks_published(clearing_opener(settings, contributions))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
