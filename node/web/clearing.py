@@ -26,9 +26,9 @@ from node.activitypub.models import StoredActivity
 from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
 from node.clearing.service import (
     MAX_BRICKS,
-    ExchangeNotFound,
     MAX_DESCRIPTION,
     MAX_MINUTES,
+    ExchangeNotFound,
     InvalidExchange,
     NoPartnership,
 )
