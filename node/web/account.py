@@ -47,7 +47,7 @@ from node.web.negotiation import wants_page
 from node.web.profiles import federate_profile
 from node.web.templating import render
 
-__all__ = ["pending_follow_requests", "routes"]
+__all__ = ["account_page_again", "pending_follow_requests", "routes"]
 
 
 def _text(form: Any, name: str, limit: int = 5000) -> str:
@@ -188,6 +188,15 @@ async def account_page(request: Request) -> Response:
     return await _account_page(request, member)
 
 
+async def account_page_again(
+    request: Request, member: Member, *, email: str, email_error: str
+) -> Response:
+    """The account page after a refused email address: what was typed, the error by it."""
+    return await _account_page(
+        request, member, status_code=422, email_typed=email, email_error=email_error
+    )
+
+
 async def _account_page(
     request: Request,
     member: Member,
@@ -195,6 +204,8 @@ async def _account_page(
     status_code: int = 200,
     profile: dict[str, str] | None = None,
     profile_errors: dict[str, str] | None = None,
+    email_typed: str | None = None,
+    email_error: str = "",
     error: str | None = None,
 ) -> Response:
     """The account page; after a refused profile, what was typed and the error by its field
@@ -225,6 +236,8 @@ async def _account_page(
         actor=actor,
         pending_requests=pending,
         email_kinds=EMAIL_KINDS,
+        email_typed=(member.email or "") if email_typed is None else email_typed,
+        email_error=email_error,
         saved=request.query_params.get("saved") == "1",
         error=error,
     )
