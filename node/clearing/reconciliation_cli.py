@@ -115,7 +115,7 @@ def _run(
     try:
         output = asyncio.run(lines(settings, args.uri))
     except ClearingError as exc:
-        from node.cli import CommandError
+        from node.cli.common import CommandError
 
         raise CommandError(str(exc)) from None
     print("\n".join(output))

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from node import i18n
-from node.web.auth import csrf_token
+from node.web.sessions import csrf_token
 
 __all__ = ["make_templates", "render"]
 
