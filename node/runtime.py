@@ -1,7 +1,10 @@
-"""Everything a running node holds, built from the settings in one place.
+"""Everything a running node holds, built from the settings in one place: the composition root.
 
 The web app's lifespan and the CLI commands that talk to the network (``worker``,
-``follow``) both open a ``Runtime``; nothing here happens at import time.
+``follow``) both open a ``Runtime``; nothing here happens at import time. Each service is
+built once here (``Services``) and handed to the inbox handlers, the routes (through
+``NodeContext``) and the commands: nothing else builds a ``ClearingHouse`` or a
+``RoundService``.
 """
 
 from __future__ import annotations
@@ -25,21 +28,51 @@ from node.bricks.inbox import register_brick_handlers
 from node.clearing.inbox import register_clearing_handlers
 from node.clearing.jobs import clearing_job_handlers
 from node.clearing.reconciliation_service import (
+    Reconciler,
     reconciliation_job_handlers,
     register_reconciliation_handlers,
 )
-from node.clearing.round_service import register_round_handlers, round_job_handlers
+from node.clearing.round_service import RoundService, register_round_handlers, round_job_handlers
 from node.clearing.service import ClearingHouse
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker
 from node.jobs import Handler, Worker
 from node.secretbox import SecretBox
 
-__all__ = ["Runtime", "open_runtime", "user_agent"]
+__all__ = ["Runtime", "Services", "open_runtime", "user_agent"]
 
 
 def user_agent(settings: Settings) -> str:
     return f"Archipel/{__version__} (+{settings.url}/)"
+
+
+@dataclass(frozen=True)
+class Services:
+    """The application services, each built once per running node."""
+
+    clearing: ClearingHouse
+    rounds: RoundService
+    reconciler: Reconciler
+
+    @classmethod
+    def build(cls, federation: Federation, settings: Settings) -> Services:
+        return cls(
+            clearing=ClearingHouse(federation, settings),
+            rounds=RoundService.from_settings(federation, settings),
+            reconciler=Reconciler.from_settings(federation, settings),
+        )
+
+
+def inbox_dispatcher(services: Services) -> InboxDispatcher:
+    """Every domain registers the (activity type, object type) pairs it owns."""
+    dispatcher = InboxDispatcher()
+    register_follow_handlers(dispatcher)
+    register_timeline_handlers(dispatcher)
+    register_brick_handlers(dispatcher)
+    register_clearing_handlers(dispatcher, services.clearing)
+    register_round_handlers(dispatcher, services.rounds)
+    register_reconciliation_handlers(dispatcher, services.reconciler)
+    return dispatcher
 
 
 @dataclass
@@ -51,6 +84,7 @@ class Runtime:
     federation: Federation
     dispatcher: InboxDispatcher
     worker: Worker
+    services: Services
 
 
 def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
@@ -80,13 +114,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         instance_username=settings.chamber_username,
         allow_http=settings.allow_private_addresses,
     )
-    dispatcher = InboxDispatcher()
-    register_follow_handlers(dispatcher)
-    register_timeline_handlers(dispatcher)
-    register_brick_handlers(dispatcher)
-    register_clearing_handlers(dispatcher, ClearingHouse(federation, settings))
-    register_round_handlers(dispatcher)
-    register_reconciliation_handlers(dispatcher, settings)
+    services = Services.build(federation, settings)
+    dispatcher = inbox_dispatcher(services)
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),
@@ -94,7 +123,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         retry_base=settings.retry_base_seconds,
     )
     try:
-        yield Runtime(settings, engine, sessionmaker, box, federation, dispatcher, worker)
+        yield Runtime(settings, engine, sessionmaker, box, federation, dispatcher, worker, services)
     finally:
         await http.aclose()
         await engine.dispose()

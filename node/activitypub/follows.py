@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, id_of
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxRejected
+from node.activitypub.inbox import ACTOR, ANY, InboxContext, InboxDispatcher, InboxRejected
 from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.activitypub.outbox import new_activity_id, publish
 
@@ -237,10 +237,7 @@ async def _on_reject(ctx: InboxContext) -> None:
 
 
 async def _on_undo(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if isinstance(obj, dict) and obj.get("type") not in (None, "Follow"):
-        return  # an Undo of something else: another handler's business
-    follow_id, follower, followee = _follow_reference(obj)
+    follow_id, follower, followee = _follow_reference(ctx.object)
     if follower is not None and follower != ctx.actor_uri:
         raise InboxRejected(403, "an actor can only undo its own follow", "actorMismatch")
     query = delete(Follow).where(Follow.follower_uri == ctx.actor_uri)
@@ -267,9 +264,7 @@ async def _on_block(ctx: InboxContext) -> None:
     )
 
 
-async def _on_delete(ctx: InboxContext) -> None:
-    if id_of(ctx.object) != ctx.actor_uri:
-        return  # deleting an object, not the actor itself
+async def _on_delete_actor(ctx: InboxContext) -> None:
     await _forget_actor(ctx.session, ctx.actor_uri)
     remote = (
         await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
@@ -279,9 +274,9 @@ async def _on_delete(ctx: InboxContext) -> None:
 
 
 def register_follow_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Follow", _on_follow)
-    dispatcher.register("Accept", _on_accept)
-    dispatcher.register("Reject", _on_reject)
-    dispatcher.register("Undo", _on_undo)
-    dispatcher.register("Block", _on_block)
-    dispatcher.register("Delete", _on_delete)
+    dispatcher.register("Follow", ANY, _on_follow)
+    dispatcher.register("Accept", "Follow", _on_accept)
+    dispatcher.register("Reject", "Follow", _on_reject)
+    dispatcher.register("Undo", "Follow", _on_undo)
+    dispatcher.register("Block", ANY, _on_block)
+    dispatcher.register("Delete", ACTOR, _on_delete_actor)

@@ -1,7 +1,8 @@
 """Plain notes (a chamber's news) and the timeline of what local actors received.
 
-Receiving: Create/Announce/Update/Delete of anything are kept only when a local actor
-follows the sender or is addressed; domains (bricks) add their own handlers beside this.
+Receiving: Create/Announce/Update of any object no domain registered for are kept only when
+a local actor follows the sender or is addressed (``require_audience``, which the domains'
+handlers of these activities call first too).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
+from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
 from node.activitypub.outbox import PUBLIC, publish
 
-__all__ = ["publish_note", "register_timeline_handlers"]
+__all__ = ["publish_note", "register_timeline_handlers", "require_audience"]
 
 
 async def publish_note(
@@ -48,7 +49,8 @@ async def publish_note(
     )
 
 
-async def _keep_if_relevant(ctx: InboxContext) -> None:
+async def require_audience(ctx: InboxContext) -> None:
+    """Ignore the activity unless a local actor follows its sender or is addressed."""
     addressed: list[Any] = []
     for key in ("to", "cc", "bto", "bcc", "audience"):
         value = ctx.activity.get(key)
@@ -66,4 +68,4 @@ async def _keep_if_relevant(ctx: InboxContext) -> None:
 
 def register_timeline_handlers(dispatcher: InboxDispatcher) -> None:
     for activity_type in ("Create", "Announce", "Update"):
-        dispatcher.register(activity_type, _keep_if_relevant)
+        dispatcher.register(activity_type, ANY, require_audience)

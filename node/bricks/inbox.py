@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
+from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, RemoteActor
+from node.activitypub.notes import require_audience
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
 from node.bricks.models import Brick, BrickLike, BrickReview
@@ -194,20 +195,21 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
     return True
 
 
-async def _on_create(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if await _reply(ctx, obj):
-        return
-    if isinstance(obj, dict) and obj.get("type") == "Article":
-        await _upsert(ctx, obj, ctx.actor_uri, creating=True)
+async def _on_create_article(ctx: InboxContext) -> None:
+    await require_audience(ctx)
+    await _upsert(ctx, ctx.object, ctx.actor_uri, creating=True)
 
 
-async def _on_update(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if isinstance(obj, dict) and obj.get("type") == "Article":
-        await _upsert(ctx, obj, ctx.actor_uri, creating=False)
-    elif isinstance(obj, dict) and obj.get("type") == "Note":
-        await _reply(ctx, obj)
+async def _on_update_article(ctx: InboxContext) -> None:
+    await require_audience(ctx)
+    await _upsert(ctx, ctx.object, ctx.actor_uri, creating=False)
+
+
+async def _on_note(ctx: InboxContext) -> None:
+    """A ``Note``, created or updated: a review when it replies to a brick we know (relevant
+    whoever sends it), otherwise the timeline's."""
+    if not await _reply(ctx, ctx.object):
+        await require_audience(ctx)
 
 
 async def _on_delete(ctx: InboxContext) -> None:
@@ -216,6 +218,7 @@ async def _on_delete(ctx: InboxContext) -> None:
 
 async def _on_announce(ctx: InboxContext) -> None:
     """A chamber announces its members' bricks: the Article, or the Update/Delete itself."""
+    await require_audience(ctx)
     obj = ctx.object
     if not isinstance(obj, dict):
         return  # a boost by reference: we do not fetch inside the inbox transaction
@@ -255,15 +258,12 @@ async def _on_like(ctx: InboxContext) -> None:
         brick.like_count += 1
 
 
-async def _on_undo(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if not isinstance(obj, dict) or obj.get("type") != "Like":
-        return
+async def _on_undo_like(ctx: InboxContext) -> None:
     like = (
         await ctx.session.execute(
             select(BrickLike).where(
                 BrickLike.actor_uri == ctx.actor_uri,
-                BrickLike.activity_id == id_of(obj),
+                BrickLike.activity_id == id_of(ctx.object),
             )
         )
     ).scalar_one_or_none()
@@ -275,9 +275,14 @@ async def _on_undo(ctx: InboxContext) -> None:
 
 
 def register_brick_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Create", _on_create)
-    dispatcher.register("Update", _on_update)
-    dispatcher.register("Delete", _on_delete)
-    dispatcher.register("Announce", _on_announce)
-    dispatcher.register("Like", _on_like)
-    dispatcher.register("Undo", _on_undo)
+    """Articles (bricks), Notes (reviews when they reply to a brick), Likes; the chamber's
+    Announces of its members' bricks. Other objects are the timeline's (``notes``)."""
+    dispatcher.register("Create", "Article", _on_create_article)
+    dispatcher.register("Update", "Article", _on_update_article)
+    dispatcher.register("Create", "Note", _on_note)
+    dispatcher.register("Update", "Note", _on_note)
+    dispatcher.register("Delete", ANY, _on_delete)
+    for announced in ("Article", ("Create", "Article"), ("Update", "Article"), "Delete"):
+        dispatcher.register("Announce", announced, _on_announce)
+    dispatcher.register("Like", ANY, _on_like)
+    dispatcher.register("Undo", "Like", _on_undo_like)

@@ -135,6 +135,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 dispatcher=runtime.dispatcher,
                 worker=runtime.worker,
                 templates=make_templates(),
+                services=runtime.services,
                 contributions=contributions,
             )
             worker_task = None

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from node.activitypub.inbox import InboxContext, InboxDispatcher
+from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, StoredActivity
 from node.bricks.inbox import register_brick_handlers
 from node.bricks.models import Brick, BrickReview
@@ -47,8 +47,12 @@ async def deliver(app: Starlette, actor: str, activity: dict[str, Any]) -> None:
             document=activity,
         )
         ctx = InboxContext(node.federation, session, activity, actor, None, stored)
-        for handler in dispatcher.handlers_for(activity["type"]):
-            await handler(ctx)
+        handler = dispatcher.handler_for(await dispatcher.route_of(session, activity))
+        if handler is not None:
+            try:
+                await handler(ctx)
+            except InboxIgnored:  # nothing kept, as the inbox does
+                await session.rollback()
 
 
 async def remote_bricks(app: Starlette) -> list[Brick]:
