@@ -25,6 +25,7 @@ from node.activitypub.notes import register_timeline_handlers
 from node.activitypub.outbox import DELIVER, deliver_job
 from node.activitypub.transport import make_async_client
 from node.bricks.inbox import register_brick_handlers
+from node.bricks.operations import BrickService
 from node.clearing.inbox import register_clearing_handlers
 from node.clearing.jobs import clearing_job_handlers
 from node.clearing.reconciliation_service import (
@@ -53,10 +54,18 @@ class Services:
     clearing: ClearingHouse
     rounds: RoundService
     reconciler: Reconciler
+    bricks: BrickService
 
     @classmethod
-    def build(cls, federation: Federation, settings: Settings) -> Services:
+    def build(cls, federation: Federation, settings: Settings, worker: Worker) -> Services:
         return cls(
+            bricks=BrickService(
+                federation,
+                federation.sessionmaker,
+                settings.files_dir,
+                settings.url,
+                wake=worker.wakeup.set,
+            ),
             clearing=ClearingHouse(federation, settings),
             rounds=RoundService.from_settings(federation, settings),
             reconciler=Reconciler.from_settings(federation, settings),
@@ -114,14 +123,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         instance_username=settings.chamber_username,
         allow_http=settings.allow_private_addresses,
     )
-    services = Services.build(federation, settings)
-    dispatcher = inbox_dispatcher(services)
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),
         lease=timedelta(seconds=settings.job_lease_seconds),
         retry_base=settings.retry_base_seconds,
     )
+    services = Services.build(federation, settings, worker)
+    dispatcher = inbox_dispatcher(services)
     try:
         yield Runtime(settings, engine, sessionmaker, box, federation, dispatcher, worker, services)
     finally:

@@ -292,12 +292,17 @@ RESTRUCTURED_IN_H13_ENGINE = {
     "node/clearing/settlement.py prepare",
     "node/clearing/settlement.py _on_settlement_offer",
     "node/clearing/settlement.py handle",
+    # services built outside the composition root (the job handlers' factories)
+    "builds node/clearing/jobs.py ClearingHouse",
+    "builds node/clearing/reconciliation_service.py Reconciler",
+    "builds node/clearing/round_service.py RoundService",
 }
 
 
 def test_only_the_clearing_house_is_allowed_for_now() -> None:
     assert all(
-        entry.startswith(("node.clearing", "node/clearing")) for entry in RESTRUCTURED_IN_H13_ENGINE
+        entry.removeprefix("builds ").startswith(("node.clearing", "node/clearing"))
+        for entry in RESTRUCTURED_IN_H13_ENGINE
     )
 
 
@@ -330,3 +335,59 @@ def test_no_function_over_80_lines() -> None:
         if f"{(relative := path.relative_to(ROOT.parent))} {name}" not in RESTRUCTURED_IN_H13_ENGINE
     ]
     assert found == [], "functions over 80 lines:\n" + "\n".join(found)
+
+
+# --- web/ by domain, thin -----------------------------------------------------------------------
+
+#: Route modules that reach the database only through their domain's services and queries.
+#: The others still hold queries of their own; a module leaves this list never.
+SQL_FREE_ROUTES = [
+    "node/web/account_tokens.py",
+    "node/web/actors.py",
+    "node/web/admin_partners.py",
+    "node/web/clearing.py",
+    "node/web/clearing_api.py",
+    "node/web/partners_api.py",
+    "node/web/rounds.py",
+]
+
+
+@pytest.mark.parametrize("relative", SQL_FREE_ROUTES)
+def test_thin_routes_write_no_sql(relative: str) -> None:
+    assert "sqlalchemy" not in imported_roots(ROOT.parent / relative)
+
+
+def test_web_holds_no_application_service() -> None:
+    """Operations on a domain live in the domain (``node.bricks.operations``), not in web/."""
+    assert not list((ROOT / "web").glob("*_ops.py"))
+
+
+# --- the composition root ---------------------------------------------------------------------
+
+SERVICES = {"ClearingHouse", "RoundService", "Reconciler", "BrickService"}
+
+
+def services_built(path: Path) -> set[str]:
+    """The services ``path`` builds: ``ClearingHouse(...)``, ``RoundService.from_settings(...)``."""
+    built = set()
+    for item in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(item, ast.Call):
+            continue
+        func = item.func
+        if isinstance(func, ast.Attribute) and func.attr == "from_settings":
+            func = func.value
+        if isinstance(func, ast.Name) and func.id in SERVICES:
+            built.add(func.id)
+    return built
+
+
+def test_services_are_built_once_by_the_runtime() -> None:
+    """Routes, inbox handlers and commands get them from ``node.runtime.Services``."""
+    found = [
+        f"builds {path.relative_to(ROOT.parent)} {name}"
+        for path in MODULES.values()
+        if path != ROOT / "runtime.py"
+        for name in sorted(services_built(path))
+    ]
+    assert [f for f in found if f not in RESTRUCTURED_IN_H13_ENGINE] == []
+    assert services_built(ROOT / "runtime.py") == SERVICES

@@ -104,7 +104,7 @@ async def _with_reconciler(
     from node.runtime import open_runtime
 
     async with open_runtime(settings) as runtime:
-        return await work(Reconciler.from_settings(runtime.federation, settings))
+        return await work(runtime.services.reconciler)
 
 
 def _run(

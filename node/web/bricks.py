@@ -17,6 +17,7 @@ from node.bricks.as2 import format_time, review_note
 from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
 from node.bricks.models import Brick, BrickReview, BrickVersion
+from node.bricks.operations import brick_fields
 from node.bricks.service import BrickForbidden, brick_article, is_author
 from node.bricks.validation import (
     CATEGORIES,
@@ -33,14 +34,6 @@ from node.members.models import Member
 from node.web.api import ID_MAX
 from node.web.auth import current_member
 from node.web.bricks_forms import read_payload
-from node.web.bricks_ops import (
-    brick_fields,
-    create_from_payload,
-    delete_by_key,
-    load_brick,
-    review_by_key,
-    update_from_payload,
-)
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
@@ -156,7 +149,7 @@ async def tag_page(request: Request) -> Response:
 
 async def brick_page(request: Request) -> Response:
     node = node_context(request)
-    brick = await load_brick(node, request.path_params["key"])
+    brick = await node.services.bricks.load(request.path_params["key"])
     if wants_activity_json(request):
         if not brick.local:
             return RedirectResponse(brick.uri, status_code=303, headers={"Vary": "Accept"})
@@ -232,7 +225,7 @@ async def new_brick(request: Request) -> Response:
     node = node_context(request)
     payload = await read_payload(request)
     try:
-        brick = await create_from_payload(node, member, payload)
+        brick = await node.services.bricks.create(member, payload.data, payload.uploads)
     except BrickInvalid as exc:
         return await _form(request, values=payload.data, errors=exc.errors, status_code=422)
     return RedirectResponse(f"/bricks/{brick.key}", status_code=303)
@@ -244,14 +237,16 @@ async def edit_brick(request: Request) -> Response:
         return _login_redirect(request)
     node = node_context(request)
     key = request.path_params["key"]
-    brick = await load_brick(node, key)
+    brick = await node.services.bricks.load(key)
     if not brick.local or not is_author(brick, member):
         raise ApiError(403, "only the authors of a brick of this chamber can edit it")
     if request.method == "GET":
         return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
     payload = await read_payload(request)
     try:
-        await update_from_payload(node, member, key, payload)
+        await node.services.bricks.update(
+            member, key, payload.data, payload.uploads, payload.remove_files
+        )
     except BrickInvalid as exc:
         values = {**brick_fields(brick), **payload.data}
         return await _form(request, values=values, errors=exc.errors, brick=brick, status_code=422)
@@ -265,7 +260,7 @@ async def remove_brick(request: Request) -> Response:
     if member is None:
         return _login_redirect(request)
     try:
-        await delete_by_key(node_context(request), member, request.path_params["key"])
+        await node_context(request).services.bricks.delete(member, request.path_params["key"])
     except BrickForbidden as exc:
         raise ApiError(403, str(exc)) from None
     return RedirectResponse("/bricks", status_code=303)
@@ -278,8 +273,8 @@ async def review_brick(request: Request) -> Response:
     form = await request.form()
     key = request.path_params["key"]
     try:
-        await review_by_key(
-            node_context(request), member, key, form.get("rating"), form.get("comment")
+        await node_context(request).services.bricks.review(
+            member, key, form.get("rating"), form.get("comment")
         )
     except BrickInvalid as exc:
         raise ApiError(422, "; ".join(exc.errors.values()), errors=exc.errors) from None
@@ -290,7 +285,7 @@ async def review_brick(request: Request) -> Response:
 
 async def history(request: Request) -> Response:
     node = node_context(request)
-    brick = await load_brick(node, request.path_params["key"])
+    brick = await node.services.bricks.load(request.path_params["key"])
     async with read_only(node.sessionmaker) as session:
         versions = list(
             (

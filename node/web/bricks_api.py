@@ -20,13 +20,6 @@ from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.bricks import catalogue_query
 from node.web.bricks_forms import read_payload
-from node.web.bricks_ops import (
-    create_from_payload,
-    delete_by_key,
-    load_brick,
-    review_by_key,
-    update_from_payload,
-)
 from node.web.context import node_context
 from node.web.errors import ApiError
 
@@ -105,7 +98,9 @@ async def create(request: Request) -> Response:
     member = await require_member(request)
     payload = await read_payload(request)
     try:
-        brick = await create_from_payload(node_context(request), member, payload)
+        brick = await node_context(request).services.bricks.create(
+            member, payload.data, payload.uploads
+        )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
     return JSONResponse(
@@ -117,7 +112,7 @@ async def create(request: Request) -> Response:
 
 async def _detail_response(request: Request, key: str, status_code: int = 200) -> Response:
     node = node_context(request)
-    brick = await load_brick(node, key)
+    brick = await node.services.bricks.load(key)
     async with read_only(node.sessionmaker) as session:
         reviews = list(
             (
@@ -139,10 +134,12 @@ async def one_brick(request: Request) -> Response:
     node = node_context(request)
     try:
         if request.method == "DELETE":
-            await delete_by_key(node, member, key)
+            await node.services.bricks.delete(member, key)
             return Response(status_code=204)
         payload = await read_payload(request)
-        await update_from_payload(node, member, key, payload)
+        await node.services.bricks.update(
+            member, key, payload.data, payload.uploads, payload.remove_files
+        )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
     except BrickForbidden as exc:
@@ -160,8 +157,8 @@ async def reviews(request: Request) -> Response:
         raise ApiError(400, "send a JSON object with rating and comment")
     key = request.path_params["key"]
     try:
-        review = await review_by_key(
-            node_context(request), member, key, body.get("rating"), body.get("comment")
+        review = await node_context(request).services.bricks.review(
+            member, key, body.get("rating"), body.get("comment")
         )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
