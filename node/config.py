@@ -81,12 +81,25 @@ class Settings:
     log_format: str = "text"
     metrics_token: str = ""
     trusted_proxies: str = "127.0.0.1"
+    #: Email (node.mail): password resets, address checks and notifications go through this
+    #: SMTP server; no ``smtp_host``: no email (administrators hand out reset links).
+    #: ``smtp_starttls`` upgrades a plain connection (port 587); port 465 uses TLS at once.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_starttls: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
         """The host (with port when not the default) used in ``acct:`` handles."""
         return urlsplit(self.url).netloc
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host)
 
     @property
     def files_dir(self) -> Path:
@@ -160,6 +173,12 @@ _FIELD_TYPES: dict[str, type] = {
     "log_format": str,
     "metrics_token": str,
     "trusted_proxies": str,
+    "smtp_host": str,
+    "smtp_port": int,
+    "smtp_username": str,
+    "smtp_password": str,
+    "smtp_from": str,
+    "smtp_starttls": bool,
     "clearing_min_bricks": int,
     "clearing_min_days": int,
     "balances_public": bool,
@@ -195,6 +214,7 @@ def _validate(settings: Settings) -> Settings:
     if settings.log_format not in ("text", "json"):
         raise ConfigError("log_format: text (for people) or json (one object per line)")
     _validate_trusted_proxies(settings.trusted_proxies)
+    _validate_smtp(settings)
     if not 0 <= settings.clearing_min_bricks <= 1000:
         raise ConfigError("clearing_min_bricks: between 0 and 1000")
     if not 0 <= settings.clearing_min_days <= 3650:
@@ -202,6 +222,18 @@ def _validate(settings: Settings) -> Settings:
     _validate_clearing(settings)
     database_url = settings.database_url or default_database_url(settings.data_dir)
     return replace(settings, url=url, name=settings.name.strip(), database_url=database_url)
+
+
+def _validate_smtp(settings: Settings) -> None:
+    if not 1 <= settings.smtp_port <= 65535:
+        raise ConfigError("smtp_port: between 1 and 65535 (587 with STARTTLS, 465 with TLS)")
+    if settings.smtp_host and "@" not in settings.smtp_from:
+        raise ConfigError(
+            "smtp_from: the address mail comes from, e.g. chambre@lille.example (needed with"
+            " smtp_host)"
+        )
+    if bool(settings.smtp_username) != bool(settings.smtp_password):
+        raise ConfigError("smtp_username and smtp_password: give both, or neither")
 
 
 def _validate_trusted_proxies(value: str) -> None:

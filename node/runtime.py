@@ -38,6 +38,12 @@ from node.clearing.service import ClearingHouse
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker
 from node.jobs import Handler, Worker
+from node.mail import MAIL_JOB, mail_job
+from node.members.notifications import (
+    NOTIFICATION_MAIL_JOB,
+    follow_notifier,
+    notification_mail_job,
+)
 from node.secretbox import SecretBox
 
 __all__ = ["Runtime", "Services", "open_runtime", "user_agent"]
@@ -75,7 +81,7 @@ class Services:
 def inbox_dispatcher(services: Services) -> InboxDispatcher:
     """Every domain registers the (activity type, object type) pairs it owns."""
     dispatcher = InboxDispatcher()
-    register_follow_handlers(dispatcher)
+    register_follow_handlers(dispatcher, on_followed=follow_notifier())
     register_timeline_handlers(dispatcher)
     register_brick_handlers(dispatcher)
     register_clearing_handlers(dispatcher, services.clearing)
@@ -102,6 +108,8 @@ def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handle
         **clearing_job_handlers(federation, settings),
         **round_job_handlers(federation, settings),
         **reconciliation_job_handlers(federation, settings),
+        MAIL_JOB: mail_job(settings, federation.sessionmaker),
+        NOTIFICATION_MAIL_JOB: notification_mail_job(settings, federation.sessionmaker),
     }
 
 

@@ -117,3 +117,28 @@ def test_base_url_normalisation(given: str, expected: str) -> None:
 
 def test_each_new_chamber_gets_its_own_secret(tmp_path: Path) -> None:
     assert make(tmp_path / "a").secret_key != make(tmp_path / "b").secret_key
+
+
+def test_smtp_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    write_settings(make(tmp_path))
+    plain = load_settings(tmp_path, environ={})
+    assert not plain.smtp_configured and plain.smtp_port == 587 and plain.smtp_starttls
+    env = {
+        "ARCHIPEL_SMTP_HOST": "mail.lille.example",
+        "ARCHIPEL_SMTP_PORT": "465",
+        "ARCHIPEL_SMTP_USERNAME": "chambre",
+        "ARCHIPEL_SMTP_PASSWORD": "s3cret",
+        "ARCHIPEL_SMTP_FROM": "chambre@lille.example",
+        "ARCHIPEL_SMTP_STARTTLS": "false",
+    }
+    mail = load_settings(tmp_path, environ=env)
+    assert mail.smtp_configured and mail.smtp_host == "mail.lille.example"
+    assert (mail.smtp_port, mail.smtp_username, mail.smtp_password) == (465, "chambre", "s3cret")
+    assert mail.smtp_from == "chambre@lille.example" and mail.smtp_starttls is False
+    for bad, key in [
+        ({"ARCHIPEL_SMTP_FROM": ""}, "smtp_from"),
+        ({"ARCHIPEL_SMTP_PORT": "0"}, "smtp_port"),
+        ({"ARCHIPEL_SMTP_PASSWORD": ""}, "smtp_username and smtp_password"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            load_settings(tmp_path, environ=env | bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -13,6 +14,7 @@ from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.activitypub.outbox import new_activity_id, publish
 
 __all__ = [
+    "OnFollowed",
     "answer_follow_request",
     "follow",
     "following_of",
@@ -178,12 +180,31 @@ async def _local_target(ctx: InboxContext, uri: str | None) -> LocalActor:
     return actor
 
 
-async def _on_follow(ctx: InboxContext) -> None:
+#: Called in the inbox's transaction when a remote actor follows a local one (or asks to):
+#: ``(session, followed actor, follower URI, pending)``. Registered by the runtime, so that
+#: domains hear of it without this layer knowing them.
+OnFollowed = Callable[[AsyncSession, LocalActor, str, bool], Awaitable[None]]
+
+
+def _on_follow_handler(on_followed: OnFollowed | None) -> Any:
+    async def handle(ctx: InboxContext) -> None:
+        target = await _on_follow(ctx)
+        if target is not None and on_followed is not None:
+            actor, state = target
+            await on_followed(ctx.session, actor, ctx.actor_uri, state == FollowState.PENDING)
+
+    return handle
+
+
+async def _on_follow(ctx: InboxContext) -> tuple[LocalActor, str] | None:
+    """Store the request and accept it unless the target approves by hand; returns the
+    target and the request's state when it is new (None for a repeated follow)."""
     target = await _local_target(ctx, id_of(ctx.object))
     await ctx.federation.cached_actor(ctx.session, ctx.actor_uri)  # fetched to verify
     me = ctx.federation.urls(target.username).id
     now = ctx.federation.clock()
     request = await _get_follow(ctx.session, ctx.actor_uri, me)
+    was_new = request is None
     if request is None:
         request = Follow(
             follower_uri=ctx.actor_uri,
@@ -200,6 +221,7 @@ async def _on_follow(ctx: InboxContext) -> None:
     await ctx.session.flush()
     if request.state == FollowState.ACCEPTED or not target.manually_approves_followers:
         await _answer(ctx.federation, ctx.session, target, request, accept=True)
+    return (target, request.state) if was_new else None
 
 
 def _follow_reference(obj: Any) -> tuple[str | None, str | None, str | None]:
@@ -273,8 +295,10 @@ async def _on_delete_actor(ctx: InboxContext) -> None:
         remote.gone_at = ctx.federation.clock()
 
 
-def register_follow_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Follow", ANY, _on_follow)
+def register_follow_handlers(
+    dispatcher: InboxDispatcher, *, on_followed: OnFollowed | None = None
+) -> None:
+    dispatcher.register("Follow", ANY, _on_follow_handler(on_followed))
     dispatcher.register("Accept", "Follow", _on_accept)
     dispatcher.register("Reject", "Follow", _on_reject)
     dispatcher.register("Undo", "Follow", _on_undo)

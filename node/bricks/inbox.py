@@ -21,6 +21,7 @@ from node.activitypub.notes import require_audience
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
 from node.bricks.models import Brick, BrickLike, BrickReview
+from node.bricks.notices import notify_review
 from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
 from node.bricks.text import html_to_text
 from node.members.models import Member
@@ -192,6 +193,8 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
     if reply.rating is not None:
         brick.rating_sum += reply.rating
         brick.rating_count += 1
+    if existing is None and brick.local:
+        await notify_review(ctx.session, brick, author.name, reply.rating, None)
     return True
 
 

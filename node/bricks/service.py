@@ -22,6 +22,7 @@ from node.activitypub.models import LocalActor, RemoteActor
 from node.activitypub.outbox import follower_inboxes, new_activity_id, publish
 from node.bricks.as2 import PUBLIC, BrickDocument, article, review_note
 from node.bricks.models import Brick, BrickAuthor, BrickReview, BrickTag, BrickVersion
+from node.bricks.notices import notify_review
 from node.bricks.text import html_to_text, render_markdown
 from node.bricks.validation import LICENCE_URL, BrickInput, BrickInvalid
 from node.members.contributions import BrickLink, BrickStats
@@ -454,6 +455,7 @@ async def add_review(
     brick.rating_sum += rating
     brick.rating_count += 1
     await session.flush()
+    await notify_review(session, brick, me.name, rating, member.id)
     actor = await _local_actor(session, member.username)
     urls = federation.urls(actor.username)
     authors = [a.actor_uri for a in brick.authors]

@@ -25,6 +25,7 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
 from node.clearing.models import ClearingEvent, Exchange
+from node.clearing.notices import notify_exchange
 from node.clearing.partners import partner_for_actor
 from node.clearing.partnership import register_partnership_handlers
 from node.clearing.service import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
@@ -174,6 +175,7 @@ def _on_proposal(house: ClearingHouse) -> Any:
         session.add(exchange)
         await session.flush()
         session.add(_event(context, exchange, "declare"))
+        await notify_exchange(session, exchange, "declare", context.actor_uri)
 
     return handle
 
@@ -225,6 +227,7 @@ def _on_amend(house: ClearingHouse) -> Any:
             exchange, obj, context.activity["id"], house.clock(), house.terms.declaration_expiry
         )
         session.add(_event(context, exchange, ExchangeEvent.AMEND.value))
+        await notify_exchange(session, exchange, ExchangeEvent.AMEND.value, context.actor_uri)
 
     return handle
 
@@ -278,6 +281,7 @@ def _on_answer(house: ClearingHouse) -> Any:
         exchange.comment = comment if event == ExchangeEvent.CONTEST else exchange.comment
         exchange.updated_at = house.clock()
         session.add(_event(context, exchange, event.value, comment))
+        await notify_exchange(session, exchange, event.value, context.actor_uri)
 
     return handle
 

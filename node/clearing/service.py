@@ -49,6 +49,7 @@ from node.clearing.models import (
     TransactionKind,
     member_account_key,
 )
+from node.clearing.notices import notify_exchange
 from node.clearing.states import (
     ExchangeEvent,
     ExchangeState,
@@ -750,6 +751,7 @@ class ClearingHouse:
                 created_at=now,
             )
         )
+        await notify_exchange(session, exchange, event, actor_uri)
         await session.flush()
         return stored
 

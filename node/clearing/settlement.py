@@ -42,6 +42,7 @@ from node.clearing.models import (
     member_account_key,
     partner_account_key,
 )
+from node.clearing.notices import notify_exchange
 from node.clearing.partner_models import (
     Hold,
     HoldState,
@@ -585,6 +586,7 @@ async def _post_here(
     exchange.state = ExchangeState.POSTED.value
     exchange.posted_at = now
     exchange.updated_at = now
+    await notify_exchange(session, exchange, "settled", partner.chamber_uri)
     if house.terms.demurrage_basis_points:
         await _ensure_job(session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now)
     return None
@@ -744,6 +746,7 @@ async def _finish(
         exchange.state = ExchangeState.POSTED.value
         exchange.posted_at = now
         settlement.state = SettlementState.COMMITTED
+        await notify_exchange(session, exchange, "settled", context.actor_uri)
         if house.terms.demurrage_basis_points:
             await _ensure_job(session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now)
     else:

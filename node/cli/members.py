@@ -20,6 +20,7 @@ __all__ = [
     "cmd_member_action",
     "cmd_member_add",
     "cmd_member_list",
+    "cmd_member_reset_password",
 ]
 
 
@@ -41,6 +42,25 @@ def cmd_member_add(args: argparse.Namespace) -> None:
 
     username = asyncio.run(with_session(settings, work))
     print(f"member @{username}@{settings.host} added (approved)")
+
+
+def cmd_member_reset_password(args: argparse.Namespace) -> None:
+    """A single-use link (valid one hour) that lets the member choose a new password; the
+    URL is the last word of the last line. Logged in the audit log."""
+    from node.members.audit import AuditAction, record_audit
+    from node.members.recovery import make_reset_link
+
+    settings = settings_of(args)
+
+    async def work(session: Any) -> str:
+        member = await get_member(session, args.username)
+        link = await make_reset_link(session, settings, member)
+        await record_audit(session, None, AuditAction.RESET_LINK, member.username)
+        return link
+
+    link = asyncio.run(with_session(settings, work))
+    print(f"give {args.username} this link (valid one hour, once) to choose a new password:")
+    print(link)
 
 
 def cmd_member_action(args: argparse.Namespace) -> None:
@@ -117,6 +137,11 @@ def add_member_commands(commands: Any) -> None:
         action.add_argument("username")
         action.add_argument("--reason", required=needs_reason, default="")
         action.set_defaults(func=cmd_member_action, action=verb)
+    reset = with_data_dir(
+        member_commands.add_parser("reset-password", help="print a password reset link")
+    )
+    reset.add_argument("username")
+    reset.set_defaults(func=cmd_member_reset_password)
     listing = with_data_dir(member_commands.add_parser("list", help="list members"))
     listing.add_argument("--status", choices=list(MemberStatus.ALL))
     listing.set_defaults(func=cmd_member_list)

@@ -22,6 +22,7 @@ class AuditAction:
     REFUSE = "member.refuse"
     SUSPEND = "member.suspend"
     REINSTATE = "member.reinstate"
+    RESET_LINK = "member.reset_link"
     PROMOTE = "admin.promote"
     DEMOTE = "admin.demote"
     CLEARING_GRANT = "clearing.grant"

@@ -24,6 +24,7 @@ from node.members.errors import (
     NotAllowed,
 )
 from node.members.models import ClearingOverride, Member, MemberRole, MemberStatus
+from node.members.notifications import NotificationType, notify
 from node.members.service import revoke_tokens
 
 __all__ = [
@@ -109,6 +110,7 @@ async def approve_member(
     await record_audit(
         session, by, AuditAction.APPROVE, member.username, _reason(reason, required=False), now=now
     )
+    await notify(session, member.id, NotificationType.REGISTRATION_APPROVED, "/account", now=now)
     return member
 
 
@@ -127,6 +129,9 @@ async def refuse_member(
     member.status = MemberStatus.REFUSED
     member.status_reason = reason
     await record_audit(session, by, AuditAction.REFUSE, member.username, reason, now=now)
+    await notify(
+        session, member.id, NotificationType.REGISTRATION_REFUSED, "/", {"reason": reason}, now=now
+    )
     return member
 
 
@@ -234,6 +239,8 @@ async def set_clearing_access(
     if decision not in (*ClearingOverride.ALL, None):
         raise InvalidMemberInput("decision", "granted, revoked or none (the chamber's rule)")
     reason = _reason(reason, required=True)
+    if decision == ClearingOverride.GRANTED and member.clearing_override != decision:
+        await notify(session, member.id, NotificationType.CLEARING_OPENED, "/account", now=now)
     member.clearing_override = decision
     member.clearing_override_reason = reason if decision is not None else ""
     action = (

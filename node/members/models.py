@@ -12,6 +12,8 @@ from node.activitypub.models import LocalActor
 from node.db import Base, UTCDateTime, utcnow
 
 __all__ = [
+    "AccountToken",
+    "AccountTokenPurpose",
     "ApiToken",
     "AuditEntry",
     "Charter",
@@ -20,6 +22,7 @@ __all__ = [
     "Member",
     "MemberRole",
     "MemberStatus",
+    "Notification",
     "TokenState",
 ]
 
@@ -61,6 +64,11 @@ class Member(Base):
     #: An administrator's decision on clearing access (``ClearingOverride``), None: the rule.
     clearing_override: Mapped[str | None] = mapped_column(String(8), nullable=True)
     clearing_override_reason: Mapped[str] = mapped_column(Text, default="")
+    #: The member's address; mail goes to it only once verified (except the verification).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Notification types the member gets no email for (``node.members.notifications``).
+    email_off: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     actor: Mapped[LocalActor] = relationship(lazy="joined")
 
@@ -153,3 +161,42 @@ class LoginThrottle(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AccountTokenPurpose:
+    RESET = "reset"
+    VERIFY = "verify"
+    ALL = (RESET, VERIFY)
+
+
+class AccountToken(Base):
+    """A single-use link sent to a member (password reset, address check). Only the token's
+    SHA-256 is stored; ``used_at`` is set when it is consumed."""
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The address being verified (purpose ``verify``).
+    email: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Notification(Base):
+    """Something a member should know: a type and its parameters (rendered in the reader's
+    language when shown), a link, and whether it was read."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_member_read", "member_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    url: Mapped[str] = mapped_column(String(2048), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

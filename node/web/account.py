@@ -28,6 +28,7 @@ from node.members.charter import current_charter, get_charter
 from node.members.clearing_access import clearing_access
 from node.members.errors import InvalidMemberInput, LoginRefused, LoginThrottled, MemberError
 from node.members.models import Member
+from node.members.notifications import EMAIL_KINDS
 from node.members.passwords import MIN_PASSWORD_LENGTH
 from node.web._members import client_address, page_member, remember_language
 from node.web.auth import log_in, log_out
@@ -178,6 +179,7 @@ async def account_page(request: Request) -> Response:
         charter=charter,
         actor=actor,
         pending_requests=pending,
+        email_kinds=EMAIL_KINDS,
         saved=request.query_params.get("saved") == "1",
         error=None,
     )

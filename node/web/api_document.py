@@ -8,7 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from node.web import bricks_api, clearing_api, federation, members_api, partners_api, rounds
+from node.web import (
+    bricks_api,
+    clearing_api,
+    federation,
+    members_api,
+    notifications,
+    partners_api,
+    rounds,
+)
 from node.web.api import Answer, Endpoint, routes_of
 from node.web.api_schemas import SCHEMAS
 from node.web.api_schemas_clearing import CLEARING_SCHEMAS
@@ -47,6 +55,7 @@ ENDPOINTS: list[Endpoint] = [
     *clearing_api.endpoints,
     *partners_api.endpoints,
     *rounds.endpoints,
+    *notifications.endpoints,
 ]
 
 

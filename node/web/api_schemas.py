@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.members.notifications import TYPES as NOTIFICATION_TYPES
+
 __all__ = ["SCHEMAS"]
 
 _TEXT = {"type": "string"}
@@ -454,4 +456,32 @@ MEMBER_SCHEMAS: dict[str, Any] = {
     },
 }
 
-SCHEMAS: dict[str, Any] = {**COMMON_SCHEMAS, **BRICK_SCHEMAS, **MEMBER_SCHEMAS}
+NOTIFICATION_SCHEMAS: dict[str, Any] = {
+    "Notification": {
+        "type": "object",
+        "required": ["id", "type", "created_at", "read", "url", "summary"],
+        "properties": {
+            "id": {"type": "integer"},
+            "type": {"type": "string", "enum": list(NOTIFICATION_TYPES)},
+            "created_at": {"type": "string", "format": "date-time"},
+            "read": {"type": "boolean"},
+            "url": {"type": "string", "format": "uri"},
+            "summary": {"type": "string", "description": "in the reader's language"},
+        },
+    },
+    "NotificationList": {
+        "type": "object",
+        "required": ["items", "unread"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+            "unread": {"type": "integer", "minimum": 0},
+        },
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    **COMMON_SCHEMAS,
+    **BRICK_SCHEMAS,
+    **MEMBER_SCHEMAS,
+    **NOTIFICATION_SCHEMAS,
+}

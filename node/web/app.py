@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,7 +38,9 @@ from node.web import (
     discovery,
     federation,
     members_api,
+    notifications,
     partners_api,
+    recovery,
     rounds,
 )
 from node.web._members import LANGUAGE_KEY
@@ -109,6 +111,31 @@ class LanguageMiddleware:
         await self.app(scope, receive, send)
 
 
+def _routes() -> list[BaseRoute]:
+    """Every route, by domain."""
+    return [
+        *discovery.routes,
+        *actors.routes,
+        *federation.routes,
+        *account.routes,
+        *recovery.routes,
+        *notifications.routes,
+        *account_tokens.routes,
+        *admin.routes,
+        *admin_partners.routes,
+        *members_api.routes,
+        *bricks.routes,
+        *bricks_api.routes,
+        *api_document.routes,
+        *partners_api.routes,
+        *rounds.routes,
+        *clearing.routes,
+        *clearing_api.routes,
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Mount("/static", StaticFiles(packages=[("node.web", "static")]), name="static"),
+    ]
+
+
 def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     """The app; with ``run_worker`` the durable job worker runs inside the server process."""
     #: Domains report bricks, ratings and clearing use here (node.members.contributions).
@@ -149,27 +176,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError):
                         await worker_task
 
-    routes = [
-        *discovery.routes,
-        *actors.routes,
-        *federation.routes,
-        *account.routes,
-        *account_tokens.routes,
-        *admin.routes,
-        *admin_partners.routes,
-        *members_api.routes,
-        *bricks.routes,
-        *bricks_api.routes,
-        *api_document.routes,
-        *partners_api.routes,
-        *rounds.routes,
-        *clearing.routes,
-        *clearing_api.routes,
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Mount("/static", StaticFiles(packages=[("node.web", "static")]), name="static"),
-    ]
     return Starlette(
-        routes=routes,
+        routes=_routes(),
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
@@ -183,6 +191,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(notifications.UnreadCountMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
             # Inside the body limit (it reads forms) and the session (it reads the token).
             Middleware(CsrfMiddleware, origin=settings.url),
