@@ -180,8 +180,8 @@ class InboxDispatcher:
         for _ in range(MAX_ROUTE_DEPTH):
             if not (isinstance(obj, dict) and isinstance(obj.get("type"), str)):
                 uri = id_of(obj)
-                if uri is None:
-                    break
+                if uri is None or len(uri) > 2048 or "\x00" in uri:
+                    break  # not an id anything was stored under
                 if len(route) == 1 and uri == id_of(activity.get("actor")):
                     route.append(ACTOR)
                     break

@@ -157,3 +157,11 @@ async def test_no_other_domain_vetoes_a_reply_to_one_of_our_bricks(
     async with read_only(app.state.node.sessionmaker) as session:
         reviews = list((await session.execute(select(BrickReview))).scalars())
     assert [(r.author_uri, r.rating) for r in reviews] == [(BOB, 4)]
+
+
+async def test_a_hostile_object_id_routes_nowhere(app: Starlette) -> None:
+    dispatcher = InboxDispatcher()
+    async with read_only(app.state.node.sessionmaker) as session:
+        for uri in (f"{BOB}/\x00", f"{BOB}/{'x' * 3000}"):
+            activity = {"type": "Undo", "actor": BOB, "object": uri}
+            assert await dispatcher.route_of(session, activity) == ("Undo",)
