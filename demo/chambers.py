@@ -1,80 +1,43 @@
 """Real chambers on 127.0.0.1 for the demo: ``archipel`` commands and ``serve`` processes.
 
-A small launcher of its own (the demo is not a test and does not import the test harness):
-each chamber has a data directory ``ROOT/NAME``, a log ``ROOT/NAME.log`` and a fixed port.
-The ``serve`` processes run in their own session, so that Ctrl-C reaches the demo only and the
-demo stops them one by one (SIGTERM, then SIGKILL after a grace period).
+Started by ``demo.launcher``, the launcher the federation tests use too: each chamber has a
+data directory ``ROOT/NAME``, a log ``ROOT/NAME.log`` and a fixed port. The ``serve``
+processes run in their own session, so that Ctrl-C reaches the demo only and the demo stops
+them one by one (SIGTERM, then SIGKILL after a grace period).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from demo import launcher
+from demo.launcher import HOST, free_port, port_is_free
+
 __all__ = ["Chamber", "DemoError", "free_port", "port_is_free", "stop_all", "wait_for"]
 
-HOST = "127.0.0.1"
 #: Set when the demo is asked to stop: a chamber still starting gives up.
 STOPPING = threading.Event()
 #: Quick retries, so that a delivery that failed (a chamber restarting) arrives within seconds.
 NODE_ENV = {"ARCHIPEL_RETRY_BASE_SECONDS": "1", "ARCHIPEL_JOB_LEASE_SECONDS": "5"}
 
+#: Something the person running the demo must read (a command failed, a port is taken).
+DemoError = launcher.LaunchError
 
-class DemoError(RuntimeError):
-    """Something the person running the demo must read (a command failed, a port is taken)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on ``port`` (as uvicorn does, with SO_REUSEADDR: the
-    connections of a demo just stopped, in TIME_WAIT, do not hold the port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if STOPPING.is_set():
-            raise DemoError(f"stopped while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+#: Poll a condition until it holds; gives up when the demo is asked to stop.
+wait_for: Callable[..., Any] = partial(launcher.wait_for, stopping=STOPPING)
 
 
 def _environment() -> dict[str, str]:
-    """The demo's environment without the caller's ``ARCHIPEL_*`` settings: an
-    ``ARCHIPEL_DATABASE_URL`` left in the shell would otherwise put three chambers in one
-    database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIPEL_")}
-    # a proxy set in the shell must not see the chambers' requests to one another
-    no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), HOST, "localhost"]))
-    return {**env, **NODE_ENV, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
+    """The chambers' environment: the caller's ``ARCHIPEL_*`` settings left out, no proxy."""
+    return launcher.without_archipel_settings(NODE_ENV)
 
 
 @dataclass
@@ -125,23 +88,15 @@ class Chamber:
         """``archipel COMMAND --data-dir DIR ARGS...`` (``command`` may be ``"member add"``);
         its output. Raises with the output when it fails."""
         argv = [*command.split(), "--data-dir", str(self.data_dir), *args]
-        result = subprocess.run(
-            [sys.executable, "-m", "node.cli", *argv],
-            capture_output=True,
-            text=True,
-            env=_environment(),
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise DemoError(
-                f"{self.name}: archipel {' '.join(argv)} failed:\n{result.stdout}{result.stderr}"
-            )
-        return result.stdout
+        try:
+            return launcher.archipel(*argv, env=_environment())
+        except launcher.LaunchError as exc:
+            raise DemoError(f"{self.name}: {exc}") from None
 
     def init(self, password: str) -> None:
         """``archipel init`` with the first member as administrator, then the other members,
         clearing access for all (granted by hand: the chamber's rule asks for a published
-        brick and six months of membership) and an API token for each."""
+        brick first) and an API token for each."""
         admin = self.admin
         self.archipel(
             "init",
@@ -177,58 +132,26 @@ class Chamber:
 
     def start(self, timeout: float = 60.0) -> None:
         """Run ``archipel serve`` until it answers ``/healthz``."""
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "node.cli",
-                    "serve",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_environment(),
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not STOPPING.is_set():
-            if self.process.poll() is not None:
-                raise DemoError(f"{self.name} exited at start; its log:\n{self.log_tail()}")
-            try:
-                if (
-                    httpx.get(self.url + "/healthz", timeout=1.0, trust_env=False).status_code
-                    == 200
-                ):
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise DemoError(f"{self.name} did not answer in {timeout:.0f}s:\n{self.log_tail()}")
-            time.sleep(0.1)
+        self.process = launcher.start_serve(
+            self.name,
+            self.data_dir,
+            self.port,
+            self.log_path,
+            env=_environment(),
+            timeout=timeout,
+            new_session=True,
+            stopping=STOPPING,
+        )
 
     def terminate(self) -> None:
         """SIGTERM: the server finishes its requests and its worker's current job."""
         if self.running:
             assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
+            self.process.terminate()
 
     def wait_stopped(self, grace: float = 15.0) -> None:
         """Wait for the end of the process; SIGKILL after ``grace`` seconds."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        launcher.stop(self.process, grace)
 
     def log_tail(self, chars: int = 3000) -> str:
         if not self.log_path.exists():

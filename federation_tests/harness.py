@@ -1,4 +1,5 @@
-"""Real chamber nodes as separate processes on 127.0.0.1, each with its own data dir and port.
+"""Real chamber nodes as separate processes on 127.0.0.1, each with its own data dir and port,
+started by ``demo.launcher`` (the demo's launcher too).
 
 A node may sit behind a `federation_tests.proxy.Proxy` (``behind_proxy=True``): its public URL
 is then the proxy's port and ``serve`` listens on ``inner_port``. ``start(env=...)`` adds
@@ -10,11 +11,8 @@ each node's SQLite database (read-only) to check that the ledgers agree.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +21,14 @@ from typing import Any
 
 import httpx
 
+from demo import launcher
+from demo.launcher import free_port
 from federation_tests.proxy import Proxy
 
 __all__ = [
     "NodeProcess",
     "Trader",
+    "archipel",
     "assert_ledgers_agree",
     "free_port",
     "in_flight",
@@ -38,36 +39,16 @@ __all__ = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def archipel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the ``archipel`` CLI of this interpreter; raise with its output if it fails."""
-    result = subprocess.run(
-        [sys.executable, "-m", "node.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"archipel {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+def archipel(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run the ``archipel`` CLI of this interpreter; its output. Raises with the output if it
+    fails."""
+    return launcher.archipel(*args, env={**os.environ, **(env or {})})
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+    """Poll ``condition`` until it returns something true; that value (AssertionError when
+    ``timeout`` seconds pass)."""
+    return launcher.wait_for(condition, timeout, what, error=AssertionError)
 
 
 @dataclass
@@ -155,7 +136,7 @@ class NodeProcess:
         split = 2 if words[0] in groups and len(words) > 1 else 1
         return archipel(
             *words[:split], "--data-dir", str(self.data_dir), *words[split:], env=self.env
-        ).stdout
+        )
 
     def token(self, username: str) -> str:
         return self.cli("token", "create", username).strip()
@@ -165,58 +146,23 @@ class NodeProcess:
         (e.g. ``{"ARCHIPEL_CRASH_AT": "settlement.prepared"}``: the next ``start()`` runs
         without it)."""
         assert self.process is None or self.process.poll() is not None, "already running"
-        log = self.log_path.open("ab")
-        log.write(f"--- start {' '.join(f'{k}={v}' for k, v in (env or {}).items())}\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "node.cli",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.inner_port),
-                "--log-level",
-                "warning",
-                *self.serve_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process = launcher.start_serve(
+            self.name,
+            self.data_dir,
+            self.inner_port,
+            self.log_path,
             env={**os.environ, **self.env, **(env or {})},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(self.inner_url + "/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"{self.name} did not answer in {timeout}s:\n{self.log_path.read_text()}"
+            serve_args=self.serve_args,
+            timeout=timeout,
+            note=" ".join(f"{k}={v}" for k, v in (env or {}).items()),
         )
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        launcher.stop(self.process)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, as in a crash."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        launcher.kill(self.process)
 
     def restart(self, env: dict[str, str] | None = None) -> None:
         """SIGKILL (if it still runs) and start again, with ``env`` for the new run only."""

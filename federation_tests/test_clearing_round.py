@@ -110,5 +110,5 @@ def test_a_round_clears_the_three_cycle_in_every_ledger(make_node: Any) -> None:
     verification = verify_round(document, actors)
     assert verification.ok, verification.problems
     assert verification.state == RoundState.COMMITTED
-    report = archipel("verify", uri, "--allow-private-addresses").stdout
+    report = archipel("verify", uri, "--allow-private-addresses")
     assert "✓ verified: committed" in report

@@ -55,8 +55,11 @@ class Settings:
     retry_base_seconds: float = 30.0
     job_lease_seconds: int = 120
     #: The clearing-access gate (node.members.gate): published bricks and membership age.
+    #: One published brick and no waiting by default (the seed: "lower the threshold of
+    #: acting as far as possible"); a waiting time such as the seed's six months (180) stays
+    #: available. Administrators can set the rule from /admin (stored, then it wins).
     clearing_min_bricks: int = 1
-    clearing_min_days: int = 180
+    clearing_min_days: int = 0
     #: Whether profiles show clearing balances (transparency is the point: on by default).
     balances_public: bool = True
     #: The clearing house (node.clearing): limits in minutes of the hour unit, rates in basis

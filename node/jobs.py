@@ -16,37 +16,73 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import WRITE, Base, UTCDateTime, utcnow
 from node.ops.metrics import JOBS_FINISHED
+from node.process import State, StateGraph
 
 __all__ = [
     "Done",
     "Fail",
     "Job",
     "JobState",
+    "JobStates",
     "Retry",
     "Worker",
     "enqueue",
+    "ensure_pending",
     "next_delay",
+    "recur",
 ]
 
 log = logging.getLogger(__name__)
 
 
+class JobStates(StateGraph):
+    """A job waits (retrying, its ``attempts`` counting) until it is done or given up."""
+
+    pending = State(initial=True)
+    done = State(final=True)
+    failed = State(final=True)
+
+    pending.transitions_to(done, failed)
+
+
 class JobState:
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
+    PENDING = JobStates.pending.name
+    DONE = JobStates.done.name
+    FAILED = JobStates.failed.name
     ALL = (PENDING, DONE, FAILED)
 
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_jobs_claim", "state", "next_attempt_at"),
+        # At most one pending job drives a process (a periodic cycle, a settlement, a round).
+        Index(
+            "uq_jobs_pending_process",
+            "process_key",
+            unique=True,
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -63,6 +99,8 @@ class Job(Base):
     activity_pk: Mapped[int | None] = mapped_column(
         ForeignKey("activities.id", ondelete="CASCADE"), nullable=True, index=True
     )
+    process_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """The process this job drives (its kind for a periodic cycle, a settlement's URI…)."""
 
 
 def next_delay(
@@ -120,6 +158,54 @@ async def enqueue(
     return job
 
 
+async def ensure_pending(
+    session: AsyncSession,
+    kind: str,
+    run_at: datetime,
+    *,
+    process_key: str | None = None,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Enqueue ``kind`` at ``run_at`` unless a job for the same process (``process_key``,
+    default ``kind``: a periodic cycle) is pending; True if enqueued. The database's unique
+    index decides between concurrent callers: this is the one implementation of "at most one
+    pending job", with no lock of its own."""
+    key = process_key or kind
+    found = (
+        await session.execute(
+            select(Job.id).where(Job.process_key == key, Job.state == JobState.PENDING).limit(1)
+        )
+    ).first()
+    if found is not None:
+        return False
+    try:
+        async with session.begin_nested():
+            job = await enqueue(session, kind, payload or {"run_at": run_at.isoformat()}, now=now)
+            job.process_key = key
+            job.next_attempt_at = run_at
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def recur(
+    session: AsyncSession, job: Job, run_at: datetime, *, now: datetime | None = None
+) -> bool:
+    """The periodic ``job`` schedules its next run: it is finished first (the worker's own
+    update then only confirms it), so that the next one may be pending."""
+    now = now or utcnow()
+    row = await session.get(Job, job.id)
+    if row is not None and row.state == JobState.PENDING:
+        JobStates.move(row, JobStates.done)
+        row.finished_at = now
+        await session.flush()
+    return await ensure_pending(
+        session, job.kind, run_at, process_key=job.process_key or job.kind, now=now
+    )
+
+
 class Worker:
     """Claims due jobs and runs their handler; ``run_once`` is what tests step."""
 
@@ -173,11 +259,12 @@ class Worker:
         now = self.clock()
         values: dict[str, Any] = {"attempts": job.attempts + 1, "locked_until": None}
         if isinstance(outcome, Done):
-            values |= {"state": JobState.DONE, "finished_at": now, "last_error": ""}
+            state = JobStates.check(JobState.PENDING, JobStates.done)
+            values |= {"state": state, "finished_at": now, "last_error": ""}
             JOBS_FINISHED.inc(kind=job.kind, outcome="done")
         elif isinstance(outcome, Fail) or (job.give_up_at is not None and now >= job.give_up_at):
             values |= {
-                "state": JobState.FAILED,
+                "state": JobStates.check(JobState.PENDING, JobStates.failed),
                 "finished_at": now,
                 "last_error": outcome_error(outcome),
             }
@@ -193,7 +280,9 @@ class Worker:
             values |= {"next_attempt_at": now + delay, "last_error": outcome.error[:2000]}
             JOBS_FINISHED.inc(kind=job.kind, outcome="retry")
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(update(Job).where(Job.id == job.id).values(**values))
+            await session.execute(
+                update(Job).where(Job.id == job.id, Job.state == JobState.PENDING).values(**values)
+            )
 
     async def _run(self, job: Job) -> None:
         slot = self._host_slots.setdefault(job.host or "", asyncio.Semaphore(self.per_host))

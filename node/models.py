@@ -1,6 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic and tests use it)."""
 
-from node import jobs
+from node import jobs, process_store
 from node.activitypub import models as activitypub_models
 from node.bricks import models as bricks_models
 from node.clearing import models as clearing_models
@@ -16,6 +16,7 @@ __all__ = [
     "jobs",
     "members_models",
     "partner_models",
+    "process_store",
     "reconciliation_models",
     "round_models",
 ]

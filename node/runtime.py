@@ -9,11 +9,12 @@ built once here (``Services``) and handed to the inbox handlers, the routes (thr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from node import __version__
@@ -36,7 +37,7 @@ from node.clearing.reconciliation_service import (
 from node.clearing.round_service import RoundService, register_round_handlers, round_job_handlers
 from node.clearing.service import ClearingHouse
 from node.config import Settings
-from node.db import make_engine, make_sessionmaker
+from node.db import make_engine, make_sessionmaker, utcnow
 from node.jobs import Handler, Worker
 from node.mail import MAIL_JOB, mail_job
 from node.members.notifications import (
@@ -114,7 +115,14 @@ def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handle
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> AsyncIterator[Runtime]:
+    """Everything the node holds. Tests pass a ``transport`` (instead of the guarded network)
+    and a ``clock`` (the federation's, so every service's, and the worker's)."""
     install_offline_loader()
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
@@ -122,6 +130,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     http = make_async_client(
         allow_private_addresses=settings.allow_private_addresses,
         user_agent=user_agent(settings),
+        transport=transport,
     )
     federation = Federation(
         base_url=settings.url,
@@ -130,12 +139,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         http=http,
         instance_username=settings.chamber_username,
         allow_http=settings.allow_private_addresses,
+        clock=clock,
     )
     worker = Worker(
         sessionmaker,
         job_handlers(federation, settings),
         lease=timedelta(seconds=settings.job_lease_seconds),
         retry_base=settings.retry_base_seconds,
+        clock=clock,
     )
     services = Services.build(federation, settings, worker)
     dispatcher = inbox_dispatcher(services)

@@ -8,49 +8,23 @@ database is created per test run, migrated once, and emptied between tests.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
 from node.activitypub import actors as actors_module
 from node.activitypub.keys import ActorKeys, generate_actor_keys
 from node.config import Settings, new_settings
-from node.db import Base, make_engine
 from node.members import passwords
 from node.migrate import upgrade
+from tests.harness.databases import empty_postgres, migrated_postgres
 
-POSTGRES_ENV = "ARCHIPEL_TEST_POSTGRES_URL"
-POSTGRES_SKIP = f"{POSTGRES_ENV} is not set: PostgreSQL variant skipped"
-
-
-def postgres_admin_url() -> str | None:
-    return os.environ.get(POSTGRES_ENV) or None
-
-
-async def _admin_execute(admin_url: str, statement: str) -> None:
-    import asyncpg
-
-    url = make_url(admin_url)
-    connection = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+pytest_plugins = ["tests.harness.plugin"]
 
 
 #: RSA-2048 generation costs 50-150 ms; actors made by tests take their keys from this list,
@@ -87,17 +61,8 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """URL of a migrated throwaway PostgreSQL database for this test run."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip(POSTGRES_SKIP)
-    name = f"archipel_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with migrated_postgres() as url:
         yield url
-    finally:
-        asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -106,16 +71,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
     return path
-
-
-async def _empty_postgres(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,7 +82,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, path)
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database")
-    asyncio.run(_empty_postgres(url))
+    asyncio.run(empty_postgres(url))
     return url
 
 
@@ -144,12 +99,15 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
+async def app(
+    settings: Settings, federation_transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[Starlette]:
+    """The app, its worker running; its federation sends through ``federation_transport``."""
     from node.chamber import ensure_chamber_actor
     from node.db import session_scope
     from node.web.app import create_app
 
-    application = create_app(settings)
+    application = create_app(settings, transport=federation_transport)
     async with application.router.lifespan_context(application):
         node = application.state.node
         async with session_scope(node.sessionmaker) as session:

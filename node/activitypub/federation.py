@@ -19,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.activitypub.actors import ActorUrls, get_local_actor
-from node.activitypub.fetch import FetchError, fetch_document
+from node.activitypub.fetch import BadStatus, FetchError, Unreachable, fetch_document
 from node.activitypub.http_auth import HttpSignatureAuth, InMemorySignatureSchemeMemory
 from node.activitypub.keys import load_rsa_public_pem, unseal_ed25519, unseal_rsa
 from node.activitypub.models import DomainBlock, LocalActor, RemoteActor
 from node.activitypub.proofs import sign_eddsa_jcs_2022
+from node.activitypub.transport import UnknownHostError
 from node.activitypub.urls import InvalidUrlError, same_origin
 from node.db import insert_for, read_only, session_scope, utcnow
 from node.secretbox import SecretBox
@@ -32,6 +33,7 @@ __all__ = [
     "ACTOR_TYPES",
     "Federation",
     "FederationError",
+    "RemoteUnavailable",
     "authority_of",
     "id_of",
 ]
@@ -43,6 +45,16 @@ ACTOR_TYPES = frozenset({"Person", "Group", "Service", "Application", "Organizat
 
 class FederationError(Exception):
     """A remote document or handle could not be used; the message says why."""
+
+
+class RemoteUnavailable(FederationError):
+    """The remote server is down or failing (no answer, a timeout, a 5xx): try again later,
+    unlike a document or a handle that does not exist."""
+
+
+def _failure(exc: FetchError) -> FederationError:
+    outage = isinstance(exc, Unreachable) or (isinstance(exc, BadStatus) and exc.status >= 500)
+    return (RemoteUnavailable if outage else FederationError)(str(exc))
 
 
 def id_of(value: Any) -> str | None:
@@ -146,7 +158,7 @@ class Federation:
                 auth=await self.instance_signer(),
             )
         except FetchError as exc:
-            raise FederationError(str(exc)) from exc
+            raise _failure(exc) from exc
         return fetched.document
 
     async def cached_actor(self, session: AsyncSession, uri: str) -> RemoteActor:
@@ -283,8 +295,12 @@ class Federation:
                 params={"resource": f"acct:{user}@{host}"},
                 headers={"Accept": "application/jrd+json, application/json"},
             )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: not a host name
+        except (httpx.InvalidURL, UnknownHostError) as exc:  # not a host name, or no such host
             raise FederationError(f"WebFinger at {host} failed: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise RemoteUnavailable(f"WebFinger at {host} failed: {exc}") from exc
+        if response.status_code >= 500:
+            raise RemoteUnavailable(f"WebFinger at {host} answered {response.status_code}")
         if response.status_code != 200 or len(response.content) > 100_000:
             raise FederationError(f"WebFinger at {host} answered {response.status_code}")
         try:

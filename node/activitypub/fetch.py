@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from node.activitypub.transport import ForbiddenAddressError
+from node.activitypub.transport import ForbiddenAddressError, UnknownHostError
 from node.activitypub.urls import InvalidUrlError, origin_of, same_origin
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "InvalidJson",
     "TooLarge",
     "TooManyRedirects",
+    "UnknownHost",
     "Unreachable",
     "UnsupportedUrl",
     "fetch_document",
@@ -75,6 +76,10 @@ class UnsupportedUrl(FetchError):
 
 class ForbiddenAddress(FetchError):
     """The host is, or resolves to, a private or otherwise non-public address."""
+
+
+class UnknownHost(FetchError):
+    """The URL's host name does not exist: not an outage (nothing to retry)."""
 
 
 class Unreachable(FetchError):
@@ -308,6 +313,8 @@ async def _send(client: httpx.AsyncClient, url: str, options: _Options) -> httpx
         return await client.send(request, auth=auth, stream=True, follow_redirects=False)
     except ForbiddenAddressError as exc:
         raise ForbiddenAddress(url, str(exc)) from exc
+    except UnknownHostError as exc:
+        raise UnknownHost(url, str(exc)) from exc
     except httpx.InvalidURL as exc:  # httpx parses a redirect's Location even when not following
         raise UnsupportedUrl(url, f"the server redirected to an invalid URL: {exc}") from None
     except httpx.TimeoutException as exc:

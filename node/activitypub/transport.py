@@ -42,6 +42,7 @@ __all__ = [
     "Resolver",
     "make_async_client",
     "system_resolver",
+    "UnknownHostError",
 ]
 
 Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
@@ -52,6 +53,15 @@ _SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
+class UnknownHostError(httpx.ConnectError):
+    """The host name does not exist (the resolver says so for certain): a typo or a gone
+    domain, not an outage worth retrying."""
+
+
+#: getaddrinfo's answers that mean "no such name", not "the resolver failed".
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 class ForbiddenAddressError(httpx.ConnectError):
@@ -173,7 +183,11 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
                 return list(await self._resolver(host, port))
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
-        except OSError as exc:  # socket.gaierror and friends
+        except socket.gaierror as exc:
+            if exc.errno in _NO_SUCH_NAME:
+                raise UnknownHostError(f"{host!r} does not exist (no such host name)") from exc
+            raise httpcore.ConnectError(f"could not resolve {host!r}: {exc}") from exc
+        except OSError as exc:
             raise httpcore.ConnectError(f"could not resolve {host!r}: {exc}") from exc
 
 
@@ -220,13 +234,18 @@ def make_async_client(
     timeout: float = 10,
     auth: httpx.Auth | None = None,
     resolver: Resolver | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """The `httpx.AsyncClient` for federation: guarded transport, no env proxies, no redirects.
 
     Redirects are not followed by default (`fetch.fetch_document` follows them itself, each hop
-    guarded); a caller passing `follow_redirects=True` still gets every hop checked.
+    guarded); a caller passing `follow_redirects=True` still gets every hop checked. Tests pass
+    their own ``transport`` (in-process apps, a fake remote); production never does.
     """
-    transport = GuardedTransport(allow_private_addresses=allow_private_addresses, resolver=resolver)
+    if transport is None:
+        transport = GuardedTransport(
+            allow_private_addresses=allow_private_addresses, resolver=resolver
+        )
     return httpx.AsyncClient(
         transport=transport,
         headers={"User-Agent": user_agent},

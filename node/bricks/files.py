@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from node import i18n
 from node.bricks.validation import MAX_FILES, BrickInvalid, check_file
 
 __all__ = ["file_path", "store_files"]
@@ -17,7 +18,9 @@ def store_files(
 ) -> list[dict[str, Any]]:
     """Check then store each upload; the attachment entries to keep on the brick."""
     if len(uploads) > MAX_FILES:
-        raise BrickInvalid({"files": f"too many files: at most {MAX_FILES}"})
+        raise BrickInvalid(
+            {"files": i18n.gettext("too many files: at most %(count)d") % {"count": MAX_FILES}}
+        )
     checked = [(name, content, check_file(name, content)) for name, content in uploads]
     files_dir.mkdir(parents=True, exist_ok=True)
     entries = []

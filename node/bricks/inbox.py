@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
@@ -169,11 +169,27 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
         return False
     if reply.author != ctx.actor_uri:
         raise InboxIgnored("a reply is only accepted from its author")
-    existing = (
-        await ctx.session.execute(select(BrickReview).where(BrickReview.uri == reply.uri))
-    ).scalar_one_or_none()
-    if existing is not None:
+    # One review (so one rating) per actor and brick: a new reply replaces the earlier one,
+    # and keeps its rating when it gives none (a plain follow-up comment).
+    earlier = list(
+        (
+            await ctx.session.execute(
+                select(BrickReview).where(
+                    or_(
+                        BrickReview.uri == reply.uri,
+                        (BrickReview.brick_id == brick.id)
+                        & (BrickReview.author_uri == reply.author),
+                    )
+                )
+            )
+        ).scalars()
+    )
+    rating = reply.rating
+    for existing in earlier:
+        if existing.uri != reply.uri and existing.brick_id == brick.id and rating is None:
+            rating = existing.rating
         await _forget_review(ctx.session, existing)
+    if earlier:
         await ctx.session.flush()
     author = (await _author_refs(ctx, [reply.author]))[0]
     ctx.session.add(
@@ -184,17 +200,17 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
             author_name=author.name,
             author_url=author.profile_url,
             local=False,
-            rating=reply.rating,
-            used=reply.rating is not None,
+            rating=rating,
+            used=rating is not None,
             comment_html=reply.content_html,
             created_at=reply.published or ctx.federation.clock(),
         )
     )
-    if reply.rating is not None:
-        brick.rating_sum += reply.rating
+    if rating is not None:
+        brick.rating_sum += rating
         brick.rating_count += 1
-    if existing is None and brick.local:
-        await notify_review(ctx.session, brick, author.name, reply.rating, None)
+    if brick.local and not any(e.uri == reply.uri for e in earlier):  # a new Note, not an edit
+        await notify_review(ctx.session, brick, author.name, rating, None)
     return True
 
 

@@ -137,13 +137,16 @@ class BrickVersion(Base):
 
 
 class BrickReview(Base):
-    """A comment on a brick, with an optional rating (1 to 5) and "I used this brick".
+    """A comment on a brick, with an optional rating (1 to 5) and "I used this brick"; one
+    per author (local member or remote actor) and brick.
 
     Local reviews are ours (``uri`` under ``/bricks/<key>/reviews/<key>``); replies from the
     fediverse (a ``Note`` with ``inReplyTo`` the brick) are stored with their own id.
     """
 
     __tablename__ = "brick_reviews"
+    #: One review, so one rating, per author and brick: reviewing again replaces it.
+    __table_args__ = (UniqueConstraint("brick_id", "author_uri"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uri: Mapped[str] = mapped_column(String(2048), unique=True)

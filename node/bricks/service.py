@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node import i18n
 from node.activitypub.actors import get_local_actor
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.models import LocalActor, RemoteActor
@@ -125,7 +126,12 @@ async def author_refs(
                 await session.execute(select(RemoteActor).where(RemoteActor.uri == candidate))
             ).scalar_one_or_none()
             if cached is None:
-                raise BrickInvalid({"authors": f"{name!r} is not a known fediverse actor"})
+                raise BrickInvalid(
+                    {
+                        "authors": i18n.gettext("'%(name)s' is not a known fediverse actor")
+                        % {"name": name}
+                    }
+                )
             ref = remote_author_ref(cached, candidate)
         else:
             username = candidate.rstrip("/").rsplit("/", 1)[-1].lower()
@@ -137,7 +143,12 @@ async def author_refs(
                 )
             ).scalar_one_or_none()
             if found is None:
-                raise BrickInvalid({"authors": f"{name!r} is not a member of this chamber"})
+                raise BrickInvalid(
+                    {
+                        "authors": i18n.gettext("'%(name)s' is not a member of this chamber")
+                        % {"name": name}
+                    }
+                )
             ref = member_ref(federation, found)
         if ref.actor_uri not in {r.actor_uri for r in refs}:
             refs.append(ref)
@@ -408,6 +419,26 @@ async def delete_brick(
     await session.flush()
 
 
+def _checked_review(rating: Any, comment: Any) -> tuple[int, str]:
+    """The rating (1 to 5) and the comment of a review; ``BrickInvalid`` names what is wrong."""
+    errors = {}
+    if isinstance(rating, str) and rating.strip().isdigit():
+        rating = int(rating)
+    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+        errors["rating"] = i18n.gettext("give a rating from 1 to 5")
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        errors["comment"] = i18n.gettext("the comment must be text")
+    elif len(comment) > MAX_COMMENT_CHARS:
+        errors["comment"] = i18n.gettext(
+            "the comment is too long: at most %(count)d characters"
+        ) % {"count": MAX_COMMENT_CHARS}
+    if errors:
+        raise BrickInvalid(errors)
+    return rating, comment
+
+
 async def add_review(
     federation: Federation,
     session: AsyncSession,
@@ -418,43 +449,44 @@ async def add_review(
     comment: Any,
 ) -> BrickReview:
     """A member used ``brick`` and rates it (1 to 5) with an optional comment; the review
-    goes to the brick's authors and the member's followers as a reply (``Note``)."""
-    errors = {}
-    if isinstance(rating, str) and rating.strip().isdigit():
-        rating = int(rating)
-    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        errors["rating"] = "give a rating from 1 to 5"
-    if comment is None:
-        comment = ""
-    if not isinstance(comment, str):
-        errors["comment"] = "the comment must be text"
-    elif len(comment) > MAX_COMMENT_CHARS:
-        errors["comment"] = f"the comment is too long: at most {MAX_COMMENT_CHARS} characters"
-    if errors:
-        raise BrickInvalid(errors)
+    goes to the brick's authors and the member's followers as a reply (``Note``). One review
+    per member and brick: reviewing again replaces it (an ``Update`` of the same ``Note``)."""
+    rating, comment = _checked_review(rating, comment)
     if is_author(brick, member):
         raise BrickForbidden("authors do not rate their own brick")
     now = federation.clock()
     me = member_ref(federation, member)
-    uri = f"{federation.base_url}/reviews/{secrets.token_hex(8)}"
     comment_html = render_markdown(comment.strip()) if comment.strip() else ""
-    review = BrickReview(
-        uri=uri,
-        brick_id=brick.id,
-        author_uri=me.actor_uri,
-        author_name=me.name,
-        author_url=me.profile_url,
-        member_id=member.id,
-        local=True,
-        rating=rating,
-        used=True,
-        comment_html=comment_html,
-        created_at=now,
-    )
-    session.add(review)
+    review = (
+        await session.execute(
+            select(BrickReview)
+            .where(BrickReview.brick_id == brick.id, BrickReview.author_uri == me.actor_uri)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    verb = "Update" if review is not None else "Create"
+    if review is None:
+        review = BrickReview(
+            uri=f"{federation.base_url}/reviews/{secrets.token_hex(8)}",
+            brick_id=brick.id,
+            author_uri=me.actor_uri,
+            member_id=member.id,
+            local=True,
+        )
+        session.add(review)
+    elif review.rating is not None:
+        brick.rating_sum -= review.rating
+        brick.rating_count -= 1
+    review.author_name = me.name
+    review.author_url = me.profile_url
+    review.rating = rating
+    review.used = True
+    review.comment_html = comment_html
+    review.created_at = now
     brick.rating_sum += rating
     brick.rating_count += 1
     await session.flush()
+    uri = review.uri
     await notify_review(session, brick, me.name, rating, member.id)
     actor = await _local_actor(session, member.username)
     urls = federation.urls(actor.username)
@@ -475,7 +507,7 @@ async def add_review(
         federation,
         session,
         actor,
-        {"type": "Create", "object": note, "to": [PUBLIC], "cc": [*authors, urls.followers]},
+        {"type": verb, "object": note, "to": [PUBLIC], "cc": [*authors, urls.followers]},
         to_followers=True,
         inboxes=inboxes,
         now=now,

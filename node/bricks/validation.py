@@ -2,7 +2,10 @@
 
 ``validate_brick(data)`` takes what a form or a JSON body gave (strings or lists) and
 returns a ``BrickInput`` or raises ``BrickInvalid`` whose ``errors`` map each bad field to
-a sentence a person can act on. Files are checked by ``check_file``.
+a sentence a person can act on, in the language of the request (``node.i18n``, chosen
+before the call). Files are checked by ``check_file``.
+
+A tag typed with spaces ("communs urbains") becomes one hyphenated tag ("communs-urbains").
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from node import i18n
 from node.bricks.text import MAX_MARKDOWN_CHARS
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "LICENCE_URL",
     "MAX_FILES",
     "MAX_FILE_BYTES",
+    "MAX_FORM_BYTES",
     "MAX_SUMMARY_CHARS",
     "MAX_SUMMARY_LINES",
     "BrickInput",
@@ -54,6 +59,9 @@ MAX_LINKS = 20
 MAX_AUTHORS = 10
 MAX_FILES = 5
 MAX_FILE_BYTES = 5 * 1024 * 1024
+#: What a multipart brick form may weigh: every promised file at its full size, plus the
+#: text fields and the multipart framing (node.web.app lets such bodies through).
+MAX_FORM_BYTES = MAX_FILES * MAX_FILE_BYTES + 1024 * 1024
 #: extension -> (media type, magic prefix or None)
 FILE_TYPES: Mapping[str, tuple[str, bytes | None]] = {
     ".pdf": ("application/pdf", b"%PDF-"),
@@ -70,6 +78,7 @@ FILE_TYPES: Mapping[str, tuple[str, bytes | None]] = {
 }
 
 _TAG_RE = re.compile(r"^[\w-]+$")
+_SPACES_RE = re.compile(r"\s+")
 
 
 class BrickInvalid(ValueError):
@@ -103,7 +112,15 @@ def parse_category(value: Any) -> str | None:
 
 
 def normalize_tag(value: str) -> str:
-    return unicodedata.normalize("NFC", value.strip().lstrip("#").strip().lower())
+    """``#Communs  urbains`` -> ``communs-urbains``: lower case, spaces become hyphens."""
+    tag = unicodedata.normalize("NFC", value.strip().lstrip("#").strip().lower())
+    return _SPACES_RE.sub("-", tag)
+
+
+def _(message: str, **params: Any) -> str:
+    """The message in the request's language, with its ``%(name)s`` parameters."""
+    translated = i18n.gettext(message)
+    return translated % params if params else translated
 
 
 def _items(value: Any, separators: str) -> list[str] | None:
@@ -129,85 +146,93 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
 
 def _title_error(title: str | None) -> str | None:
     if title is None:
-        return "the title must be text"
+        return _("the title must be text")
     if len(title) < MIN_TITLE_CHARS:
-        return f"give a title of at least {MIN_TITLE_CHARS} characters"
+        return _("give a title of at least %(count)d characters", count=MIN_TITLE_CHARS)
     if len(title) > MAX_TITLE_CHARS:
-        return f"the title is too long: at most {MAX_TITLE_CHARS} characters"
+        return _("the title is too long: at most %(count)d characters", count=MAX_TITLE_CHARS)
     if "\n" in title:
-        return "the title must fit on one line"
+        return _("the title must fit on one line")
     return None
 
 
 def _summary_error(summary: str | None) -> str | None:
     if summary is None:
-        return "the summary must be text"
+        return _("the summary must be text")
     if not summary:
-        return "write a short description (a few lines)"
+        return _("write a short description (a few lines)")
     if len(summary) > MAX_SUMMARY_CHARS:
-        return (
-            f"the summary is too long ({len(summary)} characters): keep it to about five"
-            f" lines, at most {MAX_SUMMARY_CHARS} characters; the rest goes in the body"
+        return _(
+            "the summary is too long (%(length)d characters): keep it to about five"
+            " lines, at most %(count)d characters; the rest goes in the body",
+            length=len(summary),
+            count=MAX_SUMMARY_CHARS,
         )
     if summary.count("\n") >= MAX_SUMMARY_LINES:
-        return (
-            f"the summary has too many lines: at most {MAX_SUMMARY_LINES};"
-            " the rest goes in the body"
+        return _(
+            "the summary has too many lines: at most %(count)d; the rest goes in the body",
+            count=MAX_SUMMARY_LINES,
         )
     return None
 
 
 def _body_error(body: str | None) -> str | None:
     if body is None:
-        return "the body must be Markdown text"
+        return _("the body must be Markdown text")
     if not body:
-        return "write the development of the brick (Markdown)"
+        return _("write the development of the brick (Markdown)")
     if len(body) > MAX_MARKDOWN_CHARS:
-        return f"the body is too long: at most {MAX_MARKDOWN_CHARS} characters"
+        return _("the body is too long: at most %(count)d characters", count=MAX_MARKDOWN_CHARS)
     return None
 
 
 def _tags(value: Any) -> tuple[list[str], str | None]:
     raw_tags = _items(value, ",")
     if raw_tags is None:
-        return [], "give tags as a list of words or a comma-separated text"
+        return [], _("give tags as a list of words or a comma-separated text")
     tags: list[str] = []
     for raw in raw_tags:
         tag = normalize_tag(raw)
         if not tag:
             continue
         if len(tag) > MAX_TAG_CHARS or not _TAG_RE.match(tag):
-            return tags, (
-                f"the tag {raw!r} is not valid: use letters, digits, - or _,"
-                f" at most {MAX_TAG_CHARS} characters"
+            return tags, _(
+                "the tag '%(tag)s' is not valid: use letters, digits, - or _ (a space"
+                " becomes -), at most %(count)d characters",
+                tag=raw,
+                count=MAX_TAG_CHARS,
             )
         if tag not in tags:
             tags.append(tag)
-    return tags, f"too many tags: at most {MAX_TAGS}" if len(tags) > MAX_TAGS else None
+    if len(tags) > MAX_TAGS:
+        return tags, _("too many tags: at most %(count)d", count=MAX_TAGS)
+    return tags, None
 
 
 def _links(value: Any) -> tuple[list[str], str | None]:
     raw_links = _items(value, "\n")
     if raw_links is None:
-        return [], "give links as a list of URLs or one URL per line"
+        return [], _("give links as a list of URLs or one URL per line")
     links: list[str] = []
     for link in raw_links:
         parts = urlsplit(link)
         if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2048:
-            return links, f"{link!r} is not a web address (http:// or https://)"
+            return links, _("'%(link)s' is not a web address (http:// or https://)", link=link)
         if link not in links:
             links.append(link)
-    return links, f"too many links: at most {MAX_LINKS}" if len(links) > MAX_LINKS else None
+    if len(links) > MAX_LINKS:
+        return links, _("too many links: at most %(count)d", count=MAX_LINKS)
+    return links, None
 
 
 def _authors(value: Any) -> tuple[list[str], str | None]:
     raw_authors = _items(value, ",\n")
     if raw_authors is None:
-        return [], "give co-authors as a list of usernames or actor URLs"
+        return [], _("give co-authors as a list of usernames or actor URLs")
     authors = list(dict.fromkeys(raw_authors))
-    return authors, f"too many authors: at most {MAX_AUTHORS}" if len(
-        authors
-    ) > MAX_AUTHORS else None
+    if len(authors) > MAX_AUTHORS:
+        return authors, _("too many authors: at most %(count)d", count=MAX_AUTHORS)
+    return authors, None
 
 
 def validate_brick(data: Mapping[str, Any], *, partial: bool = False) -> BrickInput:
@@ -223,7 +248,7 @@ def validate_brick(data: Mapping[str, Any], *, partial: bool = False) -> BrickIn
     authors, authors_error = _authors(data.get("authors"))
     checked = {
         "title": _title_error(title),
-        "category": None if category else "choose a category: concept, analyse or methode",
+        "category": None if category else _("choose a category: concept, analyse or methode"),
         "summary": _summary_error(summary),
         "body": _body_error(body),
     }
@@ -251,19 +276,37 @@ def check_file(filename: str, content: bytes) -> str:
     extension = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
     if extension not in FILE_TYPES:
         allowed = ", ".join(sorted(FILE_TYPES))
-        raise BrickInvalid({"files": f"{name!r}: this kind of file is not accepted ({allowed})"})
+        raise BrickInvalid(
+            {
+                "files": _(
+                    "'%(name)s': this kind of file is not accepted (%(allowed)s)",
+                    name=name,
+                    allowed=allowed,
+                )
+            }
+        )
     if len(content) > MAX_FILE_BYTES:
         raise BrickInvalid(
-            {"files": f"{name!r} is too large: at most {MAX_FILE_BYTES // (1024 * 1024)} MB"}
+            {
+                "files": _(
+                    "'%(name)s' is too large: at most %(size)d MB",
+                    name=name,
+                    size=MAX_FILE_BYTES // (1024 * 1024),
+                )
+            }
         )
     if not content:
-        raise BrickInvalid({"files": f"{name!r} is empty"})
+        raise BrickInvalid({"files": _("'%(name)s' is empty", name=name)})
     media_type, magic = FILE_TYPES[extension]
     if magic is not None and not content.startswith(magic):
-        raise BrickInvalid({"files": f"{name!r} is not really a {extension} file"})
+        raise BrickInvalid(
+            {"files": _("'%(name)s' is not really a %(kind)s file", name=name, kind=extension)}
+        )
     if magic is None:
         try:
             content.decode("utf-8")
         except UnicodeDecodeError:
-            raise BrickInvalid({"files": f"{name!r} is not a UTF-8 text file"}) from None
+            raise BrickInvalid(
+                {"files": _("'%(name)s' is not a UTF-8 text file", name=name)}
+            ) from None
     return media_type

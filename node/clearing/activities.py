@@ -310,6 +310,8 @@ class _Replay:
             return self._prepare(activity, actor, obj)
         if self.in_flight is not None and kind in ("Accept", "Reject"):
             return self._decide(activity, actor, kind)
+        if kind == "Reject" and self.in_flight is None and self._unseen_abort(activity, actor):
+            return "abort"
         if kind == "Reject" and obj == self.proposal_id:
             if actor != self.chamber and not same_origin(actor, str(self.terms["id"])):
                 raise _Refused(
@@ -318,6 +320,18 @@ class _Replay:
             self._transition(ExchangeEvent.EXPIRE, Party.CHAMBER)
             return ExchangeEvent.EXPIRE.value
         raise _Refused(f"a {kind} by a chamber is not a step of this exchange")
+
+    def _unseen_abort(self, activity: Mapping[str, Any], actor: str) -> bool:
+        """The declaring chamber's ``Reject`` of a settlement it never received (the other
+        chamber asked for the abort after the deadline): the exchange does not change."""
+        result = activity.get("result")
+        return (
+            same_origin(actor, self.initiator)
+            and isinstance(result, Mapping)
+            and result.get("type") == SETTLEMENT_TYPE
+            and result.get("state") == ABORTED
+            and result.get("exchange") == self.terms["id"]
+        )
 
     def _declare(self, activity: Mapping[str, Any], actor: str) -> str:
         obj = activity.get("object")

@@ -18,12 +18,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
+from node.clearing import history
 from node.clearing.models import ClearingEvent, Exchange
 from node.clearing.notices import notify_exchange
 from node.clearing.partners import partner_for_actor
@@ -33,6 +35,7 @@ from node.clearing.settlement import register_settlement_handlers
 from node.clearing.states import (
     ExchangeEvent,
     ExchangeState,
+    ExchangeStates,
     InvalidTransition,
     Party,
     Role,
@@ -118,16 +121,13 @@ async def _require_partner(context: InboxContext) -> None:
 def _event(
     context: InboxContext, exchange: Exchange, event: str, comment: str = ""
 ) -> ClearingEvent:
-    return ClearingEvent(
-        exchange_id=exchange.id,
-        event=event,
-        state_after=exchange.state,
-        actor_uri=context.actor_uri,
-        activity_id=context.stored.activity_id,
-        activity_pk=context.stored.id,
+    return history.event(
+        exchange,
+        event,
+        context.actor_uri,
+        context.stored,
+        context.federation.clock(),
         comment=comment,
-        details={"version": exchange.version, "minutes": exchange.minutes},
-        created_at=context.federation.clock(),
     )
 
 
@@ -164,7 +164,6 @@ def _on_proposal(house: ClearingHouse) -> Any:
             beneficiary_member_id=member.id if other == receiver else None,
             initiator=(Role.PROVIDER if context.actor_uri == provider else Role.BENEFICIARY).value,
             initiator_member_id=None,
-            state=ExchangeState.PROPOSED.value,
             comment="",
             proposal_activity_id=context.activity["id"],
             created_at=now,
@@ -172,6 +171,7 @@ def _on_proposal(house: ClearingHouse) -> Any:
             expires_at=now + house.terms.declaration_expiry,
             **terms,
         )
+        history.start(session, exchange, now=now, by=context.actor_uri)
         session.add(exchange)
         await session.flush()
         session.add(_event(context, exchange, "declare"))
@@ -181,7 +181,12 @@ def _on_proposal(house: ClearingHouse) -> Any:
 
 
 def apply_amendment(
-    exchange: Exchange, obj: dict[str, Any], update_id: str, now: datetime, expiry: timedelta
+    session: AsyncSession,
+    exchange: Exchange,
+    obj: dict[str, Any],
+    update_id: str,
+    now: datetime,
+    expiry: timedelta,
 ) -> None:
     """Take the terms of a (checked) ``Update`` into our copy of the exchange."""
     terms = _terms(obj)
@@ -192,10 +197,9 @@ def apply_amendment(
         raise _bad("an amendment cannot change the parties")
     for name, value in terms.items():
         setattr(exchange, name, value)
-    exchange.state = ExchangeState.PROPOSED.value
+    history.move(session, exchange, ExchangeStates.proposed, now=now, by=exchange.initiator_uri)
     exchange.comment = ""
     exchange.proposal_activity_id = update_id
-    exchange.updated_at = now
     exchange.expires_at = now + expiry
 
 
@@ -224,7 +228,12 @@ def _on_amend(house: ClearingHouse) -> Any:
             log.info("amendment of %s ignored: %s", exchange.uri, exc)
             raise InboxIgnored(str(exc)) from None
         apply_amendment(
-            exchange, obj, context.activity["id"], house.clock(), house.terms.declaration_expiry
+            session,
+            exchange,
+            obj,
+            context.activity["id"],
+            house.clock(),
+            house.terms.declaration_expiry,
         )
         session.add(_event(context, exchange, ExchangeEvent.AMEND.value))
         await notify_exchange(session, exchange, ExchangeEvent.AMEND.value, context.actor_uri)
@@ -277,9 +286,8 @@ def _on_answer(house: ClearingHouse) -> Any:
             raise InboxIgnored(str(exc)) from None
         content = context.activity.get("content")
         comment = content.strip()[:MAX_DESCRIPTION] if isinstance(content, str) else ""
-        exchange.state = state.value
+        history.move(session, exchange, state, now=house.clock(), by=context.actor_uri)
         exchange.comment = comment if event == ExchangeEvent.CONTEST else exchange.comment
-        exchange.updated_at = house.clock()
         session.add(_event(context, exchange, event.value, comment))
         await notify_exchange(session, exchange, event.value, context.actor_uri)
 

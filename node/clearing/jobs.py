@@ -1,7 +1,7 @@
 """The clearing house's periodic work as durable jobs: expiry of declarations and *fonte*.
 
-Each run schedules the next one (``schedule``): at most one pending job of each kind exists,
-checked while holding the commons fund's row lock (PostgreSQL) or the write lock (SQLite).
+Each run schedules the next one (`node.jobs.recur`): at most one pending job of each kind
+exists (`node.jobs.ensure_pending`, the one implementation, decided by a unique index).
 The service starts a cycle on the first declaration (expiry) or posting (fonte);
 ``schedule_clearing_jobs`` starts both by hand (idempotent).
 """
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
 from node.activitypub.federation import Federation
-from node.clearing.models import COMMONS_FUND_KEY, ClearingAccount
 from node.clearing.service import DEMURRAGE_JOB, EXPIRE_JOB, ClearingHouse
 from node.config import Settings
 from node.db import session_scope
-from node.jobs import Done, Handler, Job, JobState, Outcome, enqueue
+from node.jobs import Done, Handler, Job, Outcome, ensure_pending, recur
 
 __all__ = [
     "DEMURRAGE",
@@ -35,23 +32,8 @@ EXPIRY_INTERVAL = timedelta(hours=1)
 
 async def schedule(house: ClearingHouse, kind: str, run_at: datetime) -> bool:
     """Enqueue ``kind`` at ``run_at`` unless one is already pending; True if enqueued."""
-    await house.ensure_accounts(commons=True)
     async with session_scope(house.sessionmaker) as session:
-        await session.execute(
-            select(ClearingAccount.id)
-            .where(ClearingAccount.key == COMMONS_FUND_KEY)
-            .with_for_update()
-        )
-        pending = (
-            await session.execute(
-                select(Job.id).where(Job.kind == kind, Job.state == JobState.PENDING).limit(1)
-            )
-        ).first()
-        if pending is not None:
-            return False
-        job = await enqueue(session, kind, {"run_at": run_at.isoformat()}, now=house.clock())
-        job.next_attempt_at = run_at
-        return True
+        return await ensure_pending(session, kind, run_at, now=house.clock())
 
 
 async def schedule_clearing_jobs(house: ClearingHouse) -> None:
@@ -83,11 +65,5 @@ def clearing_job_handlers(federation: Federation, settings: Settings) -> dict[st
 
 
 async def _next(house: ClearingHouse, job: Job, kind: str, interval: timedelta) -> None:
-    # This job is still pending until the worker finishes it: mark it done first so that
-    # the next run can be enqueued (the worker's own update then only confirms it).
     async with session_scope(house.sessionmaker) as session:
-        row = await session.get(Job, job.id)
-        if row is not None:
-            row.state = JobState.DONE
-            row.finished_at = house.clock()
-    await schedule(house, kind, house.clock() + interval)
+        await recur(session, job, house.clock() + interval, now=house.clock())

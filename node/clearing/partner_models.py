@@ -50,7 +50,10 @@ class SettlementRole:
 
 
 class SettlementState:
+    """The values of `node.clearing.states.SettlementStates` (the graph says the moves)."""
+
     PREPARED = "prepared"
+    RECEIVED = "received"
     COMMITTED = "committed"
     ABORTED = "aborted"
 

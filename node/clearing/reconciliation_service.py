@@ -55,7 +55,7 @@ from node.clearing.reconciliation_models import Reconciliation, ReconciliationSt
 from node.clearing.units import ClearingError
 from node.config import Settings
 from node.db import read_only, session_scope
-from node.jobs import Done, Handler, Job, JobState, Outcome, enqueue
+from node.jobs import Done, Handler, Job, Outcome, ensure_pending, recur
 from node.members.audit import AuditAction, record_audit
 
 __all__ = [
@@ -462,26 +462,9 @@ class Reconciler:
             return await self.ensure_cycle(session, run_at)
 
     async def ensure_cycle(self, session: AsyncSession, run_at: datetime | None = None) -> bool:
-        """`schedule` in the caller's transaction (the chamber actor's row serialises it)."""
+        """`schedule` in the caller's transaction."""
         now = self.clock()
-        await session.execute(
-            select(LocalActor.id)
-            .where(LocalActor.username == self.federation.instance_username)
-            .with_for_update()
-        )
-        due = (
-            await session.execute(
-                select(Job.id)
-                .where(Job.kind == RECONCILE_JOB, Job.state == JobState.PENDING)
-                .limit(1)
-            )
-        ).first()
-        if due is not None:
-            return False
-        run_at = run_at or now + self.interval
-        job = await enqueue(session, RECONCILE_JOB, {"run_at": run_at.isoformat()}, now=now)
-        job.next_attempt_at = run_at
-        return True
+        return await ensure_pending(session, RECONCILE_JOB, run_at or now + self.interval, now=now)
 
     async def run(self, job: Job) -> Outcome:
         """One run of the cycle: statements to every partner, the partnership offered again to
@@ -489,13 +472,8 @@ class Reconciler:
         await self.send_statements(ensure_cycle=False)
         await ask_unconfirmed_partners(self.federation)
         async with session_scope(self.sessionmaker) as session:
-            # This job is pending until the worker finishes it: mark it done first, so that
-            # the next run can be enqueued (the worker's own update then only confirms it).
-            row = await session.get(Job, job.id)
-            if row is not None:
-                row.state, row.finished_at = JobState.DONE, self.clock()
-            await session.flush()
-            await self.ensure_cycle(session)
+            now = self.clock()
+            await recur(session, job, now + self.interval, now=now)
         return Done()
 
 

@@ -27,11 +27,16 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from node.activitypub.federation import Federation, FederationError, authority_of
+from node.activitypub.federation import (
+    Federation,
+    FederationError,
+    RemoteUnavailable,
+    authority_of,
+)
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, origin_of
-from node.clearing import ledger
+from node.clearing import history, ledger
 from node.clearing.activities import (
     ExchangeTerms,
     event_activity,
@@ -61,7 +66,7 @@ from node.clearing.states import (
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.config import Settings
 from node.db import read_only, session_scope
-from node.jobs import Job, JobState, enqueue
+from node.jobs import ensure_pending
 from node.members.audit import AuditAction, record_audit
 from node.members.contributions import ClearingStats
 from node.members.models import Member, MemberStatus
@@ -71,6 +76,7 @@ __all__ = [
     "AccountView",
     "ClearingHouse",
     "ClearingTerms",
+    "ChamberUnreachable",
     "CrossChamberUnavailable",
     "ExchangeNotFound",
     "IdempotencyConflict",
@@ -95,6 +101,17 @@ class ExchangeNotFound(ClearingError):
 
 class NotAParty(ClearingError):
     """The member is neither the provider nor the beneficiary of this exchange."""
+
+
+class ChamberUnreachable(ClearingError):
+    """The other member's chamber cannot be reached now: the same request may succeed later
+    (HTTP 503 with ``Retry-After``), unlike a handle that does not exist (422)."""
+
+    retry_after = 60
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class CrossChamberUnavailable(ClearingError):
@@ -279,6 +296,10 @@ class ClearingHouse:
         try:
             actor_uri = await self.federation.resolve_handle(text)
             actor = await self.federation.get_remote_actor(actor_uri)
+        except RemoteUnavailable as exc:
+            raise ChamberUnreachable(
+                "counterparty", f"the chamber of {text!r} cannot be reached now: {exc}"
+            ) from None
         except FederationError as exc:
             raise InvalidExchange("counterparty", f"{text!r} cannot be reached: {exc}") from None
         kinds = actor.document.get("type")
@@ -426,7 +447,6 @@ class ClearingHouse:
                     description=description,
                     performed_on=performed_on,
                     bricks=brick_list,
-                    state=ExchangeState.PROPOSED.value,
                     comment="",
                     version=1,
                     idempotency_key=idempotency_key,
@@ -435,10 +455,11 @@ class ClearingHouse:
                     updated_at=now,
                     expires_at=now + self.terms.declaration_expiry,
                 )
+                history.start(session, exchange, now=now, by=self.actor_uri(member))
                 session.add(exchange)
                 await session.flush()
                 await self._record(session, exchange, "declare", member, now)
-                await _ensure_job(session, EXPIRE_JOB, exchange.expires_at, now)
+                await ensure_pending(session, EXPIRE_JOB, exchange.expires_at, now=now)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -533,13 +554,12 @@ class ClearingHouse:
                 await self._post(session, exchange, now)
                 exchange.posted_at = now
                 if self.terms.demurrage_basis_points:
-                    await _ensure_job(
-                        session, DEMURRAGE_JOB, now + self.terms.demurrage_period, now
+                    await ensure_pending(
+                        session, DEMURRAGE_JOB, now + self.terms.demurrage_period, now=now
                     )
             if event in (ExchangeEvent.CONTEST, ExchangeEvent.AMEND):
                 exchange.comment = comment.strip() if event == ExchangeEvent.CONTEST else ""
-            exchange.state = new_state.value
-            exchange.updated_at = now
+            history.move(session, exchange, new_state, now=now, by=self.actor_uri(member))
             await self._record(session, exchange, event.value, member, now, comment=comment)
         return exchange
 
@@ -736,19 +756,16 @@ class ClearingHouse:
         stored = await publish(self.federation, session, actor, activity, inboxes=inboxes, now=now)
         if event in ("declare", ExchangeEvent.AMEND.value):
             exchange.proposal_activity_id = stored.activity_id
+        proposed = event in ("declare", ExchangeEvent.AMEND.value)
         session.add(
-            ClearingEvent(
-                exchange_id=exchange.id,
-                event=event,
-                state_after=exchange.state
-                if event not in ("declare", ExchangeEvent.AMEND.value)
-                else ExchangeState.PROPOSED.value,
-                actor_uri=actor_uri,
-                activity_id=stored.activity_id,
-                activity_pk=stored.id,
+            history.event(
+                exchange,
+                event,
+                actor_uri,
+                stored,
+                now,
                 comment=comment.strip(),
-                details={"version": exchange.version, "minutes": exchange.minutes},
-                created_at=now,
+                state_after=ExchangeState.PROPOSED.value if proposed else None,
             )
         )
         await notify_exchange(session, exchange, event, actor_uri)
@@ -783,10 +800,10 @@ class ClearingHouse:
                 exchange = await self._get(session, key, lock=True)
                 if exchange.state not in open_states or exchange.expires_at > now:
                     continue  # answered meanwhile
-                exchange.state = next_state(
+                expired_state = next_state(
                     ExchangeState(exchange.state), ExchangeEvent.EXPIRE, Party.CHAMBER
-                ).value
-                exchange.updated_at = now
+                )
+                history.move(session, exchange, expired_state, now=now, reason="expired")
                 await self._record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
                 expired += 1
         return expired
@@ -982,19 +999,6 @@ class ClearingHouse:
             .limit(limit)
         )
         return [(entry, tx) for entry, tx in rows.all()]
-
-
-async def _ensure_job(session: AsyncSession, kind: str, run_at: datetime, now: datetime) -> None:
-    """Start a periodic cycle (node.clearing.jobs) when none is pending; each run schedules
-    the next, so the first declaration (or posting, for fonte) is enough."""
-    pending = (
-        await session.execute(
-            select(Job.id).where(Job.kind == kind, Job.state == JobState.PENDING).limit(1)
-        )
-    ).first()
-    if pending is None:
-        job = await enqueue(session, kind, {"run_at": run_at.isoformat()}, now=now)
-        job.next_attempt_at = run_at
 
 
 async def clearing_stats(session: AsyncSession, member: Member) -> ClearingStats:

@@ -30,12 +30,11 @@ from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import deliver_again, publish
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing import ledger
+from node.clearing import history, ledger
 from node.clearing.activities import exchange_terms_match
 from node.clearing.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
-    ClearingEvent,
     ClearingTransaction,
     Exchange,
     TransactionKind,
@@ -57,21 +56,27 @@ from node.clearing.partners import (
     partner_for_actor,
     urgent_until,
 )
-from node.clearing.service import DEMURRAGE_JOB, ClearingHouse, InvalidExchange, _ensure_job
+from node.clearing.service import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
 from node.clearing.states import (
     FINAL_STATES,
     OPEN_STATES,
     ExchangeEvent,
     ExchangeState,
+    ExchangeStates,
     Role,
+    SettlementStates,
     next_state,
     party_of,
 )
 from node.clearing.units import format_minutes
-from node.db import read_only, session_scope
+from node.db import insert_for, read_only, session_scope
 from node.faults import crash_point
-from node.jobs import Done, Handler, Job, Outcome, Retry, enqueue, next_delay
+from node.jobs import Done, Handler, Job, Outcome, Retry, ensure_pending, next_delay
 from node.members.models import Member
+from node.process import Move
+from node.process_store import move as move_process
+from node.process_store import record
+from node.process_store import start as start_process
 
 __all__ = [
     "SETTLEMENT_CHECK_JOB",
@@ -126,27 +131,55 @@ async def _document(session: AsyncSession, activity_id: str) -> dict[str, Any]:
     return dict(stored.document) if stored is not None else {}
 
 
-def _event(
-    exchange: Exchange,
-    event: str,
-    actor_uri: str,
-    stored: StoredActivity,
-    now: datetime,
-    *,
-    comment: str = "",
-    details: dict[str, Any] | None = None,
-) -> ClearingEvent:
-    return ClearingEvent(
-        exchange_id=exchange.id,
-        event=event,
-        state_after=exchange.state,
-        actor_uri=actor_uri,
-        activity_id=stored.activity_id,
-        activity_pk=stored.id,
-        comment=comment,
-        details=details or {"version": exchange.version, "minutes": exchange.minutes},
-        created_at=now,
+_event = history.event
+
+
+def _settle(
+    session: AsyncSession, settlement: Settlement, to: str, now: datetime, *, reason: str = ""
+) -> None:
+    """Move ``settlement`` through `SettlementStates` (recorded); a final state is decided."""
+    move_process(
+        session, SettlementStates, settlement, to, subject=settlement.uri, now=now, reason=reason
     )
+    settlement.updated_at = now
+    if reason:
+        settlement.reason = reason[:2000]
+    if SettlementStates.is_final(to):
+        settlement.decided_at = now
+
+
+async def _claim(
+    session: AsyncSession, uri: str, partner: Partner, now: datetime
+) -> tuple[Settlement, bool]:
+    """The decider's row for ``uri``, locked, and whether this message created it (then it
+    is ``received``, to be decided in this transaction). A late ``Offer`` and its abort
+    request may arrive together: the unique URI makes the second wait for the first and
+    find its decision, instead of inserting the same settlement twice."""
+    await session.execute(
+        insert_for(session, Settlement.__table__)
+        .values(
+            uri=uri,
+            role=SettlementRole.DECIDER,
+            partner_uri=partner.chamber_uri,
+            state=SettlementStates.received.name,
+            minutes=0,
+            deadline=now,
+            reason="",
+            prepare_activity_id="",
+            decision_activity_id="",
+            evidence={},
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["uri"])
+    )
+    row = (
+        await session.execute(select(Settlement).where(Settlement.uri == uri).with_for_update())
+    ).scalar_one()
+    created = row.state == SettlementState.RECEIVED
+    if created:
+        record(session, Move("SettlementStates", uri, None, row.state, at=now), now)
+    return row, created
 
 
 def _limit_message(breach: ledger.LimitBreach) -> str:
@@ -204,8 +237,8 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             if exc.account == partner_account_key(partner.chamber_uri):
                 raise ledger.LedgerError(_limit_message(exc)) from exc
             raise
-        exchange.state = ExchangeState.SETTLING.value
-        exchange.updated_at = now
+        by = house.actor_uri(member)
+        history.move(session, exchange, ExchangeStates.settling, now=now, by=by)
         accept = await house._record(
             session,
             exchange,
@@ -222,7 +255,6 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             exchange_id=exchange.id,
             role=SettlementRole.PREPARER,
             partner_uri=partner.chamber_uri,
-            state=SettlementState.PREPARED,
             minutes=exchange.minutes,
             deadline=deadline,
             evidence={
@@ -232,6 +264,9 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             },
             created_at=now,
             updated_at=now,
+        )
+        start_process(
+            session, SettlementStates, settlement, SettlementStates.prepared, subject=uri, now=now
         )
         session.add(settlement)
         await session.flush()
@@ -272,8 +307,14 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         settlement.prepare_activity_id = offer.activity_id
         settlement.evidence = {**settlement.evidence, "prepare": offer.document}
         session.add(_event(exchange, "prepare", offer.actor_uri, offer, now))
-        job = await enqueue(session, SETTLEMENT_CHECK_JOB, {"settlement": uri}, now=now)
-        job.next_attempt_at = deadline
+        await ensure_pending(
+            session,
+            SETTLEMENT_CHECK_JOB,
+            deadline,
+            process_key=uri,
+            payload={"settlement": uri},
+            now=now,
+        )
     crash_point("settlement.prepared")
     return exchange
 
@@ -469,11 +510,10 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
             raise InboxRejected(422, "minutes: a positive whole number", "invalidSettlement")
         deadline = _parse_time(obj.get("endTime"))
         now = house.clock()
-        existing = (
-            await session.execute(select(Settlement).where(Settlement.uri == uri).with_for_update())
-        ).scalar_one_or_none()
-        if existing is not None:
+        settlement, created = await _claim(session, uri, partner, now)
+        if not created:
             # A duplicate, or an Offer arriving after we recorded an abort for it.
+            existing = settlement
             if existing.partner_uri != context.actor_uri:
                 raise InboxRejected(403, "this settlement belongs to another chamber", "notOwner")
             if existing.decision_activity_id:
@@ -504,26 +544,16 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
             )
         if reason is None and now > deadline:
             reason = "the settlement arrived after its deadline"
-        settlement = Settlement(
-            uri=uri,
-            exchange_id=exchange.id,
-            role=SettlementRole.DECIDER,
-            partner_uri=partner.chamber_uri,
-            state=SettlementState.ABORTED,
-            minutes=minutes,
-            deadline=deadline,
-            prepare_activity_id=context.activity["id"],
-            evidence={"prepare": context.activity},
-            created_at=now,
-            updated_at=now,
-            decided_at=now,
-        )
+        settlement.exchange_id = exchange.id
+        settlement.minutes, settlement.deadline = minutes, deadline
+        settlement.prepare_activity_id = context.activity["id"]
+        settlement.evidence = {"prepare": context.activity}
         if reason is None:
             assert accept is not None
             reason = await _post_here(house, session, exchange, partner, uri, now)
         if reason is None:
             assert accept is not None
-            settlement.state = SettlementState.COMMITTED
+            _settle(session, settlement, SettlementStates.committed.name, now)
             member_accept = await _store_incoming(session, accept, now)
             session.add(_event(exchange, ExchangeEvent.ACCEPT.value, remote, member_accept, now))
             settlement.evidence = {
@@ -532,8 +562,7 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
                 "prepare": context.activity,
             }
         else:
-            settlement.reason = reason
-        session.add(settlement)
+            _settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
         await session.flush()
         session.add(_event(exchange, "prepare", context.actor_uri, context.stored, now, comment=""))
         decision = await _answer(
@@ -583,12 +612,11 @@ async def _post_here(
         )
     except ledger.LimitBreach as exc:
         return _limit_message(exc)
-    exchange.state = ExchangeState.POSTED.value
+    history.move(session, exchange, ExchangeStates.posted, now=now, by=partner.chamber_uri)
     exchange.posted_at = now
-    exchange.updated_at = now
     await notify_exchange(session, exchange, "settled", partner.chamber_uri)
     if house.terms.demurrage_basis_points:
-        await _ensure_job(session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now)
+        await ensure_pending(session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now=now)
     return None
 
 
@@ -627,10 +655,8 @@ def _on_abort_request(house: ClearingHouse) -> Any:
         if not same_origin(uri, context.actor_uri) or not same_origin(offer_id, context.actor_uri):
             raise InboxRejected(403, "a settlement's id is on its sender's host", "originMismatch")
         now = house.clock()
-        settlement = (
-            await session.execute(select(Settlement).where(Settlement.uri == uri).with_for_update())
-        ).scalar_one_or_none()
-        if settlement is not None:
+        settlement, created = await _claim(session, uri, partner, now)
+        if not created:
             if settlement.partner_uri != context.actor_uri:
                 raise InboxRejected(403, "this settlement belongs to another chamber", "notOwner")
             await _redeliver(house, session, partner, settlement)
@@ -641,25 +667,20 @@ def _on_abort_request(house: ClearingHouse) -> Any:
             exchange = (
                 await session.execute(select(Exchange).where(Exchange.uri == exchange_uri))
             ).scalar_one_or_none()
-        tombstone = Settlement(
-            uri=uri,
-            exchange_id=exchange.id if exchange is not None else None,
-            role=SettlementRole.DECIDER,
-            partner_uri=partner.chamber_uri,
-            state=SettlementState.ABORTED,
-            minutes=0,
-            deadline=now,
-            reason="the settlement did not arrive before its deadline",
-            prepare_activity_id=offer_id,
-            evidence={"abort_request": context.activity},
-            created_at=now,
-            updated_at=now,
-            decided_at=now,
-        )
-        session.add(tombstone)
+        tombstone = settlement
+        tombstone.exchange_id = exchange.id if exchange is not None else None
+        tombstone.prepare_activity_id = offer_id
+        tombstone.evidence = {"abort_request": context.activity}
+        reason = "the settlement did not arrive before its deadline"
+        _settle(session, tombstone, SettlementStates.aborted.name, now, reason=reason)
         await session.flush()
         decision = await _answer(house, session, partner, tombstone, offer_id, exchange, now)
         tombstone.evidence = {**tombstone.evidence, "decision": decision.document}
+        if exchange is not None:
+            # The declaring chamber's copy shows its signed decision too (as the other's does).
+            session.add(
+                _event(exchange, "abort", decision.actor_uri, decision, now, comment=reason)
+            )
 
     return handle
 
@@ -743,27 +764,29 @@ async def _finish(
             ),
             decided=True,
         )
-        exchange.state = ExchangeState.POSTED.value
+        history.move(session, exchange, ExchangeStates.posted, now=now, by=context.actor_uri)
         exchange.posted_at = now
-        settlement.state = SettlementState.COMMITTED
+        _settle(session, settlement, SettlementStates.committed.name, now)
         await notify_exchange(session, exchange, "settled", context.actor_uri)
         if house.terms.demurrage_basis_points:
-            await _ensure_job(session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now)
+            await ensure_pending(
+                session, DEMURRAGE_JOB, now + house.terms.demurrage_period, now=now
+            )
     else:
         reported = result.get("exchangeState") if isinstance(result, dict) else None
         final = {s.value for s in FINAL_STATES} - {ExchangeState.POSTED.value}
-        exchange.state = (
+        back_to = (
             reported if reported in final else settlement.evidence.get("previous_state", "proposed")
         )
-        settlement.state = SettlementState.ABORTED
+        history.move(
+            session, exchange, back_to, now=now, by=context.actor_uri, reason="not settled"
+        )
         content = context.activity.get("content")
-        settlement.reason = content[:2000] if isinstance(content, str) else ""
+        reason = content[:2000] if isinstance(content, str) else ""
+        _settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
         exchange.comment = f"not settled: {settlement.reason}" if settlement.reason else ""
     for hold, _ in rows:
         hold.state = HoldState.POSTED if committed else HoldState.VOIDED
-    exchange.updated_at = now
-    settlement.decided_at = now
-    settlement.updated_at = now
     settlement.decision_activity_id = context.activity["id"]
     settlement.evidence = {**settlement.evidence, "decision": context.activity}
     session.add(
@@ -808,7 +831,12 @@ async def _catch_up(
         )
         return
     apply_amendment(
-        exchange, proposal["object"], str(proposal["id"]), now, house.terms.declaration_expiry
+        session,
+        exchange,
+        proposal["object"],
+        str(proposal["id"]),
+        now,
+        house.terms.declaration_expiry,
     )
     stored = await _store_incoming(session, proposal, now)
     session.add(_event(exchange, ExchangeEvent.AMEND.value, initiator, stored, now))

@@ -24,12 +24,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 from node.clearing.units import ClearingError
+from node.process import State, StateGraph
 
 __all__ = [
     "FINAL_STATES",
     "OPEN_STATES",
     "ExchangeEvent",
     "ExchangeState",
+    "ExchangeStates",
+    "SettlementStates",
     "InvalidTransition",
     "Party",
     "Role",
@@ -77,6 +80,40 @@ class Party(StrEnum):
 OPEN_STATES = frozenset({ExchangeState.PROPOSED, ExchangeState.CONTESTED})
 FINAL_STATES = frozenset(ExchangeState) - OPEN_STATES - {ExchangeState.SETTLING}
 
+
+class ExchangeStates(StateGraph):
+    """Every move an exchange's state can make (who may make it: `next_state`).
+
+    ``settling`` goes back to where it was (``proposed``/``contested``) when the settlement
+    aborts, or to the final state the deciding chamber reports."""
+
+    proposed = State(initial=True)
+    contested = State()
+    settling = State()
+    posted = State(final=True)
+    refused = State(final=True)
+    withdrawn = State(final=True)
+    expired = State(final=True)
+
+    proposed.transitions_to(proposed, contested, settling, posted, refused, withdrawn, expired)
+    contested.transitions_to(proposed, settling, posted, refused, withdrawn, expired)
+    settling.transitions_to(proposed, contested, posted, refused, withdrawn, expired)
+
+
+class SettlementStates(StateGraph):
+    """A settlement between two chambers (`node.clearing.settlement`): the preparer's row is
+    ``prepared`` until the decision; the decider's is ``received`` only inside the
+    transaction that decides it."""
+
+    prepared = State(initial=True)
+    received = State(initial=True)
+    committed = State(final=True)
+    aborted = State(final=True)
+
+    prepared.transitions_to(committed, aborted)
+    received.transitions_to(committed, aborted)
+
+
 _TABLE: dict[tuple[ExchangeEvent, Party], tuple[frozenset[ExchangeState], ExchangeState]] = {
     (ExchangeEvent.ACCEPT, Party.COUNTERPARTY): (OPEN_STATES, ExchangeState.POSTED),
     (ExchangeEvent.CONTEST, Party.COUNTERPARTY): (
@@ -88,6 +125,12 @@ _TABLE: dict[tuple[ExchangeEvent, Party], tuple[frozenset[ExchangeState], Exchan
     (ExchangeEvent.WITHDRAW, Party.INITIATOR): (OPEN_STATES, ExchangeState.WITHDRAWN),
     (ExchangeEvent.EXPIRE, Party.CHAMBER): (OPEN_STATES, ExchangeState.EXPIRED),
 }
+
+assert all(
+    ExchangeStates.allows(source, target)
+    for sources, target in _TABLE.values()
+    for source in sources
+), "every member's action is a move of the exchange's graph"
 
 _WHO = {
     ExchangeEvent.ACCEPT: "the other party (not the one who declared it)",

@@ -23,7 +23,7 @@ from node import __version__
 from node.activitypub.fetch import FetchError, fetch_document
 from node.activitypub.transport import make_async_client
 from node.clearing.activities import exchange_terms_match, verify_exchange
-from node.clearing.rounds import ROUND_TYPE, verify_round
+from node.clearing.rounds import ROUND_TYPE, RoundState, verify_round
 from node.clearing.units import ClearingError, format_minutes
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "report_exchange",
     "report_round",
     "signers_of",
+    "stated_state",
     "verify",
     "verify_url",
 ]
@@ -153,15 +154,16 @@ def report_exchange(
                 "the document's terms (id, parties, minutes, version) are not the signed ones",
             )
         )
-    claimed = document.get("state")
-    report.checks.append(
-        Check(
-            claimed == result.state.value,
-            f"the document says {claimed}; its history proves {result.state.value}",
-        )
-    )
+    report.checks.append(stated_state(document, result.state.value))
     report.state = result.state.value
     return report
+
+
+def stated_state(document: Mapping[str, Any], proved: str) -> Check:
+    """Whether the document's own ``state`` is the one its signed history proves (an
+    exchange or a round served as ``committed`` when it was aborted does not verify)."""
+    claimed = document.get("state")
+    return Check(claimed == proved, f"the document says {claimed}; its history proves {proved}")
 
 
 def report_round(
@@ -175,6 +177,10 @@ def report_round(
         return report
     assert result.state is not None
     report.checks.append(Check(True, "every statement, the netting and every signature verify"))
+    report.checks.append(stated_state(document, result.state.value))
+    if result.state != RoundState.COMMITTED:
+        report.state = result.state.value
+        return report  # nothing was netted
     for line in result.lines:
         report.checks.append(
             Check(

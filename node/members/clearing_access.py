@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.config import Settings
 from node.db import utcnow
+from node.members.audit import AuditAction, record_audit
 from node.members.contributions import ContributionStats
-from node.members.errors import MemberError
+from node.members.errors import InvalidMemberInput, MemberError
 from node.members.gate import ClearingAccess, ClearingRule, evaluate_clearing_access
-from node.members.models import Member, MemberStatus
+from node.members.governance import require_admin
+from node.members.models import ClearingRuleRecord, Member, MemberStatus
 
-__all__ = ["ClearingAccessDenied", "clearing_access", "clearing_rule", "require_clearing_access"]
+__all__ = [
+    "ClearingAccessDenied",
+    "clearing_access",
+    "clearing_rule",
+    "require_clearing_access",
+    "set_clearing_rule",
+]
 
 
 class ClearingAccessDenied(MemberError):
@@ -24,10 +33,61 @@ class ClearingAccessDenied(MemberError):
         self.access = access
 
 
-def clearing_rule(settings: Settings) -> ClearingRule:
+async def clearing_rule(session: AsyncSession, settings: Settings) -> ClearingRule:
+    """The rule an administrator set last from /admin, else the chamber's settings."""
+    record = (
+        await session.execute(
+            select(ClearingRuleRecord).order_by(ClearingRuleRecord.id.desc()).limit(1)
+        )
+    ).scalar_one_or_none()
+    if record is not None:
+        return ClearingRule(min_bricks=record.min_bricks, min_days=record.min_days)
     return ClearingRule(
         min_bricks=settings.clearing_min_bricks, min_days=settings.clearing_min_days
     )
+
+
+async def set_clearing_rule(
+    session: AsyncSession,
+    settings: Settings,
+    by: Member | None,
+    min_bricks: object,
+    min_days: object,
+    *,
+    now: datetime | None = None,
+) -> ClearingRule:
+    """An administrator sets the rule (stored, written in the audit log)."""
+    require_admin(by)
+    values: dict[str, int] = {}
+    for name, value, most in (("min_bricks", min_bricks, 1000), ("min_days", min_days, 3650)):
+        text = str(value).strip() if value is not None else ""
+        if not text.isdigit() or not 0 <= int(text) <= most:
+            raise InvalidMemberInput(name, f"a whole number from 0 to {most}")
+        values[name] = int(text)
+    before = await clearing_rule(session, settings)
+    now = now or utcnow()
+    session.add(
+        ClearingRuleRecord(
+            min_bricks=values["min_bricks"],
+            min_days=values["min_days"],
+            set_at=now,
+            set_by=by.username if by is not None else "",
+        )
+    )
+    await record_audit(
+        session,
+        by,
+        AuditAction.CLEARING_RULE,
+        "",
+        "",
+        details={
+            "min_bricks": values["min_bricks"],
+            "min_days": values["min_days"],
+            "before": {"min_bricks": before.min_bricks, "min_days": before.min_days},
+        },
+        now=now,
+    )
+    return ClearingRule(**values)
 
 
 async def clearing_access(
@@ -44,7 +104,7 @@ async def clearing_access(
         return ClearingAccess(False, (), None, "")
     bricks = await contributions.bricks(session, member)
     return evaluate_clearing_access(
-        clearing_rule(settings),
+        await clearing_rule(session, settings),
         published_bricks=bricks.published,
         member_since=member.approved_at or member.created_at,
         now=now,

@@ -31,7 +31,7 @@ class ClearingRule:
     least ``min_days`` old (0 turns a condition off)."""
 
     min_bricks: int = 1
-    min_days: int = 180
+    min_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,17 @@ class ClearingAccess:
     def reasons(self) -> list[str]:
         """What is missing, in the current language (``node.i18n``)."""
         return [describe(reason) for reason in self.missing]
+
+    @property
+    def bricks_missing(self) -> int:
+        """How many more bricks to publish (0: none)."""
+        return sum(r.count for r in self.missing if isinstance(r, MissingBricks))
+
+    @property
+    def opens_on(self) -> str:
+        """The date the waiting time ends, formatted ("" when there is none)."""
+        days = [r.opens_on for r in self.missing if isinstance(r, MissingTime)]
+        return format_date(days[0]) if days else ""
 
 
 def evaluate_clearing_access(

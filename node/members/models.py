@@ -18,6 +18,7 @@ __all__ = [
     "AuditEntry",
     "Charter",
     "ClearingOverride",
+    "ClearingRuleRecord",
     "LoginThrottle",
     "Member",
     "MemberRole",
@@ -122,6 +123,19 @@ class ClearingOverride:
     GRANTED = "granted"
     REVOKED = "revoked"
     ALL = (GRANTED, REVOKED)
+
+
+class ClearingRuleRecord(Base):
+    """The clearing-access rule as an administrator set it from /admin; the newest row is in
+    force (none: the ``clearing_min_*`` settings)."""
+
+    __tablename__ = "clearing_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    min_bricks: Mapped[int] = mapped_column(Integer)
+    min_days: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(64), default="")
 
 
 class Charter(Base):

@@ -34,6 +34,13 @@ from node.web._members import client_address, page_member, remember_language
 from node.web.auth import log_in, log_out
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.flash import N_, flash
+from node.web.forms import (
+    REGISTRATION_FIELDS,
+    password_error,
+    profile_error,
+    registration_error,
+)
 from node.web.templating import render
 
 __all__ = ["pending_follow_requests", "routes"]
@@ -64,9 +71,13 @@ async def register_page(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         charter = await current_charter(session)
     if request.method == "GET":
-        return render(request, "account/register.html", charter=charter, values={}, error=None)
+        return render(
+            request, "account/register.html", charter=charter, values={}, errors={}, error=None
+        )
     form = await request.form()
-    values = {k: _text(form, k, 200) for k in ("username", "display_name", "language")}
+    values = {
+        k: _text(form, k, 200) for k in ("username", "display_name", "language", "accept_charter")
+    }
     accepted = _text(form, "charter_version", 10)
     try:
         if _text(form, "accept_charter", 10) != "yes":
@@ -85,13 +96,15 @@ async def register_page(request: Request) -> Response:
                 language=values["language"] or None,
             )
     except MemberError as exc:
+        field, message = registration_error(exc)
         return render(
             request,
             "account/register.html",
             status_code=422 if isinstance(exc, InvalidMemberInput) else 409,
             charter=charter,
             values=values,
-            error=exc.message if isinstance(exc, InvalidMemberInput) else str(exc),
+            errors={field: message},
+            error=None if field in REGISTRATION_FIELDS else message,
         )
     return render(request, "account/registered.html", status_code=201, member=member)
 
@@ -163,6 +176,18 @@ async def account_page(request: Request) -> Response:
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
+    return await _account_page(request, member)
+
+
+async def _account_page(
+    request: Request,
+    member: Member,
+    *,
+    status_code: int = 200,
+    profile: dict[str, str] | None = None,
+    profile_errors: dict[str, str] | None = None,
+) -> Response:
+    """The account page; after a refused profile, what was typed and the error by its field."""
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -170,9 +195,18 @@ async def account_page(request: Request) -> Response:
         charter = await current_charter(session)
         actor = await session.get(LocalActor, member.actor_id)
         pending = len(await pending_follow_requests(session, node.settings.url, member))
+    typed = {
+        "display_name": member.display_name,
+        "bio": member.bio,
+        "avatar_url": member.avatar_url or "",
+        "language": member.language or "",
+    }
     return render(
         request,
         "account/account.html",
+        status_code=status_code,
+        profile=profile or typed,
+        profile_errors=profile_errors or {},
         member=member,
         access=access,
         contributions=found,
@@ -206,8 +240,13 @@ async def profile_update(request: Request) -> Response:
                 manually_approves_followers=_text(form, "manually_approves_followers") == "yes",
             )
     except InvalidMemberInput as exc:
-        raise ApiError(422, f"{exc.field}: {exc.message}") from None
+        typed = {k: _text(form, k, 6000) for k in ("display_name", "bio", "avatar_url", "language")}
+        field, message = profile_error(exc)
+        return await _account_page(
+            request, member, status_code=422, profile=typed, profile_errors={field: message}
+        )
     remember_language(request, language)
+    flash(request, N_("Your profile is saved."))
     return RedirectResponse("/account?saved=1", status_code=303)
 
 
@@ -231,11 +270,13 @@ async def password_page(request: Request) -> Response:
                 _text(form, "new_password", 2000),
             )
     except InvalidMemberInput as exc:
+        field, message = password_error(exc)
         return render(
             request,
             "account/password.html",
             status_code=422,
-            error=exc.message,
+            error=message,
+            error_field=field,
             done=False,
             **values,
         )

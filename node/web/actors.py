@@ -9,8 +9,10 @@ from starlette.routing import Route
 from node.activitypub.actors import actor_document
 from node.activitypub.jsonld import archipel_context_bytes
 from node.db import read_only
+from node.web.bricks import category_label
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.home import home_view
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
 from node.web.profiles import LocalIdentity, find_identity
 from node.web.templating import render
@@ -53,7 +55,13 @@ async def home(request: Request) -> Response:
     identity = await _identity(request, node.settings.chamber_username)
     if wants_activity_json(request):
         return _actor_response(request, identity)
-    return render(request, "home.html", identity=identity)
+    return render(
+        request,
+        "home.html",
+        identity=identity,
+        home=await home_view(node),
+        category_label=category_label,
+    )
 
 
 async def archipel_context(request: Request) -> Response:

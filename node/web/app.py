@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
+import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
 from node.bricks.service import brick_stats
+from node.bricks.validation import MAX_FORM_BYTES
 from node.clearing.service import clearing_stats
 from node.config import Settings
+from node.db import utcnow
 from node.members.contributions import ContributionStats
 from node.migrate import current_heads, head_revisions
 from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_endpoint
@@ -47,6 +53,7 @@ from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
 from node.web.csrf import CsrfMiddleware
 from node.web.errors import ApiError, exception_handlers
+from node.web.navigation import NavigationMiddleware
 from node.web.templating import make_templates
 
 __all__ = ["DatabaseNotMigrated", "create_app"]
@@ -58,22 +65,43 @@ class DatabaseNotMigrated(RuntimeError):
     pass
 
 
+TooLargePage = Callable[[Request, str], Awaitable[Response | None]]
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
-    (JSON for machines, a page for people), whatever ``Content-Length`` claims."""
+    (JSON for machines, a page for people; the brick form shows itself again with a note),
+    whatever ``Content-Length`` claims. Multipart forms (the only ones carrying files) may
+    weigh ``form_limit``: what the brick form promises (``MAX_FORM_BYTES``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, form_limit: int = 0, page: TooLargePage | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.form_limit = form_limit
+        #: The page a person gets instead (None: not a page of theirs, the usual 413).
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         limit = self.limit
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit = max(limit, self.form_limit)
         too_large = f"the request body is larger than this node accepts ({limit} bytes)"
         if declared.isdigit() and int(declared) > limit:
+            if self.page is not None:
+                note = i18n.gettext(
+                    "What was sent is larger than this chamber accepts (%(size)s MB at most)."
+                ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
+                response = await self.page(Request(scope), note)
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
 
             async def refuse() -> Message:
                 raise ApiError(413, too_large)
@@ -136,8 +164,17 @@ def _routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
-    """The app; with ``run_worker`` the durable job worker runs inside the server process."""
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Starlette:
+    """The app; with ``run_worker`` the durable job worker runs inside the server process.
+    ``transport`` carries the federation's outgoing requests instead of the network and
+    ``clock`` tells the time (tests inject in-process chambers or a fake remote, and a clock
+    they move; production passes neither)."""
     #: Domains report bricks, ratings and clearing use here (node.members.contributions).
     contributions = ContributionStats()
     install_default_collectors()
@@ -146,7 +183,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings, transport=transport, clock=clock) as runtime:
             current, expected = await current_heads(runtime.engine), head_revisions()
             if current != expected:
                 raise DatabaseNotMigrated(
@@ -191,8 +228,14 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 https_only=settings.url.startswith("https://"),
             ),
             Middleware(LanguageMiddleware),
+            Middleware(NavigationMiddleware),
             Middleware(notifications.UnreadCountMiddleware),
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                limit=settings.max_body_bytes,
+                form_limit=MAX_FORM_BYTES,
+                page=bricks.too_large_form,
+            ),
             # Inside the body limit (it reads forms) and the session (it reads the token).
             Middleware(CsrfMiddleware, origin=settings.url),
         ],

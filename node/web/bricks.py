@@ -3,6 +3,7 @@ edit forms, version history, tag pages, Atom feeds, attached files."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -18,12 +19,14 @@ from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
 from node.bricks.models import Brick, BrickReview, BrickVersion
 from node.bricks.operations import brick_fields
-from node.bricks.service import BrickForbidden, brick_article, is_author
+from node.bricks.service import BrickForbidden, BrickNotFound, brick_article, is_author
 from node.bricks.validation import (
     CATEGORIES,
     CATEGORY_LABELS,
     LICENCE_NAME,
     LICENCE_URL,
+    MAX_FILE_BYTES,
+    MAX_FILES,
     MAX_SUMMARY_CHARS,
     BrickInvalid,
     normalize_tag,
@@ -33,10 +36,11 @@ from node.db import read_only
 from node.members.models import Member
 from node.web.api import ID_MAX
 from node.web.auth import current_member
-from node.web.bricks_forms import read_payload
+from node.web.bricks_forms import BrickPayload, read_payload
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
-from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.flash import N_, flash
+from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
 from node.web.templating import render
 
 __all__ = ["category_label", "catalogue_query", "routes"]
@@ -155,6 +159,19 @@ async def brick_page(request: Request) -> Response:
             return RedirectResponse(brick.uri, status_code=303, headers={"Vary": "Accept"})
         document = {"@context": default_context(), **brick_article(node.federation, brick)}
         return ActivityJSONResponse(document)
+    return await _brick_page(request)
+
+
+async def _brick_page(
+    request: Request,
+    *,
+    review_errors: dict[str, str] | None = None,
+    form: Any = None,
+    status_code: int = 200,
+) -> Response:
+    """The brick's page; after a refused review, with its errors and what was typed."""
+    node = node_context(request)
+    brick = await node.services.bricks.load(request.path_params["key"])
     async with read_only(node.sessionmaker) as session:
         reviews = list(
             (
@@ -167,14 +184,21 @@ async def brick_page(request: Request) -> Response:
         )
     context = await _page_context(request)
     member: Member | None = context["member"]
+    mine = next((r for r in reviews if member is not None and r.member_id == member.id), None)
+    review_values = {"rating": str(mine.rating or "") if mine else "", "comment": ""}
+    if form is not None:
+        review_values = {k: str(form.get(k) or "") for k in ("rating", "comment")}
     return render(
         request,
         "bricks/brick.html",
+        status_code=status_code,
         brick=brick,
         reviews=reviews,
         can_edit=member is not None and brick.local and is_author(brick, member),
         can_review=member is not None and not is_author(brick, member),
-        review_errors={},
+        my_review=mine,
+        review_values=review_values,
+        review_errors=review_errors or {},
         **context,
     )
 
@@ -203,7 +227,11 @@ async def _form(
     errors: dict[str, str],
     brick: Brick | None = None,
     status_code: int = 200,
+    reattach: list[str] | None = None,
+    too_large: str = "",
 ) -> Response:
+    """The form, refilled; ``reattach`` names the files a browser cannot send back by
+    itself, ``too_large`` explains a body refused before it was read."""
     return render(
         request,
         "bricks/form.html",
@@ -212,8 +240,51 @@ async def _form(
         errors=errors,
         brick=brick,
         max_summary=MAX_SUMMARY_CHARS,
+        max_files=MAX_FILES,
+        max_file_mb=MAX_FILE_BYTES // (1024 * 1024),
+        reattach=reattach or [],
+        too_large=too_large,
         **await _page_context(request),
     )
+
+
+_FORM_PATHS = re.compile(r"^/bricks/(?:new|(?P<key>[^/]+)/edit)$")
+
+
+def _wants_page(request: Request) -> bool:
+    accept = parse_accept(request.headers.get("accept", ""))
+    return any(media == "text/html" and quality > 0 for media, _params, quality in accept)
+
+
+async def too_large_form(request: Request, message: str) -> Response | None:
+    """The brick form again, with ``message``, for a body refused before it was read (the
+    CSRF check reads forms first); None when this is not a person posting that form."""
+    found = _FORM_PATHS.match(request.url.path)
+    if request.method != "POST" or found is None or not _wants_page(request):
+        return None
+    member = await current_member(request)
+    if member is None:
+        return None
+    brick = None
+    if found["key"] is not None:
+        try:
+            brick = await node_context(request).services.bricks.load(found["key"])
+        except BrickNotFound:
+            return None
+    values = brick_fields(brick) if brick is not None else {}
+    return await _form(
+        request, values=values, errors={}, brick=brick, status_code=413, too_large=message
+    )
+
+
+async def _read_form(request: Request) -> BrickPayload | str:
+    """The submitted brick, or why it was too large to read (HTTP 413)."""
+    try:
+        return await read_payload(request)
+    except ApiError as exc:
+        if exc.status_code != 413:
+            raise
+        return str(exc.detail)
 
 
 async def new_brick(request: Request) -> Response:
@@ -223,11 +294,20 @@ async def new_brick(request: Request) -> Response:
     if request.method == "GET":
         return await _form(request, values={}, errors={})
     node = node_context(request)
-    payload = await read_payload(request)
+    payload = await _read_form(request)
+    if isinstance(payload, str):
+        return await _form(request, values={}, errors={}, status_code=413, too_large=payload)
     try:
         brick = await node.services.bricks.create(member, payload.data, payload.uploads)
     except BrickInvalid as exc:
-        return await _form(request, values=payload.data, errors=exc.errors, status_code=422)
+        return await _form(
+            request,
+            values=payload.data,
+            errors=exc.errors,
+            status_code=422,
+            reattach=[name for name, _content in payload.uploads],
+        )
+    flash(request, N_("Your brick is published."))
     return RedirectResponse(f"/bricks/{brick.key}", status_code=303)
 
 
@@ -242,28 +322,56 @@ async def edit_brick(request: Request) -> Response:
         raise ApiError(403, "only the authors of a brick of this chamber can edit it")
     if request.method == "GET":
         return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
-    payload = await read_payload(request)
+    payload = await _read_form(request)
+    if isinstance(payload, str):
+        return await _form(
+            request,
+            values=brick_fields(brick),
+            errors={},
+            brick=brick,
+            status_code=413,
+            too_large=payload,
+        )
     try:
         await node.services.bricks.update(
             member, key, payload.data, payload.uploads, payload.remove_files
         )
     except BrickInvalid as exc:
         values = {**brick_fields(brick), **payload.data}
-        return await _form(request, values=values, errors=exc.errors, brick=brick, status_code=422)
+        return await _form(
+            request,
+            values=values,
+            errors=exc.errors,
+            brick=brick,
+            status_code=422,
+            reattach=[name for name, _content in payload.uploads],
+        )
     except BrickForbidden as exc:
         raise ApiError(403, str(exc)) from None
+    flash(request, N_("Your changes are saved."))
     return RedirectResponse(f"/bricks/{key}", status_code=303)
 
 
 async def remove_brick(request: Request) -> Response:
+    """GET (or a POST without ``confirm``) asks first; a POST with ``confirm=yes`` deletes."""
     member = await current_member(request)
     if member is None:
         return _login_redirect(request)
-    try:
-        await node_context(request).services.bricks.delete(member, request.path_params["key"])
-    except BrickForbidden as exc:
-        raise ApiError(403, str(exc)) from None
-    return RedirectResponse("/bricks", status_code=303)
+    node = node_context(request)
+    key = request.path_params["key"]
+    if request.method == "POST":
+        form = await request.form()
+        if form.get("confirm") == "yes":
+            try:
+                await node.services.bricks.delete(member, key)
+            except BrickForbidden as exc:
+                raise ApiError(403, str(exc)) from None
+            flash(request, N_("The brick is deleted."))
+            return RedirectResponse("/bricks", status_code=303)
+    brick = await node.services.bricks.load(key)
+    if not brick.local or not is_author(brick, member):
+        raise ApiError(403, i18n.gettext("Only the authors of a brick can delete it."))
+    return render(request, "bricks/delete.html", brick=brick, **await _page_context(request))
 
 
 async def review_brick(request: Request) -> Response:
@@ -277,9 +385,10 @@ async def review_brick(request: Request) -> Response:
             member, key, form.get("rating"), form.get("comment")
         )
     except BrickInvalid as exc:
-        raise ApiError(422, "; ".join(exc.errors.values()), errors=exc.errors) from None
+        return await _brick_page(request, review_errors=exc.errors, form=form, status_code=422)
     except BrickForbidden as exc:
         raise ApiError(403, str(exc)) from None
+    flash(request, N_("Thank you: your review is saved."))
     return RedirectResponse(f"/bricks/{key}#reviews", status_code=303)
 
 
@@ -388,7 +497,7 @@ routes = [
     Route("/bricks/feed.atom", chamber_feed, methods=["GET"]),
     Route("/bricks/{key}", brick_page, methods=["GET"]),
     Route("/bricks/{key}/edit", edit_brick, methods=["GET", "POST"]),
-    Route("/bricks/{key}/delete", remove_brick, methods=["POST"]),
+    Route("/bricks/{key}/delete", remove_brick, methods=["GET", "POST"]),
     Route("/bricks/{key}/reviews", review_brick, methods=["POST"]),
     Route("/bricks/{key}/history", history, methods=["GET"]),
     Route("/tags/{tag}", tag_page, methods=["GET"]),

@@ -27,7 +27,13 @@ from node.clearing.queries import (
     signed_activities,
     stream_posted_exchanges,
 )
-from node.clearing.service import InvalidExchange, NoPartnership
+from node.clearing.service import (
+    MAX_BRICKS,
+    MAX_DESCRIPTION,
+    MAX_MINUTES,
+    InvalidExchange,
+    NoPartnership,
+)
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
 from node.db import read_only
@@ -37,6 +43,7 @@ from node.web._members import page_member
 from node.web.clearing_api import ACTIONS, clearing_error, house_of
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
+from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
 from node.web.templating import render
 
@@ -233,7 +240,17 @@ async def exchange_form_action(request: Request) -> Response:
         )
     except ClearingError as exc:
         raise clearing_error(exc) from None
+    flash(request, _ANSWERED.get(event.value, N_("Your answer is recorded.")))
     return RedirectResponse(f"/exchanges/{key}", status_code=303)
+
+
+_ANSWERED = {
+    "accept": N_("You validated the exchange."),
+    "contest": N_("You contested the exchange: the other member can amend it."),
+    "refuse": N_("You refused the exchange."),
+    "amend": N_("You amended the exchange: the other member is asked to validate it."),
+    "withdraw": N_("You withdrew the exchange."),
+}
 
 
 async def account_page(request: Request) -> Response:
@@ -370,19 +387,41 @@ async def declare_form(request: Request) -> Response:
             bricks=[b for b in values["bricks"].split() if b],
             idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
         )
-    except DurationError as exc:
-        errors["duration"] = str(exc)
+    except DurationError:
+        errors["duration"] = _declare_error("duration")
     except NoPartnership as exc:
         errors["counterparty"] = _no_partnership(exc)
     except InvalidExchange as exc:
-        errors[_FIELD_OF.get(exc.field, "form")] = exc.message
+        field = _FIELD_OF.get(exc.field, "form")
+        errors[field] = _declare_error(field) if field in _DECLARE_MESSAGES else exc.message
     except ClearingError as exc:
         errors["form"] = str(clearing_error(exc).detail)
     if errors:
         return await _account_page(
             request, node, member, status_code=422, values=values, errors=errors
         )
+    flash(request, N_("Your exchange is declared: the other member is asked to validate it."))
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
+
+
+#: What to fix, per field of the declaration form, in the page's language.
+_DECLARE_MESSAGES = {
+    "counterparty": N_(
+        "Check the other member: the username of a member of this chamber (e.g. marie)"
+        " or @user@host for a partner chamber, and someone other than you."
+    ),
+    "duration": N_("Give a duration such as 1 h 30, 45 min or 2 h (at most %(most)s)."),
+    "description": N_("Say in a few words what was done (at most %(count)d characters)."),
+    "date": N_("Give the day the work was done: today or before."),
+    "bricks": N_("Give the addresses of bricks (https://…), one per line, at most %(count)d."),
+}
+
+
+def _declare_error(field: str) -> str:
+    return i18n.gettext(_DECLARE_MESSAGES[field]) % {
+        "most": format_minutes(MAX_MINUTES),
+        "count": MAX_BRICKS if field == "bricks" else MAX_DESCRIPTION,
+    }
 
 
 routes = [

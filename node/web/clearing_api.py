@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from node.clearing.ledger import CeilingBreach, FloorBreach, LedgerError
 from node.clearing.models import Exchange
 from node.clearing.service import (
+    ChamberUnreachable,
     ClearingHouse,
     CrossChamberUnavailable,
     ExchangeNotFound,
@@ -73,6 +74,9 @@ def clearing_error(exc: Exception) -> ApiError:
         return ApiError(403, str(exc), missing=exc.access.reasons())
     if isinstance(exc, InvalidExchange):
         return ApiError(422, exc.message, field=exc.field)
+    if isinstance(exc, ChamberUnreachable):
+        headers = {"Retry-After": str(exc.retry_after)}
+        return ApiError(503, str(exc), headers=headers, field=exc.field, retryable=True)
     if isinstance(exc, CrossChamberUnavailable | IdempotencyConflict | DurationError | AmountError):
         return ApiError(422, str(exc))
     if isinstance(exc, ExchangeNotFound):
@@ -214,7 +218,7 @@ async def declare_exchange(request: Request) -> Response:
             bricks=_bricks_of(body),
             idempotency_key=request.headers.get("idempotency-key"),
         )
-    except InvalidExchange as exc:
+    except (InvalidExchange, ChamberUnreachable) as exc:
         if exc.field == "counterparty":
             exc.field = "beneficiary" if role == Role.PROVIDER else "provider"
         raise clearing_error(exc) from None
@@ -416,6 +420,10 @@ endpoints = [
             403: _ACCESS,
             409: Answer("a limit would be breached"),
             422: Answer("an invalid field (field), or a counterparty that cannot take part"),
+            503: Answer(
+                "the counterparty's chamber cannot be reached now: try again (Retry-After)",
+                headers=("Retry-After",),
+            ),
         },
         auth="member",
         params=(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -9,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from node import i18n
+from node.clearing.units import format_minutes
+from node.web.flash import pop_flashes
 from node.web.sessions import csrf_token
 
 __all__ = ["make_templates", "render"]
@@ -22,7 +25,17 @@ def make_templates() -> Environment:
         enable_async=False,
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["duration"] = _duration
     return env
+
+
+def _duration(value: int | Decimal | None, unit: str = "minutes") -> str:
+    """``90|duration`` or ``Decimal("1.50")|duration("hours")`` -> ``1 h 30``: every page
+    shows hours through ``node.clearing.units.format_minutes``."""
+    if value is None:
+        return ""
+    minutes = value * 60 if unit == "hours" else value
+    return format_minutes(int(Decimal(minutes).to_integral_value()))
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
@@ -32,6 +45,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
         csrf_token=lambda: csrf_token(request),
         chamber=node.settings,
         language=i18n.current_language(),
+        flashes=pop_flashes(request),
         **values,
     )
     return HTMLResponse(page, status_code=status_code, headers={"Vary": "Accept, Accept-Language"})

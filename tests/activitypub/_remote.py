@@ -1,14 +1,13 @@
-"""A fake remote server (httpx.MockTransport), signed inbox POSTs, and an app without worker.
+"""A fake remote server (httpx.MockTransport) and signed inbox POSTs.
 
 The remote host ``remote.test`` serves actor documents; its inboxes answer with a status the
-test chooses. Every request is recorded, so a test can show that none was sent.
+test chooses. Every request is recorded, so a test can show that none was sent. An app talks
+to it when built with its transport: ``quiet_app(settings, transport=remote.transport())``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +19,6 @@ from starlette.applications import Starlette
 
 from node.activitypub.keys import rsa_public_pem
 from node.activitypub.signatures import sign_cavage
-from node.config import Settings
 from node.db import read_only, utcnow
 from tests.activitypub._keys import ACTOR_KEY
 
@@ -80,40 +78,13 @@ class FakeRemote:
             return httpx.Response(status, text="" if status < 300 else f"status {status}")
         return httpx.Response(404, text="not found")
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+    def transport(self) -> httpx.MockTransport:
+        """What an app's federation sends through (``create_app(transport=...)``)."""
+        return httpx.MockTransport(self.handler)
 
     @property
     def posts(self) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == "POST"]
-
-
-@asynccontextmanager
-async def quiet_app(settings: Settings) -> AsyncIterator[Starlette]:
-    """The app with its chamber actor, but no background worker: tests step jobs themselves."""
-    from node.chamber import ensure_chamber_actor
-    from node.db import session_scope
-    from node.web.app import create_app
-
-    application = create_app(settings, run_worker=False)
-    async with application.router.lifespan_context(application):
-        node = application.state.node
-        async with session_scope(node.sessionmaker) as session:
-            await ensure_chamber_actor(session, settings, node.box)
-        yield application
-
-
-@asynccontextmanager
-async def remote_installed(app: Starlette, remote: FakeRemote) -> AsyncIterator[FakeRemote]:
-    """Route the federation's HTTP client to ``remote`` for the duration."""
-    federation = app.state.node.federation
-    original = federation.http
-    federation.http = remote.client()
-    try:
-        yield remote
-    finally:
-        await federation.http.aclose()
-        federation.http = original
 
 
 def activity_body(activity: dict[str, Any]) -> bytes:

@@ -34,25 +34,22 @@ from tests.activitypub._remote import (
     FakeRemote,
     actor_document,
     count,
-    quiet_app,
-    remote_installed,
 )
+from tests.harness.chambers import quiet_app
 
 SHARED = "https://remote.test/inbox"
 DAVE = "https://other.test/users/dave"
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings) as application:
-        yield application
+def remote() -> FakeRemote:
+    return FakeRemote()
 
 
 @pytest.fixture
-async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
-    fake = FakeRemote()
-    async with remote_installed(app, fake):
-        yield fake
+async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
+    async with quiet_app(settings, transport=remote.transport()) as application:
+        yield application
 
 
 def federation_of(app: Starlette) -> Federation:

@@ -24,22 +24,15 @@ from tests.activitypub._remote import (
     activity_body,
     actor_document,
     count,
-    quiet_app,
-    remote_installed,
     signed_post,
 )
+from tests.harness.chambers import quiet_app
 
 CAROL_ED25519 = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings) as application:
-        yield application
-
-
-@pytest.fixture
-async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
+def remote() -> FakeRemote:
     fake = FakeRemote()
     fake.add(actor_document(BOB))
     carol = actor_document(CAROL, OTHER_KEY)
@@ -52,8 +45,13 @@ async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
         }
     ]
     fake.add(carol)
-    async with remote_installed(app, fake):
-        yield fake
+    return fake
+
+
+@pytest.fixture
+async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
+    async with quiet_app(settings, transport=remote.transport()) as application:
+        yield application
 
 
 def carols_create() -> dict:  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ overridden here with one that runs no background worker, so jobs stay as enqueue
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from node.activitypub.models import (
     StoredActivity,
 )
 from node.activitypub.signatures import sha256_digest_header
-from node.activitypub.transport import make_async_client
+from node.activitypub.transport import GuardedTransport
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job
@@ -38,24 +39,34 @@ from tests.activitypub._remote import (
     activity_body,
     actor_document,
     count,
-    quiet_app,
-    remote_installed,
     signed_post,
 )
+from tests.harness.chambers import quiet_app
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings) as application:
+def remote() -> FakeRemote:
+    fake = FakeRemote()
+    fake.add(actor_document(BOB))
+    return fake
+
+
+@pytest.fixture
+async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
+    async with quiet_app(settings, transport=remote.transport()) as application:
         yield application
 
 
-@pytest.fixture
-async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
-    fake = FakeRemote()
-    fake.add(actor_document(BOB))
-    async with remote_installed(app, fake):
-        yield fake
+@asynccontextmanager
+async def app_and_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """An app whose federation sends through ``transport``, and a client of it."""
+    async with (
+        quiet_app(settings, transport=transport) as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.url) as client,
+    ):
+        yield app, client
 
 
 def follow_activity(n: int = 1, **changes: Any) -> dict[str, Any]:
@@ -323,27 +334,19 @@ class _RecordingBackend(httpcore.AsyncNetworkBackend):
         return None
 
 
-async def test_key_fetch_to_a_private_address_is_refused(
-    app: Starlette, client: httpx.AsyncClient
-) -> None:
-    federation = app.state.node.federation
-    guarded = make_async_client(allow_private_addresses=False, user_agent="Archipel-tests/1")
+async def test_key_fetch_to_a_private_address_is_refused(settings: Settings) -> None:
     backend = _RecordingBackend()
-    guarded._transport.network_backend._backend = backend  # type: ignore[attr-defined]
-    original, federation.http = federation.http, guarded
-    federation.allow_http = True  # let the http:// URL reach the address guard itself
-    try:
+    guarded = GuardedTransport(allow_private_addresses=False, network_backend=backend)
+    async with app_and_client(settings, guarded) as (app, client):
+        # let the http:// URL reach the address guard itself
+        app.state.node.federation.allow_http = True
         response = await signed_post(
             client, activity_body(follow_activity()), key_id="http://127.0.0.1:1/key"
         )
-    finally:
-        federation.http = original
-        federation.allow_http = False
-        await guarded.aclose()
-    assert_refused(response, 401, "keyFetchError")
-    assert "127.0.0.1" in response.json()["error"], response.text
-    assert backend.connects == []
-    await assert_nothing_stored(app)
+        assert_refused(response, 401, "keyFetchError")
+        assert "127.0.0.1" in response.json()["error"], response.text
+        assert backend.connects == []
+        await assert_nothing_stored(app)
 
 
 async def test_shared_inbox_accepts_too(
@@ -355,7 +358,7 @@ async def test_shared_inbox_accepts_too(
 
 
 async def test_concurrent_first_deliveries_from_an_unknown_actor_all_succeed(
-    app: Starlette, client: httpx.AsyncClient
+    settings: Settings,
 ) -> None:
     """Eight first POSTs from an actor not cached yet, all fetching its document at once:
     storing it must be an upsert, or all but one lose with a duplicate key (401 or 500)."""
@@ -373,10 +376,7 @@ async def test_concurrent_first_deliveries_from_an_unknown_actor_all_succeed(
             200, headers={"Content-Type": "application/activity+json"}, content=json.dumps(document)
         )
 
-    federation = app.state.node.federation
-    original = federation.http
-    federation.http = httpx.AsyncClient(transport=httpx.MockTransport(slow_remote))
-    try:
+    async with app_and_client(settings, httpx.MockTransport(slow_remote)) as (app, client):
         responses = await asyncio.gather(
             *(
                 signed_post(
@@ -393,9 +393,6 @@ async def test_concurrent_first_deliveries_from_an_unknown_actor_all_succeed(
                 for n in range(8)
             )
         )
-    finally:
-        await federation.http.aclose()
-        federation.http = original
-    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
-    assert fetched >= 2  # the fetches did overlap
-    assert await count(app, RemoteActor, RemoteActor.uri == BOB) == 1
+        assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+        assert fetched >= 2  # the fetches did overlap
+        assert await count(app, RemoteActor, RemoteActor.uri == BOB) == 1

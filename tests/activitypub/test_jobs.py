@@ -14,17 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.db import make_engine, make_sessionmaker, read_only, session_scope, utcnow
 from node.jobs import Done, Job, JobState, Outcome, Retry, Worker, enqueue, next_delay
+from tests.harness.clock import Clock
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 KIND = "test"
-
-
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

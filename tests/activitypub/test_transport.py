@@ -473,3 +473,21 @@ def test_make_async_client__wires_the_guard() -> None:
 def test_all_names_exist() -> None:
     for name in transport.__all__:
         assert hasattr(transport, name), name
+
+
+@pytest.mark.parametrize(
+    ("errno", "unknown"), [(socket.EAI_NONAME, True), (socket.EAI_AGAIN, False)]
+)
+async def test_a_name_that_does_not_exist_is_told_apart_from_a_resolver_failure(
+    errno: int, unknown: bool
+) -> None:
+    """No such name is a typo (not retried, 422 on a declaration); a failing resolver is an
+    outage (retryable, 503)."""
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        raise socket.gaierror(errno, "resolver answer")
+
+    backend = GuardedNetworkBackend(allow_private_addresses=False, resolver=resolver)
+    with pytest.raises((transport.UnknownHostError, httpcore.ConnectError)) as raised:
+        await backend.connect_tcp("chamber.example", 443)
+    assert isinstance(raised.value, transport.UnknownHostError) is unknown

@@ -51,7 +51,9 @@ async def test_validation_errors_name_each_field(app: Starlette, client: httpx.A
         "tags": ["bad tag!"],
         "links": ["javascript:alert(1)"],
     }
-    response = await client.post("/api/v1/bricks", json=bad, headers=bearer(token))
+    response = await client.post(
+        "/api/v1/bricks", json=bad, headers={**bearer(token), "Accept-Language": "en"}
+    )
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert set(errors) == {"title", "category", "summary", "body", "tags", "links"}
@@ -121,3 +123,21 @@ async def test_reviews_record_rating_and_use(app: Starlette, client: httpx.Async
     got = (await client.get(f"/api/v1/bricks/{key}")).json()
     assert got["rating_average"] == 4.0 and got["rating_count"] == 1
     assert got["reviews"][0]["used"] is True and "<em>Fives</em>" in got["reviews"][0]["comment"]
+
+
+async def test_rating_twice_as_the_same_member_counts_once(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    marie = await add_member(app, "marie")
+    paul = await add_member(app, "paul")
+    jeanne = await add_member(app, "jeanne")
+    key = (await client.post("/api/v1/bricks", json=BRICK, headers=bearer(marie))).json()["key"]
+    for rating in (1, 5, 2):
+        answer = await client.post(
+            f"/api/v1/bricks/{key}/reviews", json={"rating": rating}, headers=bearer(paul)
+        )
+        assert answer.status_code == 201, answer.text
+    await client.post(f"/api/v1/bricks/{key}/reviews", json={"rating": 4}, headers=bearer(jeanne))
+    got = (await client.get(f"/api/v1/bricks/{key}")).json()
+    assert got["rating_count"] == 2 and got["rating_average"] == 3.0
+    assert sorted(r["rating"] for r in got["reviews"]) == [2, 4]

@@ -137,19 +137,40 @@ async def test_replies_rate_and_likes_count(app: Starlette, client: httpx.AsyncC
         "rating": 5,
     }
     await deliver(app, PIET, {"type": "Create", "object": note})
+    # A second reply from the same actor replaces the first and keeps its rating.
     await deliver(
         app, PIET, {"type": "Create", "object": {**note, "id": f"{PIET}/n2", "rating": None}}
     )
     await deliver(app, PIET, {"type": "Like", "id": f"{PIET}/likes/1", "object": created["id"]})
     got = (await client.get(f"/api/v1/bricks/{created['key']}")).json()
     assert got["rating_average"] == 5.0 and got["rating_count"] == 1 and got["likes"] == 1
-    assert [r["comment"] for r in got["reviews"]][0] == "<p>Utile à Gand</p>"
+    assert [r["comment"] for r in got["reviews"]] == ["<p>Utile à Gand</p>"]
     profile = await client.get("/@marie", headers={"Accept": "application/activity+json"})
     assert profile.json()["ratingAverage"] == 5.0
 
     await deliver(app, PIET, {"type": "Undo", "object": {"type": "Like", "id": f"{PIET}/likes/1"}})
-    await deliver(app, PIET, {"type": "Delete", "object": f"{PIET}/notes/1"})
+    await deliver(app, PIET, {"type": "Delete", "object": f"{PIET}/n2"})
     got = (await client.get(f"/api/v1/bricks/{created['key']}")).json()
     assert got["likes"] == 0 and got["rating_count"] == 0
     async with read_only(app.state.node.sessionmaker) as session:
-        assert len(list((await session.execute(select(BrickReview))).scalars())) == 1
+        assert list((await session.execute(select(BrickReview))).scalars()) == []
+
+
+async def test_a_remote_actor_rating_again_counts_once(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    token = await add_member(app, "marie")
+    created = (await client.post("/api/v1/bricks", json=BRICK, headers=bearer(token))).json()
+    for number, rating in enumerate((2, 4, 5), start=1):
+        note = {
+            "id": f"{PIET}/notes/{number}",
+            "type": "Note",
+            "attributedTo": PIET,
+            "inReplyTo": created["id"],
+            "content": f"<p>Avis {number}</p>",
+            "rating": rating,
+        }
+        await deliver(app, PIET, {"type": "Create", "object": note})
+    got = (await client.get(f"/api/v1/bricks/{created['key']}")).json()
+    assert got["rating_count"] == 1 and got["rating_average"] == 5.0
+    assert [r["comment"] for r in got["reviews"]] == ["<p>Avis 3</p>"]

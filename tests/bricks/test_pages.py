@@ -38,7 +38,7 @@ async def test_form_shows_errors_inline_then_publishes(
         headers=HTML,
     )
     assert bad.status_code == 422
-    assert 'id="title-error"' in bad.text and "at least 3 characters" in bad.text
+    assert 'id="title-error"' in bad.text and "au moins 3 caractères" in bad.text
     assert 'aria-invalid="true"' in bad.text and 'value="x"' in bad.text
     good = await client.post(
         "/bricks/new",

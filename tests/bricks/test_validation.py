@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from node import i18n
 from node.bricks.validation import (
     MAX_FILE_BYTES,
     BrickInvalid,
@@ -13,6 +15,16 @@ from node.bricks.validation import (
     parse_category,
     validate_brick,
 )
+
+
+@pytest.fixture(autouse=True)
+def in_english() -> Iterator[None]:
+    """Messages are checked in English (the language of a request decides, node.i18n)."""
+    before = i18n.current_language()
+    i18n.use_language("en")
+    yield
+    i18n.use_language(before)
+
 
 GOOD: dict[str, Any] = {
     "title": "Le jardin partagé",
@@ -28,6 +40,22 @@ def errors_for(**changes: Any) -> dict[str, str]:
     with pytest.raises(BrickInvalid) as raised:
         validate_brick({**GOOD, **changes})
     return raised.value.errors
+
+
+def test_a_tag_typed_with_spaces_becomes_hyphenated() -> None:
+    brick = validate_brick({**GOOD, "tags": "communs urbains, #Tiers  Lieu"})
+    assert brick.tags == ["communs-urbains", "tiers-lieu"]
+
+
+def test_messages_follow_the_language_of_the_request() -> None:
+    before = i18n.current_language()
+    i18n.use_language("fr")
+    try:
+        assert errors_for(title="")["title"] == "donnez un titre d’au moins 3 caractères"
+        i18n.use_language("en")
+        assert errors_for(title="")["title"] == "give a title of at least 3 characters"
+    finally:
+        i18n.use_language(before)
 
 
 def test_a_good_brick_is_normalized() -> None:

@@ -1,21 +1,20 @@
-"""Fixtures of the clearing house tests: a running app, members with clearing access, tokens."""
+"""Fixtures of the clearing house tests: a running app, members with clearing access, tokens,
+and an exchange settled between two in-process chambers."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from starlette.applications import Starlette
 
 from node.clearing.service import ClearingHouse
+from node.config import Settings
 from node.db import session_scope
 from node.members.models import ClearingOverride, Member, MemberStatus
 from node.members.service import create_member, create_token
-from tests.clearing._two_chambers import (  # noqa: F401 (fixtures: Lille and Gand in-process)
-    gand_database_url,
-    second_postgres_database,
-    settled,
-)
+from tests.clearing._chambers import Settled, settle_between, two_chambers
+from tests.harness.plugin import OpenArchipelago
 
 MakeMember = Callable[..., Awaitable[tuple[Member, str]]]
 
@@ -47,3 +46,10 @@ def make_member(app: Starlette) -> MakeMember:
         return member, token
 
     return make
+
+
+@pytest.fixture
+async def settled(settings: Settings, archipelago: OpenArchipelago) -> AsyncIterator[Settled]:
+    """Alice (Lille) did 2 h for Bob (Gand); Bob accepted; both chambers settled it."""
+    async with two_chambers(archipelago, settings) as (lille, gand):
+        yield await settle_between(lille, gand)

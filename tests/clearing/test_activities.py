@@ -5,7 +5,6 @@ chambers' settlement, as both chambers serve them."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +13,8 @@ from node.activitypub.jsonld import default_context, expand
 from node.clearing.activities import Verification, hours_value, verify_exchange
 from node.clearing.states import ExchangeState
 from node.config import Settings
-from tests.clearing._two_chambers import Settled, chamber_settings, settle_between, two_chambers
+from tests.clearing._chambers import Settled, settle_between, two_chambers
+from tests.harness.plugin import OpenArchipelago
 
 from .conftest import MakeMember
 
@@ -155,11 +155,10 @@ async def test_a_missing_commit_proves_only_settling(settled: Settled) -> None:
 
 
 async def test_a_refused_settlement_verifies_back_to_proposed(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
     """Lille extends Gand 1 h only: Gand prepares 2 h, Lille refuses; both prove it."""
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings, credit_line=60) as (lille, gand):
+    async with two_chambers(archipelago, settings, credit_line=60) as (lille, gand):
         settled = await settle_between(lille, gand)
     assert [a["type"] for a in settled.at_lille["history"]] == ["Offer", "Offer", "Reject"]
     assert [a["type"] for a in settled.at_gand["history"]] == ["Offer", "Accept", "Offer", "Reject"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
@@ -11,8 +9,9 @@ from starlette.applications import Starlette
 from node.config import Settings
 from node.members.models import MemberRole
 from tests.bricks.test_openapi import Documented
-from tests.clearing._two_chambers import chamber_settings, two_chambers
+from tests.clearing._chambers import two_chambers
 from tests.clearing.conftest import MakeMember
+from tests.harness.plugin import OpenArchipelago
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -68,10 +67,9 @@ async def test_clearing_operations_answer_as_documented(
 
 
 async def test_partner_operations_answer_as_documented(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings, credit_line=600) as (lille, _gand):
+    async with two_chambers(archipelago, settings, credit_line=600) as (lille, _gand):
         client = lille.client
         spec = (await client.get("/api/v1/openapi.json")).json()
         validate(spec)

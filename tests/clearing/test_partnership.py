@@ -5,7 +5,6 @@ form), and the partnership is confirmed by signed activities between the two cha
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -19,7 +18,9 @@ from node.clearing.partnership import PARTNERSHIP_TYPE, ask_unconfirmed_partners
 from node.config import Settings
 from node.db import read_only, session_scope
 from node.jobs import Job, JobState
-from tests.clearing._two_chambers import Chamber, bearer, chamber_settings, two_chambers
+from tests.clearing._chambers import ClearingChamber as Chamber
+from tests.clearing._chambers import bearer, two_chambers
+from tests.harness.plugin import OpenArchipelago
 from tests.web._members import PASSWORD, csrf_of, sign_in
 
 DECLARATION = {"beneficiary": "@bob@gand.test", "minutes": 90, "description": "Un atelier"}
@@ -48,10 +49,9 @@ async def _nothing_declared(chamber: Chamber) -> None:
 
 
 async def test_a_one_sided_partnership_refuses_the_declaration_at_once(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings, partners=False) as (lille, gand):
+    async with two_chambers(archipelago, settings, partners=False) as (lille, gand):
         await add_partner(lille.node.federation, gand.actor_uri, 600, by=None)
         await lille.deliver()  # Lille's offer reaches Gand, which has not added Lille
         await gand.deliver()
@@ -84,10 +84,9 @@ async def test_a_one_sided_partnership_refuses_the_declaration_at_once(
 
 
 async def test_the_form_says_why_in_french_and_keeps_what_was_typed(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings, partners=False) as (lille, gand):
+    async with two_chambers(archipelago, settings, partners=False) as (lille, gand):
         await add_partner(lille.node.federation, gand.actor_uri, 600, by=None)
         await lille.member("alice", password=PASSWORD)
         await gand.member("bob")
@@ -124,10 +123,9 @@ async def test_the_form_says_why_in_french_and_keeps_what_was_typed(
 
 
 async def test_unconfirmed_partners_are_asked_again_and_a_stray_partnership_is_refused(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings) as (lille, gand):
+    async with two_chambers(archipelago, settings) as (lille, gand):
         # Partners from before the confirmation existed (or whose answer was lost).
         for chamber in (lille, gand):
             async with session_scope(chamber.node.sessionmaker) as session:

@@ -1,31 +1,24 @@
 """Reconciliation between two real apps (Lille and Gand), each on its own database.
 
-The two apps talk over HTTP through ASGI (`Archipelago` routes each host to its app): a
-statement is published, delivered by Lille's worker to Gand's inbox (HTTP signature, actor
-fetched back from Lille), compared there, answered, and the answer delivered back. Ledgers
+The two apps talk over HTTP through ASGI (the harness's `HostRouter` routes each host to its
+app): a statement is published, delivered by Lille's worker to Gand's inbox (HTTP signature,
+actor fetched back from Lille), compared there, answered, and the answer delivered back. Ledgers
 are written as rows (a mirror entry and its counter-entry per reference) to simulate what
 settlements and rounds post.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from starlette.applications import Starlette
 
 from node.activitypub.actors import get_local_actor
 from node.activitypub.models import StoredActivity
@@ -43,16 +36,17 @@ from node.clearing.reconciliation_cli import add_reconciliation_commands
 from node.clearing.reconciliation_models import Reconciliation
 from node.clearing.reconciliation_service import (
     RECONCILE_JOB,
-    Reconciler,
     UnknownPartner,
     schedule_reconciliation,
 )
-from node.config import Settings, new_settings
+from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState
 from node.members.models import AuditEntry
-from tests.activitypub._remote import quiet_app
-from tests.conftest import POSTGRES_SKIP, _admin_execute, _empty_postgres, postgres_admin_url
+from tests.clearing._chambers import ClearingChamber
+from tests.harness.chambers import Chamber
+from tests.harness.network import HostRouter
+from tests.harness.plugin import OpenArchipelago
 
 LILLE = "https://lille.test/actors/lille"
 GAND = "https://gand.test/actors/gand"
@@ -66,82 +60,11 @@ S5 = "https://gand.test/settlements/s5"
 # --- two chambers -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def gand_postgres_database() -> Iterator[str]:
-    """A second migrated PostgreSQL database: Gand's ledger is not Lille's."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip(POSTGRES_SKIP)
-    name = f"archipel_test_gand_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        from node.migrate import upgrade
-
-        upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def gand_settings(database_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if database_url.startswith("sqlite"):
-        template: Path = request.getfixturevalue("sqlite_template")
-        shutil.copyfile(template, tmp_path / "gand.db")
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gand.db'}"
-    else:
-        url = request.getfixturevalue("gand_postgres_database")
-        asyncio.run(_empty_postgres(url))
-    return new_settings(
-        tmp_path / "gand-data",
-        url="https://gand.test",
-        name="Kamer van Gent",
-        chamber_username="gand",
-        database_url=url,
-    )
-
-
-class Archipelago(httpx.AsyncBaseTransport):
-    """Routes each request to the app of its host, as the Internet would."""
-
-    def __init__(self, apps: dict[str, Starlette]) -> None:
-        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
-        self.posts: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":
-            self.posts.append(request)
-        transport = self.transports.get(request.url.host)
-        if transport is None:
-            return httpx.Response(502, text=f"no such host {request.url.host}")
-        return await transport.handle_async_request(request)
-
-
-@dataclass
-class Chamber:
-    app: Starlette
-    settings: Settings
-    uri: str
-
-    @property
-    def node(self) -> Any:
-        return self.app.state.node
-
-    @property
-    def reconciler(self) -> Reconciler:
-        return Reconciler.from_settings(self.node.federation, self.settings)
-
-    async def deliver(self) -> int:
-        ran: int = await self.node.worker.run_until_idle()
-        return ran
-
-
 @dataclass
 class Pair:
-    lille: Chamber
-    gand: Chamber
-    network: Archipelago
+    lille: ClearingChamber
+    gand: ClearingChamber
+    network: HostRouter
 
     async def exchange_statements(self) -> None:
         """Lille sends; Gand compares and answers; Lille compares the answer."""
@@ -151,26 +74,12 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(settings: Settings, gand_settings: Settings) -> AsyncIterator[Pair]:
-    async with AsyncExitStack() as stack:
-        lille_app = await stack.enter_async_context(quiet_app(settings))
-        gand_app = await stack.enter_async_context(quiet_app(gand_settings))
-        network = Archipelago({"lille.test": lille_app, "gand.test": gand_app})
-        chambers = []
-        for app, app_settings, uri in (
-            (lille_app, settings, LILLE),
-            (gand_app, gand_settings, GAND),
-        ):
-            node = app.state.node
-            original = node.federation.http
-            node.federation.http = httpx.AsyncClient(transport=network)
-            stack.push_async_callback(original.aclose)
-            stack.push_async_callback(node.federation.http.aclose)
-            chambers.append(Chamber(app, app_settings, uri))
-        lille, gand = chambers
+async def pair(settings: Settings, archipelago: OpenArchipelago) -> AsyncIterator[Pair]:
+    async with archipelago(settings, "gand", kind=ClearingChamber) as world:
+        lille, gand = world["lille"], world["gand"]
         await add_partner(lille, gand, "Gand")
         await add_partner(gand, lille, "Lille")
-        yield Pair(lille, gand, network)
+        yield Pair(lille, gand, world.network)
 
 
 async def add_partner(chamber: Chamber, other: Chamber, name: str) -> None:

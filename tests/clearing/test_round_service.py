@@ -1,15 +1,15 @@
-"""Clearing rounds between three chambers in one process (`tests.clearing._archipelago`).
+"""Clearing rounds between three chambers in one process (the harness's ``archipelago``).
 
-Lille's database is the parametrised one (SQLite, then PostgreSQL when configured); Gand's and
-Roubaix's are SQLite. Positions are written straight into both ledgers, as settled exchanges
-leave them; the round's activities travel through the real inboxes and delivery jobs.
+Lille's database is the parametrised one (SQLite, then PostgreSQL when configured), Gand's is
+on the same engine, Roubaix's is SQLite; the three share one clock the tests move. Positions
+are written straight into both ledgers, as settled exchanges leave them; the round's
+activities travel through the real inboxes and delivery jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,35 +29,38 @@ from node.clearing.round_models import ClearingRound, ParticipantState
 from node.clearing.round_service import RoundNotFound, RoundRequestError
 from node.clearing.rounds import RoundState, verify_round
 from node.cli import main
-from node.db import read_only, session_scope, utcnow
+from node.db import read_only, session_scope
 from node.web import rounds
 from node.web.errors import exception_handlers
-from tests.clearing._archipelago import Archipelago, Chamber, archipelago, chamber_uri, post
+from tests.clearing._chambers import ClearingChamber, chamber_uri, open_accounts, owe, post
+from tests.harness.chambers import Archipelago
+from tests.harness.clock import Clock
+from tests.harness.plugin import OpenArchipelago
 
 HOUR = 60
 LILLE, GAND, ROUBAIX = (chamber_uri(n) for n in ("lille", "gand", "roubaix"))
 
 
+NAMES = ("lille", "gand", "roubaix")
+CREDIT_LINE = 20 * 60
+
+
 @pytest.fixture
-async def world(
-    database_url: str, sqlite_template: Path, tmp_path: Path
-) -> AsyncIterator[Archipelago]:
-    urls = {"lille": database_url}
-    for name in ("gand", "roubaix"):
-        path = tmp_path / f"{name}.db"
-        shutil.copyfile(sqlite_template, path)
-        urls[name] = f"sqlite+aiosqlite:///{path}"
-    async with archipelago(urls, tmp_path, utcnow().replace(microsecond=0)) as chambers:
+async def world(archipelago: OpenArchipelago, clock: Clock) -> AsyncIterator[Archipelago]:
+    """Lille, Gand and Roubaix, partners of one another with ``CREDIT_LINE`` each way."""
+    async with archipelago(*NAMES, clock=clock, kind=ClearingChamber) as chambers:
+        for name, chamber in chambers.chambers.items():
+            await open_accounts(chamber, [n for n in NAMES if n != name], CREDIT_LINE)
         yield chambers
 
 
 async def three_cycle(world: Archipelago, minutes: int = 5 * HOUR) -> None:
-    await world.owe("lille", "roubaix", minutes)
-    await world.owe("roubaix", "gand", minutes)
-    await world.owe("gand", "lille", minutes)
+    await owe(world, "lille", "roubaix", minutes)
+    await owe(world, "roubaix", "gand", minutes)
+    await owe(world, "gand", "lille", minutes)
 
 
-async def round_row(chamber: Chamber, uri: str) -> ClearingRound:
+async def round_row(chamber: ClearingChamber, uri: str) -> ClearingRound:
     async with read_only(chamber.federation.sessionmaker) as session:
         row = (
             await session.execute(select(ClearingRound).where(ClearingRound.uri == uri))
@@ -153,9 +156,9 @@ async def test_every_chamber_serves_a_round_anyone_can_verify(world: Archipelago
 
 
 async def test_an_uneven_cycle_cancels_its_smallest_debt_around(world: Archipelago) -> None:
-    await world.owe("lille", "roubaix", 5 * HOUR)
-    await world.owe("roubaix", "gand", 3 * HOUR)
-    await world.owe("gand", "lille", 4 * HOUR)
+    await owe(world, "lille", "roubaix", 5 * HOUR)
+    await owe(world, "roubaix", "gand", 3 * HOUR)
+    await owe(world, "gand", "lille", 4 * HOUR)
     uri = (await world["roubaix"].rounds.propose_round()).uri
     await world.settle()
     assert set((await states(world, uri)).values()) == {"committed"}
@@ -168,8 +171,8 @@ async def test_an_uneven_cycle_cancels_its_smallest_debt_around(world: Archipela
 async def test_a_chain_without_cycle_is_aborted_and_nothing_is_posted(
     world: Archipelago,
 ) -> None:
-    await world.owe("lille", "roubaix", HOUR)
-    await world.owe("roubaix", "gand", HOUR)
+    await owe(world, "lille", "roubaix", HOUR)
+    await owe(world, "roubaix", "gand", HOUR)
     uri = (await world["lille"].rounds.propose_round()).uri
     await world.settle()
     assert await states(world, uri) == dict.fromkeys(world.chambers, "aborted")
@@ -194,7 +197,7 @@ async def test_a_position_paid_back_before_the_review_makes_the_participant_refu
             refusal_seen.append(str(body and body.get("content")))
         return None
 
-    world.intercept = record_refusals
+    world.network.intercept = record_refusals
     uri = (await world["lille"].rounds.propose_round()).uri
     # Deliver the invitations and statements only: stop before Gand reviews the proposal.
     await world["lille"].worker.run_once()
@@ -203,7 +206,7 @@ async def test_a_position_paid_back_before_the_review_makes_the_participant_refu
     await world["lille"].worker.run_once()
     assert (await round_row(world["lille"], uri)).state == "proposed"
     # Meanwhile Roubaix paid back its debt to Gand (a settlement on both sides).
-    await world.owe("gand", "roubaix", 5 * HOUR)
+    await owe(world, "gand", "roubaix", 5 * HOUR)
     await world.settle()
 
     assert await states(world, uri) == dict.fromkeys(world.chambers, "aborted")
@@ -218,7 +221,7 @@ async def test_a_silent_participant_makes_the_round_abort_at_the_deadline(
     world: Archipelago,
 ) -> None:
     await three_cycle(world)
-    world.intercept = lambda request, body: 503 if request.url.host == "gand.test" else None
+    world.network.intercept = lambda request, body: 503 if request.url.host == "gand.test" else None
     uri = (await world["lille"].rounds.propose_round()).uri
     await world.settle()
     assert (await round_row(world["lille"], uri)).state == "collecting"
@@ -245,7 +248,7 @@ async def test_a_lost_commit_is_asked_for_again_after_the_deadline(world: Archip
                 return 400  # refused: the delivery job gives up
         return None
 
-    world.intercept = lose_the_commit_to_gand
+    world.network.intercept = lose_the_commit_to_gand
     uri = (await world["lille"].rounds.propose_round()).uri
     await world.settle()
     assert lost
@@ -260,7 +263,7 @@ async def test_a_lost_commit_is_asked_for_again_after_the_deadline(world: Archip
     await world.settle()
     assert await states(world, uri) == dict.fromkeys(world.chambers, "committed")
     assert len(await world["gand"].round_transactions()) == 1
-    assert [b["type"] for b in world.sent if b.get("type") == "Undo"] == ["Undo"]
+    assert [b["type"] for b in world.network.sent if b.get("type") == "Undo"] == ["Undo"]
     await assert_ledgers_sound(world)
 
 
@@ -276,7 +279,7 @@ async def test_an_undo_before_the_decision_aborts_the_round_for_everyone(
                 return 503
         return None
 
-    world.intercept = hold_roubaix_signature
+    world.network.intercept = hold_roubaix_signature
     uri = (await world["lille"].rounds.propose_round()).uri
     await world.settle()
     assert await states(world, uri) == {"lille": "proposed", "gand": "signed", "roubaix": "signed"}
@@ -292,7 +295,7 @@ async def test_an_undo_before_the_decision_aborts_the_round_for_everyone(
     assert "withdrew" in (await round_row(world["lille"], uri)).reason
     assert (await round_row(world["gand"], uri)).state == "aborted"
     # Roubaix's signature finally arrives: too late, it learns the abort.
-    world.intercept = None
+    world.network.intercept = None
     world.clock.advance(minutes=10)
     await world.settle()
     assert await states(world, uri) == dict.fromkeys(world.chambers, "aborted")
@@ -370,7 +373,7 @@ async def test_rounds_are_listed_newest_first(world: Archipelago) -> None:
     await three_cycle(world)
     first = await world["lille"].rounds.propose_round([GAND, ROUBAIX])
     await world.settle()
-    await world.owe("lille", "gand", HOUR)
+    await owe(world, "lille", "gand", HOUR)
     second = await world["lille"].rounds.propose_round()
     async with read_only(world["lille"].federation.sessionmaker) as session:
         listed = await world["lille"].rounds.list_rounds(session)
@@ -409,7 +412,7 @@ async def test_a_settlement_during_the_round_stays_on_top_of_it(world: Archipela
     await three_cycle(world)
     uri = (await world["lille"].rounds.propose_round()).uri
     await world["lille"].worker.run_once()  # invitations: every statement is written
-    await world.owe("gand", "lille", 2 * HOUR)
+    await owe(world, "gand", "lille", 2 * HOUR)
     await world.settle()
     assert await states(world, uri) == dict.fromkeys(world.chambers, "committed")
     assert await world["lille"].mirror(world["gand"]) == -2 * HOUR

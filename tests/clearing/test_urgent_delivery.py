@@ -4,8 +4,6 @@ settlement still reaches Lille (which decides), while an ordinary activity waits
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
 from node.activitypub.models import HostHealth, LocalActor, StoredActivity
@@ -14,7 +12,9 @@ from node.clearing.partner_models import Settlement, SettlementRole, SettlementS
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState
-from tests.clearing._two_chambers import Chamber, bearer, chamber_settings, two_chambers
+from tests.clearing._chambers import ClearingChamber as Chamber
+from tests.clearing._chambers import bearer, two_chambers
+from tests.harness.plugin import OpenArchipelago
 
 
 async def _note_to_lille(gand: Chamber, text: str) -> StoredActivity:
@@ -38,10 +38,9 @@ async def _job_of(chamber: Chamber, stored: StoredActivity) -> Job:
 
 
 async def test_a_settlement_reaches_a_paused_host_while_an_ordinary_activity_waits(
-    settings: Settings, gand_database_url: str, tmp_path: Path
+    settings: Settings, archipelago: OpenArchipelago
 ) -> None:
-    gand_settings = chamber_settings(tmp_path, "gand", gand_database_url)
-    async with two_chambers(settings, gand_settings) as (lille, gand):
+    async with two_chambers(archipelago, settings) as (lille, gand):
         alice = await lille.member("alice")
         bob = await gand.member("bob")
         declared = await lille.client.post(
@@ -53,11 +52,11 @@ async def test_a_settlement_reaches_a_paused_host_while_an_ordinary_activity_wai
         await lille.deliver()
 
         # Lille cannot be reached from Gand: five deliveries fail, its host is paused.
-        lille_transport = gand.router.transports.pop("lille.test")
+        lille_transport = gand.network.transports.pop("lille.test")
         for n in range(DeliveryPolicy.pause_after_failures):
             await _note_to_lille(gand, f"lost {n}")
         await gand.deliver()
-        gand.router.transports["lille.test"] = lille_transport
+        gand.network.transports["lille.test"] = lille_transport
         async with read_only(gand.node.sessionmaker) as session:
             health = await session.get(HostHealth, "lille.test")
         assert health is not None and health.paused_until is not None

@@ -13,9 +13,20 @@ import pytest
 from starlette.applications import Starlette
 
 from node.clearing import verify as verify_module
+from node.clearing.rounds import RoundState, decision_activity
 from node.clearing.verify import VerifyError, VerifyReport, report_round, verify_url
 from node.cli import main
-from tests.clearing._two_chambers import AS2, Settled, bearer
+from tests.clearing._chambers import AS2, Settled, bearer
+from tests.clearing.test_rounds import (
+    ACTORS,
+    CHAMBERS,
+    DEADLINE,
+    LILLE,
+    ROUND,
+    committed_document,
+    cycle_statements,
+    sign,
+)
 
 from .conftest import MakeMember
 
@@ -48,7 +59,7 @@ def _url(settled: Settled, at: str) -> str:
 
 async def test_a_settled_exchange_verifies_from_either_chamber(settled: Settled) -> None:
     for at in ("lille", "gand"):
-        report = await _verify(settled.lille.router, _url(settled, at))
+        report = await _verify(settled.lille.network, _url(settled, at))
         assert report.ok, report.lines()
         assert report.state == "posted"
         lines = report.lines()
@@ -69,7 +80,7 @@ async def test_a_tampered_settlement_does_not_verify(settled: Settled) -> None:
     url = _url(settled, "gand")
     document = copy.deepcopy(settled.at_gand)
     document["history"][2]["object"]["minutes"] = 1200
-    report = await _verify(_serving(settled.lille.router, {url: document}), url)
+    report = await _verify(_serving(settled.lille.network, {url: document}), url)
     assert not report.ok
     lines = report.lines()
     assert lines[3].startswith("  ✗ 3. Offer by https://gand.test/actors/gand")
@@ -80,11 +91,11 @@ async def test_a_tampered_settlement_does_not_verify(settled: Settled) -> None:
 async def test_a_document_that_claims_more_than_its_proofs(settled: Settled) -> None:
     url = _url(settled, "lille")
     unfinished = {**settled.at_lille, "history": settled.at_lille["history"][:3]}
-    report = await _verify(_serving(settled.lille.router, {url: unfinished}), url)
+    report = await _verify(_serving(settled.lille.network, {url: unfinished}), url)
     assert not report.ok
     assert "  ✗ the document says posted; its history proves settling" in report.lines()
     inflated = {**settled.at_lille, "minutes": 1200}
-    report = await _verify(_serving(settled.lille.router, {url: inflated}), url)
+    report = await _verify(_serving(settled.lille.network, {url: inflated}), url)
     assert not report.ok
     assert any("✗ the document's terms" in line for line in report.lines())
 
@@ -108,13 +119,13 @@ async def test_a_local_exchange_verifies(
 
 async def test_what_is_not_an_exchange_is_said_so(settled: Settled) -> None:
     with pytest.raises(VerifyError, match="is not an exchange"):
-        await _verify(settled.lille.router, "https://lille.test/actors/alice")
+        await _verify(settled.lille.network, "https://lille.test/actors/alice")
     with pytest.raises(VerifyError, match="cannot fetch"):
-        await _verify(settled.lille.router, "https://lille.test/exchanges/nope")
+        await _verify(settled.lille.network, "https://lille.test/exchanges/nope")
     # a clearing round is verified as a round
     round_url = "https://lille.test/rounds/r1"
     document = {"id": round_url, "type": "ClearingRound", "attributedTo": settled.lille.actor_uri}
-    report = await _verify(_serving(settled.lille.router, {round_url: document}), round_url)
+    report = await _verify(_serving(settled.lille.network, {round_url: document}), round_url)
     assert report.kind == "clearing round" and not report.ok
     assert report.checks and not any(check.ok for check in report.checks)
     assert report_round(round_url, document, []).lines()[-1] == "✗ not verified"
@@ -156,3 +167,25 @@ async def test_the_command_refuses_private_addresses_unless_asked(
 ) -> None:
     assert await asyncio.to_thread(main, ["verify", "https://127.0.0.1:9/exchanges/x"]) == 1
     assert "loopback" in capsys.readouterr().err
+
+
+def _aborted_round(stated: str) -> dict[str, Any]:
+    document = committed_document(cycle_statements())
+    document["decision"] = sign(
+        decision_activity(ROUND, LILLE, CHAMBERS, DEADLINE, RoundState.ABORTED, reason="no")
+    )
+    document["state"] = stated
+    return document
+
+
+def test_a_round_stating_another_state_than_its_history_does_not_verify() -> None:
+    report = report_round(ROUND, _aborted_round("committed"), ACTORS)
+    assert not report.ok
+    assert "the document says committed; its history proves aborted" in "\n".join(report.lines())
+    assert report.lines()[-1] == "✗ not verified"
+
+
+def test_an_aborted_round_verifies_and_nets_nothing() -> None:
+    report = report_round(ROUND, _aborted_round("aborted"), ACTORS)
+    assert report.ok and report.lines()[-1] == "✓ verified: aborted"
+    assert not any("netted out" in line for line in report.lines())

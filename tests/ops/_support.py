@@ -1,34 +1,18 @@
-"""Helpers shared by the operations tests: throwaway PostgreSQL databases, table snapshots."""
+"""Helpers shared by the operations tests: table snapshots (throwaway PostgreSQL databases come
+from the harness: ``tests.harness.databases.throwaway_postgres``)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
 
 from node.db import make_engine
 from node.ops.backup import tables
-from tests.conftest import POSTGRES_SKIP, _admin_execute, postgres_admin_url
+from tests.harness.databases import throwaway_postgres
 
-
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """An empty (unmigrated) PostgreSQL database, dropped afterwards."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip(POSTGRES_SKIP)
-    name = f"archipel_ops_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+__all__ = ["snapshot", "throwaway_postgres"]
 
 
 async def _snapshot(url: str) -> dict[str, list[dict[str, Any]]]:

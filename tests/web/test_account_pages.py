@@ -54,6 +54,19 @@ async def test_register_then_pending_then_approved(
     assert "1 brique publiée de plus" in (await client.get("/account")).text
 
 
+async def test_a_refused_registration_keeps_what_was_typed(client: httpx.AsyncClient) -> None:
+    mismatch = await _register(client, "marie", password_confirm="something else entirely")
+    assert mismatch.status_code == 422
+    text = mismatch.text
+    assert 'value="marie"' in text and 'value="Marie"' in text
+    assert 'value="yes" required checked' in text  # the charter box stays ticked
+    assert 'id="password_confirm-error"' in text and 'aria-invalid="true"' in text
+    assert "Les mots de passe ne correspondent pas." in text
+    taken = await _register(client, "lille")  # the chamber's own name is reserved
+    assert taken.status_code == 422 and 'id="username-error"' in taken.text
+    assert "Choisissez un autre nom d’utilisateur" in taken.text
+
+
 async def test_registration_refusals(client: httpx.AsyncClient) -> None:
     no_charter = await _register(client, "marie", accept_charter="")
     assert no_charter.status_code == 422
@@ -101,7 +114,8 @@ async def test_suspended_and_refused_members_cannot_sign_in(
     page = await client.get("/admin")
     token = csrf_of(page.text)
     await client.post(
-        "/admin/members/bob", data={"action": "suspend", "reason": "spam", "csrf_token": token}
+        "/admin/members/bob",
+        data={"action": "suspend", "reason": "spam", "csrf_token": token, "confirm": "yes"},
     )
     await client.post(
         "/admin/members/paul", data={"action": "refuse", "reason": "not local", "csrf_token": token}
@@ -156,6 +170,8 @@ async def test_logout_and_password_change(app: Starlette, client: httpx.AsyncCli
         },
     )
     assert wrong.status_code == 422
+    assert 'name="current_password" type="password" aria-invalid="true"' in wrong.text
+    assert "Le mot de passe actuel n’est pas le bon." in wrong.text
     ok = await client.post(
         "/account/password",
         data={
@@ -211,9 +227,37 @@ async def test_profile_page_shows_contributions(app: Starlette, client: httpx.As
     await add_member(app, "bob")
     page = await client.get("/@bob", headers={"Accept": "text/html", "Accept-Language": "en"})
     assert "2 published bricks" in page.text and "Four solaire" in page.text
-    assert "4.5 out of 5" in page.text and "7 exchanges" in page.text and "-12.50" in page.text
+    assert "4.5 out of 5" in page.text and "7 exchanges" in page.text and "-12 h 30" in page.text
     actor = await client.get("/actors/bob", headers={"Accept": "application/activity+json"})
     document = actor.json()
     assert document["ratingAverage"] == 4.5 and document["ratingCount"] == 3
     names = {item["name"]: item["value"] for item in document["attachment"]}
     assert names["Published bricks"] == "2" and names["Clearing balance"] == "-12.50"
+
+
+async def test_a_refused_profile_keeps_what_was_typed(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    await add_member(app, "marie")
+    await sign_in(client, "marie")
+    page = await client.get("/account")
+    refused = await client.post(
+        "/account/profile",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "display_name": "Marie D.",
+            "bio": "Jardinière à Fives.",
+            "avatar_url": "ftp://example.org/me.png",
+        },
+    )
+    assert refused.status_code == 422
+    text = refused.text
+    assert 'value="Marie D."' in text and "Jardinière à Fives." in text
+    assert 'value="ftp://example.org/me.png"' in text and 'id="avatar_url-error"' in text
+    assert "Donnez l’adresse https:// d’une image" in text
+    saved = await client.post(
+        "/account/profile",
+        data={"csrf_token": csrf_of(page.text), "display_name": "Marie D.", "bio": ""},
+    )
+    assert saved.status_code == 303
+    assert "Votre profil est enregistré." in (await client.get("/account")).text

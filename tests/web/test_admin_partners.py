@@ -5,7 +5,6 @@ reconciliation and the rounds."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -19,7 +18,7 @@ from node.db import session_scope, utcnow
 from node.jobs import Job
 from node.members.audit import list_audit
 from node.members.models import MemberRole
-from tests.activitypub._remote import FakeRemote, actor_document, remote_installed
+from tests.activitypub._remote import FakeRemote, actor_document
 from tests.web._members import add_member, csrf_of, sign_in
 
 GAND = "https://gand.test/actors/gand"
@@ -27,13 +26,18 @@ EN = {"Accept-Language": "en"}
 
 
 @pytest.fixture
-async def gand(app: Starlette) -> AsyncIterator[FakeRemote]:
+def gand() -> FakeRemote:
     """Gand's chamber actor (a Group), served by a fake remote server."""
     remote = FakeRemote()
     remote.add({**actor_document(GAND), "type": "Group", "name": "Chambre de Gand"})
     remote.add(actor_document("https://gand.test/users/bob"))
-    async with remote_installed(app, remote):
-        yield remote
+    return remote
+
+
+@pytest.fixture
+def federation_transport(gand: FakeRemote) -> httpx.AsyncBaseTransport:
+    """The app of every test here sends to the fake Gand."""
+    return gand.transport()
 
 
 @pytest.fixture

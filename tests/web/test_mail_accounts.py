@@ -19,7 +19,7 @@ from node.mail import MAIL_JOB
 from node.members.models import Member, MemberStatus, Notification
 from node.members.service import get_member
 from node.runtime import job_handlers
-from tests.activitypub._remote import quiet_app
+from tests.harness.chambers import quiet_app
 from tests.web._members import add_member, csrf_of, sign_in
 from tests.web._smtp import SmtpServer, body_of, free_port, link_in, run_jobs
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -18,7 +16,6 @@ from tests.activitypub._remote import (
     FakeRemote,
     activity_body,
     actor_document,
-    remote_installed,
     signed_post,
 )
 from tests.bricks._helpers import BRICK
@@ -145,11 +142,16 @@ async def test_approval_review_unread_count_and_mark_read(
 
 
 @pytest.fixture
-async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
+def remote() -> FakeRemote:
     fake = FakeRemote()
     fake.add(actor_document(BOB))
-    async with remote_installed(app, fake):
-        yield fake
+    return fake
+
+
+@pytest.fixture
+def federation_transport(remote: FakeRemote) -> httpx.AsyncBaseTransport:
+    """The app of every test here sends to the fake remote server."""
+    return remote.transport()
 
 
 async def test_a_follow_request_reaches_the_member_through_the_runtime_hook(

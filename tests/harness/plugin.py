@@ -1,0 +1,105 @@
+"""The harness's fixtures (``pytest_plugins`` in ``tests/conftest.py``).
+
+- ``federation_transport``: what the ``app`` fixture's federation sends through (None: the
+  guarded network). A module overrides it, e.g. with a ``FakeRemote``'s transport.
+- ``second_database_url``: a second migrated, empty database on the same engine as
+  ``database_url`` (a copy of the SQLite template, or a second PostgreSQL database).
+- ``clock``: a ``Clock`` standing at the current second until the test moves it.
+- ``archipelago``: opens N in-process chambers (``tests.harness.chambers``); the first on
+  ``database_url``, the second on ``second_database_url``, any other on a SQLite copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from node.config import Settings, new_settings
+from node.db import utcnow
+from tests.harness.chambers import Archipelago, Chamber, open_archipelago
+from tests.harness.clock import Clock
+from tests.harness.databases import empty_postgres, migrated_postgres
+
+__all__ = ["OpenArchipelago", "chamber_settings"]
+
+OpenArchipelago = Callable[..., AbstractAsyncContextManager[Archipelago]]
+
+
+@pytest.fixture
+def federation_transport() -> httpx.AsyncBaseTransport | None:
+    return None
+
+
+@pytest.fixture(scope="session")
+def second_postgres_database() -> Iterator[str]:
+    with migrated_postgres("archipel_test_second") as url:
+        yield url
+
+
+def sqlite_copy(template: Path, path: Path) -> str:
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def second_database_url(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A second database, on the same engine as ``database_url`` (another chamber's)."""
+    if database_url.startswith("sqlite"):
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "second.db")
+    url: str = request.getfixturevalue("second_postgres_database")
+    asyncio.run(empty_postgres(url))
+    return url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(utcnow().replace(microsecond=0))
+
+
+def chamber_settings(tmp_path: Path, name: str, database_url: str, **changes: str) -> Settings:
+    """A chamber ``name`` at https://NAME.test, its chamber actor called ``name``."""
+    options = {"name": f"Chambre de {name.title()}", "description": "", **changes}
+    return new_settings(
+        tmp_path / name,
+        url=f"https://{name}.test",
+        chamber_username=name,
+        database_url=database_url,
+        **options,
+    )
+
+
+@pytest.fixture
+def archipelago(
+    tmp_path: Path, database_url: str, second_database_url: str, sqlite_template: Path
+) -> OpenArchipelago:
+    """``async with archipelago("lille", "gand", ...) as world``: in-process chambers wired to
+    one another. A name may be replaced by ready ``Settings`` (e.g. the ``settings`` fixture,
+    which is on ``database_url``); ``clock=`` gives them all one clock; ``kind=`` is the
+    ``Chamber`` subclass to build. (The databases are made before the test's event loop runs.)"""
+
+    def database(index: int) -> str:
+        if index < 2:
+            return (database_url, second_database_url)[index]
+        return sqlite_copy(sqlite_template, tmp_path / f"chamber-{index}.db")
+
+    def open_(
+        *chambers: str | Settings,
+        clock: Callable[[], datetime] | None = None,
+        kind: type[Chamber] = Chamber,
+    ) -> AbstractAsyncContextManager[Archipelago]:
+        settings = [
+            chamber
+            if isinstance(chamber, Settings)
+            else chamber_settings(tmp_path, chamber, database(index))
+            for index, chamber in enumerate(chambers)
+        ]
+        return open_archipelago(settings, clock=clock, kind=kind)
+
+    return open_

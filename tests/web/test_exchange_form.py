@@ -1,0 +1,50 @@
+"""The exchange declaration form: a mistyped beneficiary comes back as the form, filled,
+with the error next to the field and in the page's language; radio buttons carry their
+own labels; a declaration then says it was made."""
+
+from __future__ import annotations
+
+import httpx
+from starlette.applications import Starlette
+
+from tests.bricks._helpers import BRICK, add_member, bearer, csrf_of, sign_in
+
+HTML = {"Accept": "text/html"}
+
+
+async def test_a_mistyped_beneficiary_keeps_the_declaration(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    token = await add_member(app, "marie")
+    await add_member(app, "paul")
+    await client.post("/api/v1/bricks", json=BRICK, headers=bearer(token))  # opens access
+    await sign_in(client, "marie")
+    page = await client.get("/clearing", headers=HTML)
+    assert '<input type="radio" id="role-provider"' in page.text
+    assert '<label for="role-provider">' in page.text
+    form = {
+        "csrf_token": csrf_of(page.text),
+        "role": "beneficiary",
+        "counterparty": "pual",
+        "duration": "1 h 30",
+        "description": "Réparé mon vélo",
+        "date": "",
+        "bricks": "",
+    }
+    refused = await client.post("/clearing/exchanges", data=form, headers=HTML)
+    assert refused.status_code == 422
+    text = refused.text
+    assert 'value="pual"' in text and 'value="1 h 30"' in text and "Réparé mon vélo" in text
+    assert 'id="role-beneficiary" name="role" value="beneficiary" checked' in text
+    assert 'aria-describedby="counterparty-error"' in text
+    assert "Vérifiez l’autre membre" in text
+    bad_duration = await client.post(
+        "/clearing/exchanges", data={**form, "counterparty": "paul", "duration": "lots"}
+    )
+    assert bad_duration.status_code == 422 and 'id="duration-error"' in bad_duration.text
+    declared = await client.post(
+        "/clearing/exchanges", data={**form, "counterparty": "paul"}, headers=HTML
+    )
+    assert declared.status_code == 303
+    shown = await client.get(declared.headers["location"], headers=HTML)
+    assert "Votre échange est déclaré" in shown.text
