@@ -28,25 +28,23 @@ from tests.activitypub._remote import (
     activity_body,
     actor_document,
     count,
-    quiet_app,
-    remote_installed,
     signed_post,
 )
 from tests.bricks._helpers import BRICK, add_member, bearer
+from tests.harness.chambers import quiet_app
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings) as application:
-        yield application
-
-
-@pytest.fixture
-async def remote(app: Starlette) -> AsyncIterator[FakeRemote]:
+def remote() -> FakeRemote:
     fake = FakeRemote()
     fake.add(actor_document(BOB))
-    async with remote_installed(app, fake):
-        yield fake
+    return fake
+
+
+@pytest.fixture
+async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
+    async with quiet_app(settings, transport=remote.transport()) as application:
+        yield application
 
 
 async def _nothing(ctx: InboxContext) -> None:
