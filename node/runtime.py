@@ -25,7 +25,7 @@ from node.activitypub.jsonld import install_offline_loader
 from node.activitypub.notes import register_timeline_handlers
 from node.activitypub.outbox import DELIVER, deliver_job
 from node.activitypub.transport import make_async_client
-from node.bricks.inbox import register_brick_handlers
+from node.bricks.inbox import register_brick_handlers, rename_remote_author
 from node.bricks.operations import BrickService
 from node.clearing.inbox import register_clearing_handlers
 from node.clearing.jobs import clearing_job_handlers
@@ -82,7 +82,9 @@ class Services:
 def inbox_dispatcher(services: Services) -> InboxDispatcher:
     """Every domain registers the (activity type, object type) pairs it owns."""
     dispatcher = InboxDispatcher()
-    register_follow_handlers(dispatcher, on_followed=follow_notifier())
+    register_follow_handlers(
+        dispatcher, on_followed=follow_notifier(), on_actor_updated=rename_remote_author
+    )
     register_timeline_handlers(dispatcher)
     register_brick_handlers(dispatcher)
     register_clearing_handlers(dispatcher, services.clearing)

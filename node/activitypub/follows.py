@@ -1,4 +1,5 @@
-"""Follow, Accept, Reject, Undo(Follow), Block and Delete(actor), both directions."""
+"""Follow, Accept, Reject, Undo(Follow), Block, Delete(actor) and Update(actor), both
+directions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.activitypub.outbox import new_activity_id, publish
 
 __all__ = [
+    "OnActorUpdated",
     "OnFollowed",
     "answer_follow_request",
     "follow",
@@ -295,8 +297,29 @@ async def _on_delete_actor(ctx: InboxContext) -> None:
         remote.gone_at = ctx.federation.clock()
 
 
+#: Called after an actor's ``Update`` of itself refreshed our cached copy (the bricks show
+#: the author's new name), in the inbox transaction.
+OnActorUpdated = Callable[[InboxContext], Awaitable[None]]
+
+
+def _on_update_handler(on_actor_updated: OnActorUpdated | None) -> Any:
+    async def on_update(ctx: InboxContext) -> None:
+        """An actor's ``Update`` of itself refreshes our cached copy (name, avatar, keys)."""
+        obj = ctx.object
+        if not isinstance(obj, dict):
+            return  # a bare id: nothing new to keep
+        await ctx.federation.store_actor_document(ctx.session, ctx.actor_uri, obj)
+        if on_actor_updated is not None:
+            await on_actor_updated(ctx)
+
+    return on_update
+
+
 def register_follow_handlers(
-    dispatcher: InboxDispatcher, *, on_followed: OnFollowed | None = None
+    dispatcher: InboxDispatcher,
+    *,
+    on_followed: OnFollowed | None = None,
+    on_actor_updated: OnActorUpdated | None = None,
 ) -> None:
     dispatcher.register("Follow", ANY, _on_follow_handler(on_followed))
     dispatcher.register("Accept", "Follow", _on_accept)
@@ -304,3 +327,4 @@ def register_follow_handlers(
     dispatcher.register("Undo", "Follow", _on_undo)
     dispatcher.register("Block", ANY, _on_block)
     dispatcher.register("Delete", ACTOR, _on_delete_actor)
+    dispatcher.register("Update", ACTOR, _on_update_handler(on_actor_updated))

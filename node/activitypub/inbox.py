@@ -36,6 +36,7 @@ __all__ = [
     "InboxIgnored",
     "InboxRejected",
     "InboxResult",
+    "items_of",
     "receive",
 ]
 
@@ -143,7 +144,8 @@ class InboxDispatcher:
     own ``type`` when it is embedded, or, when it is a bare URI, the type of the activity
     stored under that id (received or sent: ``Undo`` names the undone ``Like``, ``Accept``
     our ``Offer``); an activity object is followed to its own object, up to
-    ``MAX_ROUTE_DEPTH``. A bare URI that is the activity's own actor is ``ACTOR``. So
+    ``MAX_ROUTE_DEPTH``. An object that is the activity's own actor (by its id, embedded
+    or not: ``Update`` of a profile, ``Delete`` of an account) is ``ACTOR``. So
     ``Undo`` of an ``Offer`` of a ``Settlement`` routes as ``("Undo", "Offer", "Settlement")``.
 
     A handler registered on ``(activity type, object type)`` - the object type a type, or a
@@ -176,15 +178,17 @@ class InboxDispatcher:
     async def route_of(self, session: AsyncSession, activity: dict[str, Any]) -> tuple[str, ...]:
         """The activity's type and its object's types (see the class)."""
         route = [str(activity["type"])]
+        actor = id_of(activity.get("actor"))
         obj = activity.get("object")
         for _ in range(MAX_ROUTE_DEPTH):
+            object_id = id_of(obj)
+            if len(route) == 1 and object_id is not None and object_id == actor:
+                route.append(ACTOR)  # embedded (an Update of a profile) or by its id
+                break
             if not (isinstance(obj, dict) and isinstance(obj.get("type"), str)):
                 uri = id_of(obj)
                 if uri is None or len(uri) > 2048 or "\x00" in uri:
                     break  # not an id anything was stored under
-                if len(route) == 1 and uri == id_of(activity.get("actor")):
-                    route.append(ACTOR)
-                    break
                 obj = (
                     await session.execute(
                         select(StoredActivity.document).where(StoredActivity.activity_id == uri)
@@ -218,29 +222,47 @@ def _parse(body: bytes) -> dict[str, Any]:
     return activity
 
 
+#: Activities whose ``object`` may be an array, handled item by item (AS2 allows it).
+ITEMIZED_TYPES = frozenset({"Create", "Announce", "Delete", "Update"})
+
+
+def items_of(activity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The activity once per object when its ``object`` is an array (``Create`` of two
+    notes), each copy with one object; else the activity itself."""
+    obj = activity.get("object")
+    if activity["type"] in ITEMIZED_TYPES and isinstance(obj, list) and obj:
+        return [{**activity, "object": item} for item in obj]
+    return [activity]
+
+
 def _check_origins(activity: dict[str, Any], actor_uri: str) -> None:
     if not same_origin(activity["id"], actor_uri):
         raise InboxRejected(403, "the activity's id is not on its actor's host", "originMismatch")
     if activity["type"] in AUTHORED_OBJECT_TYPES:
-        object_id = id_of(activity.get("object"))
-        if object_id is None:
-            raise InboxRejected(400, "the activity has no object id", "missingField")
-        if not same_origin(object_id, actor_uri):
-            raise InboxRejected(
-                403,
-                f"{activity['type']} of an object from another host ({object_id})",
-                "originMismatch",
-            )
-        embedded = activity.get("object")
-        if isinstance(embedded, dict):
-            attributed = embedded.get("attributedTo")
-            owners = attributed if isinstance(attributed, list) else [attributed]
-            for owner in owners:
-                owner_id = id_of(owner)
-                if owner_id is not None and not same_origin(owner_id, actor_uri):
-                    raise InboxRejected(
-                        403, "the object is attributed to another host", "originMismatch"
-                    )
+        for item in items_of(activity):
+            _check_object_origin(item, actor_uri)
+
+
+def _check_object_origin(activity: dict[str, Any], actor_uri: str) -> None:
+    object_id = id_of(activity.get("object"))
+    if object_id is None:
+        raise InboxRejected(400, "the activity has no object id", "missingField")
+    if not same_origin(object_id, actor_uri):
+        raise InboxRejected(
+            403,
+            f"{activity['type']} of an object from another host ({object_id})",
+            "originMismatch",
+        )
+    embedded = activity.get("object")
+    if isinstance(embedded, dict):
+        attributed = embedded.get("attributedTo")
+        owners = attributed if isinstance(attributed, list) else [attributed]
+        for owner in owners:
+            owner_id = id_of(owner)
+            if owner_id is not None and not same_origin(owner_id, actor_uri):
+                raise InboxRejected(
+                    403, "the object is attributed to another host", "originMismatch"
+                )
 
 
 async def receive(
@@ -363,6 +385,18 @@ def _ignored(
     return InboxResult(202, f"{kind} of {what} is ignored here", "unhandledObject")
 
 
+async def _routed_items(
+    session: AsyncSession, dispatcher: InboxDispatcher, activity: dict[str, Any]
+) -> list[tuple[dict[str, Any], Handler | None, tuple[str, ...]]]:
+    """Each item of the activity (``items_of``) with its handler and its route: routing is
+    per item, so a ``Delete`` of a note and an article reaches both domains."""
+    routed = []
+    for item in items_of(activity):
+        route = await dispatcher.route_of(session, item)
+        routed.append((item, dispatcher.handler_for(route), route))
+    return routed
+
+
 async def _dispatch(
     federation: Federation,
     activity: dict[str, Any],
@@ -384,16 +418,15 @@ async def _dispatch(
         )
         if existing.first() is not None:
             return InboxResult(202, "already received", "duplicate")
-        route = await dispatcher.route_of(session, activity)
-        handler = dispatcher.handler_for(route)
-        if handler is None:
-            return _ignored(dispatcher, activity, route)
+        routed = await _routed_items(session, dispatcher, activity)
+        if not any(handler is not None for _, handler, _ in routed):
+            return _ignored(dispatcher, activity, routed[0][2])
         stored = StoredActivity(
             activity_id=activity["id"],
             direction="in",
             actor_uri=actor_uri,
             activity_type=activity["type"],
-            object_id=id_of(activity.get("object")),
+            object_id=id_of(routed[0][0].get("object")),
             public=_is_public(activity),
             document=activity,
             created_at=federation.clock(),
@@ -404,9 +437,14 @@ async def _dispatch(
                 await session.flush()
         except IntegrityError:
             return InboxResult(202, "already received", "duplicate")
-        context = InboxContext(federation, session, activity, actor_uri, recipient, stored)
+        contexts: list[InboxContext] = []
         try:
-            await handler(context)
+            for item, handler, _ in routed:
+                if handler is None:
+                    continue  # this item is ignored, the others are handled
+                context = InboxContext(federation, session, item, actor_uri, recipient, stored)
+                contexts.append(context)
+                await handler(context)
         except InboxRejected:
             await session.rollback()
             raise
@@ -417,8 +455,9 @@ async def _dispatch(
             await session.rollback()
             raise InboxRejected(422, str(exc), "unprocessable") from exc
         await session.commit()
-    for callback in context.after_commit:
-        callback()
+    for context in contexts:
+        for callback in context.after_commit:
+            callback()
     return InboxResult(202, "accepted")
 
 

@@ -11,22 +11,22 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
 from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, RemoteActor
-from node.activitypub.notes import require_audience
+from node.activitypub.notes import apply_update, forget_deleted, require_audience
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
-from node.bricks.models import Brick, BrickLike, BrickReview
+from node.bricks.models import Brick, BrickAuthor, BrickLike, BrickReview
 from node.bricks.notices import notify_review
 from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
 from node.bricks.text import html_to_text
 from node.members.models import Member
 
-__all__ = ["register_brick_handlers", "store_remote_brick"]
+__all__ = ["register_brick_handlers", "rename_remote_author", "store_remote_brick"]
 
 
 def _same_origin(a: str | None, b: str | None) -> bool:
@@ -219,8 +219,30 @@ async def _on_create_article(ctx: InboxContext) -> None:
     await _upsert(ctx, ctx.object, ctx.actor_uri, creating=True)
 
 
+async def rename_remote_author(ctx: InboxContext) -> None:
+    """A remote author's new profile (``Update`` of itself, once our cached copy is
+    refreshed): the bricks and reviews we keep show its new name."""
+    cached = (
+        await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
+    ).scalar_one_or_none()
+    if cached is None:
+        return
+    ref = remote_author_ref(cached, ctx.actor_uri)
+    await ctx.session.execute(
+        update(BrickAuthor)
+        .where(BrickAuthor.actor_uri == ctx.actor_uri, BrickAuthor.member_id.is_(None))
+        .values(name=ref.name, profile_url=ref.profile_url)
+    )
+    await ctx.session.execute(
+        update(BrickReview)
+        .where(BrickReview.author_uri == ctx.actor_uri, BrickReview.local.is_(False))
+        .values(author_name=ref.name, author_url=ref.profile_url)
+    )
+
+
 async def _on_update_article(ctx: InboxContext) -> None:
     await require_audience(ctx)
+    await apply_update(ctx)
     await _upsert(ctx, ctx.object, ctx.actor_uri, creating=False)
 
 
@@ -229,9 +251,14 @@ async def _on_note(ctx: InboxContext) -> None:
     whoever sends it), otherwise the timeline's."""
     if not await _reply(ctx, ctx.object):
         await require_audience(ctx)
+    if ctx.type == "Update":
+        await apply_update(ctx)
 
 
 async def _on_delete(ctx: InboxContext) -> None:
+    """The owner's Delete: the timeline forgets what it kept about the object, and the
+    brick or review goes."""
+    await forget_deleted(ctx)
     await _delete(ctx, id_of(ctx.object), ctx.actor_uri)
 
 

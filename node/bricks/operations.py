@@ -7,7 +7,7 @@ not exist raises ``BrickNotFound`` (the web answers 404).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from node.activitypub.federation import Federation, FederationError
 from node.bricks.files import store_files
 from node.bricks.models import Brick, BrickReview
+from node.bricks.pins import pin_brick
 from node.bricks.service import (
     add_review,
     author_refs,
@@ -123,6 +124,26 @@ class BrickService:
         async with session_scope(self.sessionmaker) as session:
             brick = await get_brick(session, key)
             await delete_brick(self.federation, session, brick, member)
+        self.wake()
+
+    async def pin(
+        self,
+        member: Member,
+        key: str,
+        *,
+        for_chamber: bool,
+        pinned: bool,
+        on_changed: Callable[[AsyncSession, str], Awaitable[None]],
+    ) -> None:
+        """Pin or unpin; ``on_changed(session, username)`` runs in the same transaction for
+        the actor whose pinned bricks changed (the web sends its new document)."""
+        async with session_scope(self.sessionmaker) as session:
+            brick = await get_brick(session, key)
+            changed = await pin_brick(
+                self.federation, session, brick, member, for_chamber=for_chamber, pinned=pinned
+            )
+            if changed is not None:
+                await on_changed(session, changed)
         self.wake()
 
     async def review(self, member: Member, key: str, rating: Any, comment: Any) -> BrickReview:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from babel.dates import format_date as format_babel_date
-
 from node import i18n
 
 __all__ = [
@@ -117,5 +115,5 @@ def describe(reason: Reason) -> str:
 
 
 def format_date(day: date) -> str:
-    """``12 May 2027`` / ``12 mai 2027`` in the current language."""
-    return format_babel_date(day, format="long", locale=i18n.current_language())
+    """``12 May 2027`` / ``12 mai 2027`` in the current language (``node.i18n.format_day``)."""
+    return i18n.format_day(day)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from http.cookies import SimpleCookie
 
 import httpx
 from starlette.applications import Starlette
@@ -122,21 +123,53 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
+#: The language picked with the page's switch (``?lang=``), for a year.
+LANGUAGE_COOKIE = "archipel_lang"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+
 class LanguageMiddleware:
-    """Chooses the language of the request (member setting, Accept-Language, chamber)."""
+    """Chooses the language of the request: ``?lang=`` (remembered in a cookie), the
+    cookie, the member's setting, ``Accept-Language``, the chamber's ``language``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            settings = scope["app"].state.node.settings
-            accept_language = Headers(scope=scope).get("accept-language")
-            member_language = scope.get("session", {}).get(LANGUAGE_KEY)
-            i18n.use_language(
-                i18n.negotiate_language(member_language, accept_language, settings.language)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = scope["app"].state.node.settings
+        request = Request(scope)
+        asked = request.query_params.get("lang")
+        picked = asked if asked in i18n.SUPPORTED_LANGUAGES else None
+        i18n.use_language(
+            i18n.negotiate_language(
+                scope.get("session", {}).get(LANGUAGE_KEY),
+                request.headers.get("accept-language"),
+                settings.language,
+                chosen=picked or request.cookies.get(LANGUAGE_COOKIE),
             )
-        await self.app(scope, receive, send)
+        )
+        if picked is None:
+            await self.app(scope, receive, send)
+            return
+        cookie = SimpleCookie()
+        cookie[LANGUAGE_COOKIE] = picked
+        cookie[LANGUAGE_COOKIE]["path"] = "/"
+        cookie[LANGUAGE_COOKIE]["max-age"] = LANGUAGE_COOKIE_AGE
+        cookie[LANGUAGE_COOKIE]["samesite"] = "Lax"
+        if settings.url.startswith("https://"):
+            cookie[LANGUAGE_COOKIE]["secure"] = True
+        set_cookie = cookie.output(header="").strip().encode("latin-1")
+
+        async def remember(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"set-cookie", set_cookie)]
+            await send(message)
+
+        await self.app(scope, receive, remember)
 
 
 def _routes() -> list[BaseRoute]:

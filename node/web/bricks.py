@@ -8,12 +8,15 @@ from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
+from node.activitypub.featured import featured_ids
 from node.activitypub.jsonld import default_context
+from node.activitypub.outbox import tombstone_of
 from node.bricks.as2 import format_time, review_note
 from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
@@ -41,14 +44,22 @@ from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
+from node.web.profiles import federate_profile
+from node.web.responses import stored_file
 from node.web.templating import render
 
-__all__ = ["category_label", "catalogue_query", "routes"]
+__all__ = ["category_label", "catalogue_query", "pin_as", "routes"]
 
 
 def category_label(category: str) -> str:
     labels = CATEGORY_LABELS.get(category, {})
     return labels.get(i18n.current_language(), labels.get("fr", category))
+
+
+#: What a page says when someone else than its authors tries (a local brick; a remote
+#: brick is edited and deleted in its own chamber).
+_EDIT_FORBIDDEN = N_("Only the authors of a brick of this chamber can edit it.")
+_DELETE_FORBIDDEN = N_("Only the authors of a brick can delete it.")
 
 
 def _login_redirect(request: Request) -> Response:
@@ -153,6 +164,12 @@ async def tag_page(request: Request) -> Response:
 
 async def brick_page(request: Request) -> Response:
     node = node_context(request)
+    if wants_activity_json(request):
+        uri = node.settings.absolute(f"/bricks/{request.path_params['key']}")
+        async with read_only(node.sessionmaker) as session:
+            tombstone = await tombstone_of(session, uri)
+        if tombstone is not None:  # a deleted brick answers 410 Gone with its Tombstone
+            return ActivityJSONResponse(tombstone, status_code=410)
     brick = await node.services.bricks.load(request.path_params["key"])
     if wants_activity_json(request):
         if not brick.local:
@@ -184,6 +201,7 @@ async def _brick_page(
         )
     context = await _page_context(request)
     member: Member | None = context["member"]
+    pins = await _pins(node, brick, member)
     mine = next((r for r in reviews if member is not None and r.member_id == member.id), None)
     review_values = {"rating": str(mine.rating or "") if mine else "", "comment": ""}
     if form is not None:
@@ -199,8 +217,62 @@ async def _brick_page(
         my_review=mine,
         review_values=review_values,
         review_errors=review_errors or {},
+        pins=pins,
         **context,
     )
+
+
+async def _pins(node: NodeContext, brick: Brick, member: Member | None) -> list[dict[str, Any]]:
+    """The pin buttons the member may use: on their profile (authors), the chamber's
+    (administrators), each with whether the brick is pinned there now."""
+    if member is None or not brick.local:
+        return []
+    who = (["me"] if is_author(brick, member) else []) + (["chamber"] if member.is_admin else [])
+    pins = []
+    async with read_only(node.sessionmaker) as session:
+        for name in who:
+            username = node.federation.instance_username if name == "chamber" else member.username
+            pinned = brick.uri in await featured_ids(session, node.federation.urls(username).id)
+            pins.append({"who": name, "pinned": pinned})
+    return pins
+
+
+async def pin_as(
+    node: NodeContext, member: Member, key: str, *, for_chamber: bool, pinned: bool
+) -> None:
+    """Pin or unpin (page and API); the actor whose pinned bricks changed sends its new
+    document to its followers."""
+
+    async def send_profile(session: AsyncSession, username: str) -> None:
+        await federate_profile(
+            node.federation, session, node.settings, username, node.contributions
+        )
+
+    await node.services.bricks.pin(
+        member, key, for_chamber=for_chamber, pinned=pinned, on_changed=send_profile
+    )
+
+
+async def pin_form(request: Request) -> Response:
+    """The brick page's pin and unpin buttons (``as``: me or chamber)."""
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    form = await request.form()
+    key = request.path_params["key"]
+    try:
+        await pin_as(
+            node_context(request),
+            member,
+            key,
+            for_chamber=form.get("as") == "chamber",
+            pinned=form.get("action") != "unpin",
+        )
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    pinned = form.get("action") != "unpin"
+    flash(request, N_("The brick is pinned.") if pinned else N_("The brick is unpinned."))
+    return RedirectResponse(f"/bricks/{key}", status_code=303)
 
 
 def _form_values(data: dict[str, Any]) -> dict[str, str]:
@@ -319,7 +391,7 @@ async def edit_brick(request: Request) -> Response:
     key = request.path_params["key"]
     brick = await node.services.bricks.load(key)
     if not brick.local or not is_author(brick, member):
-        raise ApiError(403, "only the authors of a brick of this chamber can edit it")
+        raise ApiError(403, i18n.gettext(_EDIT_FORBIDDEN))
     if request.method == "GET":
         return await _form(request, values=brick_fields(brick), errors={}, brick=brick)
     payload = await _read_form(request)
@@ -346,8 +418,8 @@ async def edit_brick(request: Request) -> Response:
             status_code=422,
             reattach=[name for name, _content in payload.uploads],
         )
-    except BrickForbidden as exc:
-        raise ApiError(403, str(exc)) from None
+    except BrickForbidden:
+        raise ApiError(403, i18n.gettext(_EDIT_FORBIDDEN)) from None
     flash(request, N_("Your changes are saved."))
     return RedirectResponse(f"/bricks/{key}", status_code=303)
 
@@ -364,13 +436,13 @@ async def remove_brick(request: Request) -> Response:
         if form.get("confirm") == "yes":
             try:
                 await node.services.bricks.delete(member, key)
-            except BrickForbidden as exc:
-                raise ApiError(403, str(exc)) from None
+            except BrickForbidden:
+                raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN)) from None
             flash(request, N_("The brick is deleted."))
             return RedirectResponse("/bricks", status_code=303)
     brick = await node.services.bricks.load(key)
     if not brick.local or not is_author(brick, member):
-        raise ApiError(403, i18n.gettext("Only the authors of a brick can delete it."))
+        raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN))
     return render(request, "bricks/delete.html", brick=brick, **await _page_context(request))
 
 
@@ -386,8 +458,8 @@ async def review_brick(request: Request) -> Response:
         )
     except BrickInvalid as exc:
         return await _brick_page(request, review_errors=exc.errors, form=form, status_code=422)
-    except BrickForbidden as exc:
-        raise ApiError(403, str(exc)) from None
+    except BrickForbidden:
+        raise ApiError(403, i18n.gettext(N_("Authors do not rate their own brick."))) from None
     flash(request, N_("Thank you: your review is saved."))
     return RedirectResponse(f"/bricks/{key}#reviews", status_code=303)
 
@@ -449,15 +521,7 @@ async def attached_file(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "no such file")
     path, media_type = found
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        },
-    )
+    return stored_file(path, media_type)
 
 
 async def review_object(request: Request) -> Response:
@@ -499,6 +563,7 @@ routes = [
     Route("/bricks/{key}/edit", edit_brick, methods=["GET", "POST"]),
     Route("/bricks/{key}/delete", remove_brick, methods=["GET", "POST"]),
     Route("/bricks/{key}/reviews", review_brick, methods=["POST"]),
+    Route("/bricks/{key}/pin", pin_form, methods=["POST"]),
     Route("/bricks/{key}/history", history, methods=["GET"]),
     Route("/tags/{tag}", tag_page, methods=["GET"]),
     Route("/tags/{tag}/feed.atom", tag_feed, methods=["GET"]),

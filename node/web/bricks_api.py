@@ -18,7 +18,7 @@ from node.bricks.validation import BrickInvalid
 from node.db import read_only
 from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
-from node.web.bricks import catalogue_query
+from node.web.bricks import catalogue_query, pin_as
 from node.web.bricks_forms import read_payload
 from node.web.context import node_context
 from node.web.errors import ApiError
@@ -147,6 +147,26 @@ async def one_brick(request: Request) -> Response:
     return await _detail_response(request, key)
 
 
+async def pin(request: Request) -> Response:
+    """POST pins the brick on my profile (``?as=chamber``: on the chamber's, administrators);
+    DELETE unpins. The actor's followers get its new document."""
+    member = await require_member(request)
+    who = request.query_params.get("as", "me")
+    if who not in ("me", "chamber"):
+        raise ApiError(400, "as: me or chamber")
+    try:
+        await pin_as(
+            node_context(request),
+            member,
+            request.path_params["key"],
+            for_chamber=who == "chamber",
+            pinned=request.method == "POST",
+        )
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return Response(status_code=204)
+
+
 async def reviews(request: Request) -> Response:
     member = await require_member(request)
     try:
@@ -268,6 +288,31 @@ endpoints = [
         auth="member",
         params=(_KEY,),
         tags=("bricks",),
+    ),
+    *(
+        Endpoint(
+            method,
+            "/api/v1/bricks/{key}/pin",
+            pin,
+            operation_id,
+            summary,
+            {
+                204: Answer("done", None),
+                400: Answer("as is neither me nor chamber"),
+                403: Answer("not an author (me) or not an administrator (chamber)"),
+                404: Answer("no such brick"),
+            },
+            auth="member",
+            params=(
+                _KEY,
+                Param("as", "me (my profile) or chamber (administrators)", enum=("me", "chamber")),
+            ),
+            tags=("bricks",),
+        )
+        for method, operation_id, summary in (
+            ("POST", "pinBrick", "Pin a brick on my profile or the chamber's (featured)"),
+            ("DELETE", "unpinBrick", "Unpin a brick"),
+        )
     ),
     Endpoint(
         "POST",

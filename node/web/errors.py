@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from node import i18n
 from node.bricks.service import BrickNotFound
+from node.web.flash import N_
 from node.web.negotiation import parse_accept
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
@@ -45,19 +47,39 @@ def _wants_html(request: Request) -> bool:
 
 
 _TITLES = {
-    400: "Bad request",
-    401: "Please sign in",
-    403: "Forbidden",
-    404: "Page not found",
-    405: "Method not allowed",
-    406: "Not acceptable",
-    410: "Gone",
-    413: "Too large",
-    415: "Unsupported media type",
-    422: "Invalid input",
-    429: "Too many requests",
-    500: "Something went wrong",
+    400: N_("Bad request"),
+    401: N_("Please sign in"),
+    403: N_("Forbidden"),
+    404: N_("Page not found"),
+    405: N_("Method not allowed"),
+    406: N_("Not acceptable"),
+    410: N_("Gone"),
+    413: N_("Too large"),
+    415: N_("Unsupported media type"),
+    422: N_("Invalid input"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong"),
 }
+#: What a page says when the error carries no message of its own (Starlette's "Not Found").
+_EXPLANATIONS = {
+    401: N_("Sign in to see this page."),
+    403: N_("This page is not for you."),
+    404: N_("There is nothing at this address: it may have moved or been deleted."),
+    405: N_("This address does not answer that kind of request."),
+    500: N_("An unexpected error happened on this node; it has been logged."),
+}
+
+
+def _page_message(status_code: int, message: str) -> str:
+    """The message of an error page in the request's language: a known message translated,
+    the bare HTTP phrase replaced by an explanation."""
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = ""
+    if not message or message == phrase:
+        message = _EXPLANATIONS.get(status_code, _TITLES.get(status_code, N_("Error")))
+    return i18n.gettext(message)
 
 
 def error_response(
@@ -67,9 +89,13 @@ def error_response(
     if _wants_html(request) and "node" in request.app.state._state:
         from node.web.templating import render
 
-        title = i18n.gettext(_TITLES.get(status_code, "Error"))
+        title = i18n.gettext(_TITLES.get(status_code, N_("Error")))
         response = render(
-            request, "error.html", status_code=status_code, title=title, message=message
+            request,
+            "error.html",
+            status_code=status_code,
+            title=title,
+            message=_page_message(status_code, message),
         )
         response.headers.update(headers)
         return response
@@ -91,9 +117,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(
-        request, 500, "An unexpected error happened on this node; it has been logged."
-    )
+    return error_response(request, 500, _EXPLANATIONS[500])
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -22,7 +22,7 @@ from node.db import read_only, session_scope
 from node.members.models import Member, Notification
 from node.members.notifications import list_notifications, mark_read, summary, unread_count
 from node.web._members import page_member
-from node.web.api import Answer, Body, Endpoint, routes_of
+from node.web.api import ID_MAX, Answer, Body, Endpoint, routes_of
 from node.web.auth import require_member
 from node.web.context import node_context
 from node.web.errors import ApiError
@@ -102,9 +102,9 @@ def _ids(body: bytes) -> list[int] | None:
         raise ApiError(400, 'the body must be a JSON object such as {"ids": [1, 2]}')
     ids = data.get("ids", [])
     if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
+        isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= ID_MAX for i in ids
     ):
-        message = "a list of notification ids (integers)"
+        message = f"a list of notification ids (whole numbers from 1 to {ID_MAX})"
         raise ApiError(422, f"ids: {message}", errors={"ids": message})
     if len(ids) > MAX_IDS:
         message = f"at most {MAX_IDS} at a time"
@@ -173,14 +173,18 @@ endpoints = [
                     },
                 },
             ),
-            422: Answer("ids is not a list of at most 500 integers"),
+            422: Answer("ids is not a list of at most 500 notification ids"),
         },
         auth="member",
         body=Body(
             {
                 "type": "object",
                 "properties": {
-                    "ids": {"type": "array", "items": {"type": "integer"}, "maxItems": MAX_IDS}
+                    "ids": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 1, "maximum": ID_MAX},
+                        "maxItems": MAX_IDS,
+                    }
                 },
             },
             required=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from node import i18n
 from node.clearing.units import format_minutes
+from node.web import labels
 from node.web.flash import pop_flashes
 from node.web.sessions import csrf_token
 
@@ -26,7 +28,22 @@ def make_templates() -> Environment:
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["duration"] = _duration
+    env.filters["day"] = i18n.format_day
+    env.filters["moment"] = i18n.format_moment
+    label_functions = {name: getattr(labels, name) for name in labels.__all__ if name != "LABELS"}
+    env.globals.update(label_functions)
+    env.filters.update(label_functions)
+    env.globals["format_day"] = i18n.format_day
+    env.globals["format_moment"] = i18n.format_moment
+    env.globals["language_names"] = i18n.LANGUAGE_NAMES
+    env.globals["language_url"] = _language_url
     return env
+
+
+def _language_url(request: Request, language: str) -> str:
+    """This page in ``language``: its path and query, with ``lang`` set."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return f"{request.url.path}?{urlencode([*query, ('lang', language)])}"
 
 
 def _duration(value: int | Decimal | None, unit: str = "minutes") -> str:
@@ -48,4 +65,6 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
         flashes=pop_flashes(request),
         **values,
     )
-    return HTMLResponse(page, status_code=status_code, headers={"Vary": "Accept, Accept-Language"})
+    return HTMLResponse(
+        page, status_code=status_code, headers={"Vary": "Accept, Accept-Language, Cookie"}
+    )

@@ -112,6 +112,10 @@ async def test_a_bare_object_routes_on_the_stored_activity_it_names(app: Starlet
             "Settlement",
         )
         assert await route({"type": "Delete", "object": BOB}) == ("Delete", ACTOR)
+        assert await route({"type": "Update", "object": {"id": BOB, "type": "Person"}}) == (
+            "Update",
+            ACTOR,
+        )
         assert await route({"type": "Follow", "object": LILLE}) == ("Follow",)
         assert await route({"type": "Create", "object": {"type": "Note"}}) == ("Create", "Note")
 

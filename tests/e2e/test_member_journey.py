@@ -94,7 +94,7 @@ def test_a_person_joins_and_opens_clearing_access(browser: Any, live_server: str
         ada.wait_for_url(re.compile(r".*/admin\?done=approve"))
         ada.goto(base + "/admin/audit")
         check_accessible(ada)
-        assert "member.approve" in ada.locator("table").inner_text()
+        assert "registration approved" in ada.locator("table").inner_text()
 
         sign_in_with_the_keyboard(marie, base, "marie")
         check_accessible(marie)

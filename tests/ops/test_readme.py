@@ -17,6 +17,9 @@ def test_the_first_screen_holds_the_two_commands_and_links_to_deploy() -> None:
     assert "](deploy/README.md)" in first_screen
     assert (REPO / "deploy" / "README.md").exists()
     assert "make demo" in first_screen
+    # How a chamber chooses its language and sets up email (issue 14).
+    assert "language" in first_screen and '"nl"' in first_screen
+    assert "smtp_host" in first_screen and "reset-password" in first_screen
 
 
 def test_the_readme_links_point_at_its_sections() -> None:

@@ -47,7 +47,8 @@ async def test_register_then_pending_then_approved(
         )
         assert done.status_code == 303
         audit = await admin.get("/admin/audit")
-        assert "member.approve" in audit.text and "ada" in audit.text
+        assert "inscription approuvée" in audit.text and "ada" in audit.text
+        assert "member.approve" not in audit.text  # a label, not the internal code
     assert (await sign_in(client, "marie")).status_code == 303
     account = await client.get("/account", headers={"Accept-Language": "en"})
     assert "1 more published brick" in account.text  # no setting: Accept-Language decides

@@ -114,7 +114,7 @@ async def test_an_administrator_adds_a_partner_and_changes_its_credit_line(
     assert change.details == {"before": 600, "after": 150}
     assert change.by == "ada"
     audit = await admin.get("/admin/audit")
-    assert "partner.credit_line" in audit.text and "too much owed already" in audit.text
+    assert "ligne de crédit modifiée" in audit.text and "too much owed already" in audit.text
     # in French, the chamber's language
     french = await admin.get("/admin/partners")
     assert "Ligne de crédit : 2 h 30" in french.text
