@@ -29,6 +29,7 @@ from node.bricks.service import (
 )
 from node.bricks.validation import BrickInput, BrickInvalid, validate_brick
 from node.db import read_only, session_scope
+from node.members.contributions import BricksPublished
 from node.members.models import Member
 
 __all__ = ["BrickService", "brick_fields"]
@@ -78,14 +79,27 @@ class BrickService:
         return BrickInput(**{**data.__dict__, "authors": names})
 
     async def create(
-        self, member: Member, fields: Mapping[str, Any], uploads: list[tuple[str, bytes]]
+        self,
+        member: Member,
+        fields: Mapping[str, Any],
+        uploads: list[tuple[str, bytes]],
+        *,
+        published: BricksPublished | None = None,
     ) -> Brick:
+        """A new brick; ``published`` (``ContributionStats.bricks_published``) is told, in
+        its transaction, which local members it counts for."""
         data = await self._resolve_remote_authors(validate_brick(fields))
         files = store_files(self.files_dir, self.base_url, uploads)
         async with session_scope(self.sessionmaker) as session:
             refs = await author_refs(self.federation, session, member, data.authors)
             brick = await create_brick(
-                self.federation, session, member, data, authors=refs, files=files
+                self.federation,
+                session,
+                member,
+                data,
+                authors=refs,
+                files=files,
+                published=published,
             )
         self.wake()
         return brick
@@ -97,6 +111,8 @@ class BrickService:
         fields: Mapping[str, Any],
         uploads: list[tuple[str, bytes]],
         remove_files: list[str],
+        *,
+        published: BricksPublished | None = None,
     ) -> tuple[Brick, list[str]]:
         current = await self.load(key)
         merged = {**brick_fields(current), **fields}
@@ -116,6 +132,7 @@ class BrickService:
                 authors=refs,
                 add_files=files,
                 remove_files=remove_files,
+                published=published,
             )
         self.wake()
         return brick, changed

@@ -98,8 +98,9 @@ async def create(request: Request) -> Response:
     member = await require_member(request)
     payload = await read_payload(request)
     try:
-        brick = await node_context(request).services.bricks.create(
-            member, payload.data, payload.uploads
+        node = node_context(request)
+        brick = await node.services.bricks.create(
+            member, payload.data, payload.uploads, published=node.contributions.bricks_published
         )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
@@ -138,7 +139,12 @@ async def one_brick(request: Request) -> Response:
             return Response(status_code=204)
         payload = await read_payload(request)
         await node.services.bricks.update(
-            member, key, payload.data, payload.uploads, payload.remove_files
+            member,
+            key,
+            payload.data,
+            payload.uploads,
+            payload.remove_files,
+            published=node.contributions.bricks_published,
         )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
