@@ -167,3 +167,32 @@ async def test_a_hostile_object_id_routes_nowhere(app: Starlette) -> None:
         for uri in (f"{BOB}/\x00", f"{BOB}/{'x' * 3000}"):
             activity = {"type": "Undo", "actor": BOB, "object": uri}
             assert await dispatcher.route_of(session, activity) == ("Undo",)
+
+
+async def test_each_item_of_an_array_routes_on_its_own(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """A ``Create`` of several objects: each reaches its own handler, an item nothing is
+    registered for is skipped, and the activity is ignored only when no item routes."""
+    seen: list[str] = []
+
+    async def notes(ctx: InboxContext) -> None:
+        seen.append(ctx.object["id"])
+
+    dispatcher = InboxDispatcher()
+    dispatcher.register("Create", "Note", notes)
+    app.state.node.dispatcher = dispatcher
+    note = {"id": f"{BOB}/notes/1", "type": "Note", "attributedTo": BOB}
+    poll = {"id": f"{BOB}/polls/1", "type": "Question", "attributedTo": BOB}
+
+    both = {"id": f"{BOB}/creates/1", "type": "Create", "actor": BOB, "object": [poll, note]}
+    response = await signed_post(client, activity_body(both))
+    assert response.status_code == 202, response.text
+    assert response.json()["reason"] == "accepted"
+    assert seen == [note["id"]]
+    assert await count(app, StoredActivity) == 1
+
+    only_poll = {"id": f"{BOB}/creates/2", "type": "Create", "actor": BOB, "object": [poll]}
+    response = await signed_post(client, activity_body(only_poll))
+    assert response.json()["reason"] == "unhandledObject"
+    assert await count(app, StoredActivity) == 1
