@@ -1,4 +1,5 @@
-"""Follow, Accept, Reject, Undo(Follow), Block and Delete(actor), both directions."""
+"""Follow, Accept, Reject, Undo(Follow), Block, Delete(actor) and Update(actor), both
+directions."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, id_of
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxRejected
+from node.activitypub.inbox import ACTOR, ANY, InboxContext, InboxDispatcher, InboxRejected
 from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.activitypub.outbox import new_activity_id, publish
 
 __all__ = [
+    "OnActorUpdated",
     "OnFollowed",
     "answer_follow_request",
     "follow",
@@ -259,10 +261,7 @@ async def _on_reject(ctx: InboxContext) -> None:
 
 
 async def _on_undo(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if isinstance(obj, dict) and obj.get("type") not in (None, "Follow"):
-        return  # an Undo of something else: another handler's business
-    follow_id, follower, followee = _follow_reference(obj)
+    follow_id, follower, followee = _follow_reference(ctx.object)
     if follower is not None and follower != ctx.actor_uri:
         raise InboxRejected(403, "an actor can only undo its own follow", "actorMismatch")
     query = delete(Follow).where(Follow.follower_uri == ctx.actor_uri)
@@ -289,9 +288,7 @@ async def _on_block(ctx: InboxContext) -> None:
     )
 
 
-async def _on_delete(ctx: InboxContext) -> None:
-    if id_of(ctx.object) != ctx.actor_uri:
-        return  # deleting an object, not the actor itself
+async def _on_delete_actor(ctx: InboxContext) -> None:
     await _forget_actor(ctx.session, ctx.actor_uri)
     remote = (
         await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
@@ -300,21 +297,34 @@ async def _on_delete(ctx: InboxContext) -> None:
         remote.gone_at = ctx.federation.clock()
 
 
-async def _on_update(ctx: InboxContext) -> None:
-    """An actor's ``Update`` of itself refreshes our cached copy (name, avatar, keys)."""
-    obj = ctx.object
-    if not isinstance(obj, dict) or id_of(obj) != ctx.actor_uri:
-        return  # an update of an object, not of the actor
-    await ctx.federation.store_actor_document(ctx.session, ctx.actor_uri, obj)
+#: Called after an actor's ``Update`` of itself refreshed our cached copy (the bricks show
+#: the author's new name), in the inbox transaction.
+OnActorUpdated = Callable[[InboxContext], Awaitable[None]]
+
+
+def _on_update_handler(on_actor_updated: OnActorUpdated | None) -> Any:
+    async def on_update(ctx: InboxContext) -> None:
+        """An actor's ``Update`` of itself refreshes our cached copy (name, avatar, keys)."""
+        obj = ctx.object
+        if not isinstance(obj, dict):
+            return  # a bare id: nothing new to keep
+        await ctx.federation.store_actor_document(ctx.session, ctx.actor_uri, obj)
+        if on_actor_updated is not None:
+            await on_actor_updated(ctx)
+
+    return on_update
 
 
 def register_follow_handlers(
-    dispatcher: InboxDispatcher, *, on_followed: OnFollowed | None = None
+    dispatcher: InboxDispatcher,
+    *,
+    on_followed: OnFollowed | None = None,
+    on_actor_updated: OnActorUpdated | None = None,
 ) -> None:
-    dispatcher.register("Follow", _on_follow_handler(on_followed))
-    dispatcher.register("Accept", _on_accept)
-    dispatcher.register("Reject", _on_reject)
-    dispatcher.register("Undo", _on_undo)
-    dispatcher.register("Block", _on_block)
-    dispatcher.register("Delete", _on_delete)
-    dispatcher.register("Update", _on_update)
+    dispatcher.register("Follow", ANY, _on_follow_handler(on_followed))
+    dispatcher.register("Accept", "Follow", _on_accept)
+    dispatcher.register("Reject", "Follow", _on_reject)
+    dispatcher.register("Undo", "Follow", _on_undo)
+    dispatcher.register("Block", ANY, _on_block)
+    dispatcher.register("Delete", ACTOR, _on_delete_actor)
+    dispatcher.register("Update", ACTOR, _on_update_handler(on_actor_updated))

@@ -1,7 +1,8 @@
-"""Receiving activities: verify, check origins, deduplicate, then dispatch to a handler.
+"""Receiving activities: verify, check origins, deduplicate, then route to one handler.
 
-Every check happens before any side effect. Domains (bricks, clearing) register handlers
-for the activity types they own; the follow handlers live in ``follows``.
+Every check happens before any side effect. Routing is typed: a handler is registered on an
+activity type and the type of its object (``("Create", "Article")``), by the domain that owns
+that object type; this module knows no domain. ``InboxDispatcher`` documents the rule.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from node.db import read_only
 from node.ops.metrics import INBOX_RECEIVED, INBOX_REJECTIONS
 
 __all__ = [
+    "ACTOR",
+    "ANY",
+    "Handler",
     "InboxContext",
     "InboxDispatcher",
     "InboxIgnored",
@@ -122,19 +126,99 @@ class InboxContext:
 
 
 Handler = Callable[[InboxContext], Awaitable[None]]
+ObjectType = str | tuple[str, ...] | None
+
+#: Register on ``ANY`` object type: the handler takes whatever object the activity has
+#: (``Follow``, ``Block``, ``Like``), unless a more precise registration matches.
+ANY: ObjectType = None
+#: The object type of an activity about its own actor named by its id (``Delete`` of an account).
+ACTOR = "Actor"
+#: ActivityStreams' own object types: in a multi-typed object they are the fallback.
+CORE_OBJECT_TYPES = frozenset(
+    {"Object", "Note", "Article", "Page", "Document", "Image", "Video", "Audio", "Event"}
+    | {"Place", "Profile", "Tombstone", "Question", "Collection", "OrderedCollection"}
+)
+#: How deep routing follows activities inside activities (``Undo`` → ``Accept`` → ``Update``).
+MAX_ROUTE_DEPTH = 3
 
 
 class InboxDispatcher:
-    """Handlers by activity type; several may listen to one type (each checks its object)."""
+    """One handler per (activity type, object type); the one place that decides "ignored".
+
+    The route of an activity is the chain of its type and its object's types: the object's
+    own ``type`` when it is embedded, or, when it is a bare URI, the type of the activity
+    stored under that id (received or sent: ``Undo`` names the undone ``Like``, ``Accept``
+    our ``Offer``); an activity object is followed to its own object, up to
+    ``MAX_ROUTE_DEPTH``. An object that is the activity's own actor (by its id, embedded
+    or not: ``Update`` of a profile, ``Delete`` of an account) is ``ACTOR``. So
+    ``Undo`` of an ``Offer`` of a ``Settlement`` routes as ``("Undo", "Offer", "Settlement")``.
+
+    A handler registered on ``(activity type, object type)`` - the object type a type, or a
+    tuple of nested types, or ``ANY`` - receives every activity whose route starts with it;
+    the longest registration wins. An activity no registration matches is not stored and
+    is answered 202 "ignored" (``receive``).
+    """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[Handler]] = {}
+        self._handlers: dict[tuple[str, ...], Handler] = {}
 
-    def register(self, activity_type: str, handler: Handler) -> None:
-        self._handlers.setdefault(activity_type, []).append(handler)
+    def register(self, activity_type: str, object_type: ObjectType, handler: Handler) -> None:
+        nested = (object_type,) if isinstance(object_type, str) else tuple(object_type or ())
+        key = (activity_type, *nested)
+        if key in self._handlers:
+            raise ValueError(f"{' of '.join(key)} already has a handler")
+        self._handlers[key] = handler
+
+    def _registered_type(self, route: list[str], types: list[Any]) -> Any:
+        """Of a multi-typed object's types (``["Note", "Proposal"]``), the one a handler is
+        registered for after ``route``, else the first (None when there is none)."""
+        names = [t for t in types if isinstance(t, str)]
+        registered = [name for name in names if (*route, name) in self._handlers]
+        # An extension type comes with a core fallback for servers that do not know it:
+        # the extension is the more precise registration.
+        extensions = [name for name in registered if name not in CORE_OBJECT_TYPES]
+        chosen = extensions or registered or names
+        return chosen[0] if chosen else None
 
     def handlers_for(self, activity_type: str) -> list[Handler]:
-        return list(self._handlers.get(activity_type, ()))
+        """Every handler registered for ``activity_type``, whatever the object."""
+        return [h for key, h in self._handlers.items() if key[0] == activity_type]
+
+    def handler_for(self, route: tuple[str, ...]) -> Handler | None:
+        for length in range(len(route), 0, -1):
+            handler = self._handlers.get(route[:length])
+            if handler is not None:
+                return handler
+        return None
+
+    async def route_of(self, session: AsyncSession, activity: dict[str, Any]) -> tuple[str, ...]:
+        """The activity's type and its object's types (see the class)."""
+        route = [str(activity["type"])]
+        actor = id_of(activity.get("actor"))
+        obj = activity.get("object")
+        for _ in range(MAX_ROUTE_DEPTH):
+            object_id = id_of(obj)
+            if len(route) == 1 and object_id is not None and object_id == actor:
+                route.append(ACTOR)  # embedded (an Update of a profile) or by its id
+                break
+            if isinstance(obj, dict) and isinstance(obj.get("type"), list):
+                obj = {**obj, "type": self._registered_type(route, obj["type"])}
+            if not (isinstance(obj, dict) and isinstance(obj.get("type"), str)):
+                uri = id_of(obj)
+                if uri is None or len(uri) > 2048 or "\x00" in uri:
+                    break  # not an id anything was stored under
+                obj = (
+                    await session.execute(
+                        select(StoredActivity.document).where(StoredActivity.activity_id == uri)
+                    )
+                ).scalar_one_or_none()
+                if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+                    break
+            route.append(obj["type"])
+            if obj["type"] not in KNOWN_TYPES:
+                break  # an object, not an activity: the route ends here
+            obj = obj.get("object")
+        return tuple(route)
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -240,9 +324,18 @@ async def _receive(
     activity = _parse(body)
     actor_uri = id_of(activity["actor"])
     assert actor_uri is not None
+    await _check_sender(federation, actor_uri, recipient_username)
+    # Verification fetches keys over the network: no transaction is open meanwhile.
+    await _verify(federation, activity, actor_uri, method, url, headers, body)
+    _check_origins(activity, actor_uri)
+    return await _dispatch(federation, activity, actor_uri, recipient_username, dispatcher)
+
+
+async def _check_sender(
+    federation: Federation, actor_uri: str, recipient_username: str | None
+) -> None:
     if federation.is_local(actor_uri):
         raise InboxRejected(403, "activities of local actors are not accepted here", "localActor")
-
     async with read_only(federation.sessionmaker) as session:
         if await federation.is_blocked(session, actor_uri):
             raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
@@ -258,7 +351,16 @@ async def _receive(
     if not recipient_exists:
         raise InboxRejected(404, f"no actor {recipient_username!r} here", "noRecipient")
 
-    # Verification fetches keys over the network: no transaction is open meanwhile.
+
+async def _verify(
+    federation: Federation,
+    activity: dict[str, Any],
+    actor_uri: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | list[tuple[str, str]],
+    body: bytes,
+) -> None:
     owners: dict[str, str] = {}
 
     def resolver(refresh: bool) -> Callable[[str], Awaitable[PublicKey | None]]:
@@ -286,8 +388,41 @@ async def _receive(
             f"the activity's actor {actor_uri} is not the signer {signer}",
             "actorMismatch",
         )
-    _check_origins(activity, actor_uri)
 
+
+def _ignored(
+    dispatcher: InboxDispatcher, activity: dict[str, Any], route: tuple[str, ...]
+) -> InboxResult:
+    """The answer to an activity no handler is registered for."""
+    kind = activity["type"]
+    log.info("inbox ignored %s (%s)", activity["id"], " of ".join(route))
+    if not dispatcher.handlers_for(kind):
+        reason = "unhandledType" if kind in KNOWN_TYPES else "unknownType"
+        return InboxResult(202, f"{kind} activities are ignored here", reason)
+    what = route[1] if len(route) > 1 else "this object"
+    return InboxResult(202, f"{kind} of {what} is ignored here", "unhandledObject")
+
+
+async def _routed_items(
+    session: AsyncSession, dispatcher: InboxDispatcher, activity: dict[str, Any]
+) -> list[tuple[dict[str, Any], Handler | None, tuple[str, ...]]]:
+    """Each item of the activity (``items_of``) with its handler and its route: routing is
+    per item, so a ``Delete`` of a note and an article reaches both domains."""
+    routed = []
+    for item in items_of(activity):
+        route = await dispatcher.route_of(session, item)
+        routed.append((item, dispatcher.handler_for(route), route))
+    return routed
+
+
+async def _dispatch(
+    federation: Federation,
+    activity: dict[str, Any],
+    actor_uri: str,
+    recipient_username: str | None,
+    dispatcher: InboxDispatcher,
+) -> InboxResult:
+    """Store the activity and run its handler, in one transaction."""
     async with federation.sessionmaker() as session:
         recipient = None
         if recipient_username is not None:
@@ -301,22 +436,18 @@ async def _receive(
         )
         if existing.first() is not None:
             return InboxResult(202, "already received", "duplicate")
-
-        handlers = dispatcher.handlers_for(activity["type"])
-        if not handlers:
-            reason = "unhandledType" if activity["type"] in KNOWN_TYPES else "unknownType"
-            log.info("inbox ignored %s (%s)", activity["id"], activity["type"])
-            return InboxResult(202, f"{activity['type']} activities are ignored here", reason)
-
+        routed = await _routed_items(session, dispatcher, activity)
+        if not any(handler is not None for _, handler, _ in routed):
+            return _ignored(dispatcher, activity, routed[0][2])
         stored = StoredActivity(
             activity_id=activity["id"],
             direction="in",
             actor_uri=actor_uri,
             activity_type=activity["type"],
-            object_id=id_of(items_of(activity)[0].get("object")),
+            object_id=id_of(routed[0][0].get("object")),
             public=_is_public(activity),
             document=activity,
-            created_at=now,
+            created_at=federation.clock(),
         )
         try:
             async with session.begin_nested():
@@ -324,14 +455,14 @@ async def _receive(
                 await session.flush()
         except IntegrityError:
             return InboxResult(202, "already received", "duplicate")
-        contexts = [
-            InboxContext(federation, session, item, actor_uri, recipient, stored)
-            for item in items_of(activity)
-        ]
+        contexts: list[InboxContext] = []
         try:
-            for context in contexts:
-                for handler in handlers:
-                    await handler(context)
+            for item, handler, _ in routed:
+                if handler is None:
+                    continue  # this item is ignored, the others are handled
+                context = InboxContext(federation, session, item, actor_uri, recipient, stored)
+                contexts.append(context)
+                await handler(context)
         except InboxRejected:
             await session.rollback()
             raise

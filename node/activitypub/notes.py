@@ -1,10 +1,11 @@
 """Plain notes (a chamber's news) and the timeline of what local actors received.
 
-Receiving: Create/Announce/Update of anything are kept only when a local actor follows the
-sender or is addressed, or (an Update) when we hold the object; domains (bricks) add their
-own handlers beside this. A ``Delete`` from the object's owner removes every activity we
-keep about it (its Create, Updates, boosts), an ``Update`` from its owner replaces the copy
-our stored activities hold.
+Receiving: Create/Announce/Update of any object no domain registered for are kept only when
+a local actor follows the sender or is addressed, or (an Update) when we hold the object from
+that owner (``require_audience``, which the domains' handlers of these activities call first
+too). An ``Update`` from the object's owner replaces the copy our stored activities hold
+(``apply_update``); a ``Delete`` from it removes every activity we keep about the object, its
+Create, Updates, boosts (``forget_deleted``, which the domain owning ``Delete`` calls).
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, id_of
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
+from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
 from node.activitypub.outbox import PUBLIC, publish
 
-__all__ = ["publish_note", "register_timeline_handlers"]
+__all__ = [
+    "apply_update",
+    "forget_deleted",
+    "publish_note",
+    "register_timeline_handlers",
+    "require_audience",
+]
 
 
 async def publish_note(
@@ -75,7 +82,9 @@ def _owned_by(stored: StoredActivity, signer: str) -> bool:
     return signer in {id_of(owner) for owner in owners}
 
 
-async def _keep_if_relevant(ctx: InboxContext) -> None:
+async def require_audience(ctx: InboxContext) -> None:
+    """Ignore the activity unless a local actor follows its sender or is addressed, or it
+    updates an object we hold from that sender."""
     object_id = id_of(ctx.object)
     if ctx.type == "Update" and object_id == ctx.actor_uri:
         return  # an actor's new profile: the follow handlers refresh our copy
@@ -97,7 +106,7 @@ async def _keep_if_relevant(ctx: InboxContext) -> None:
         raise InboxIgnored("nobody here follows this actor or is addressed")
 
 
-async def _apply_update(ctx: InboxContext) -> None:
+async def apply_update(ctx: InboxContext) -> None:
     """The owner's Update of an object we keep: our stored activities show the new one."""
     obj = ctx.object
     object_id = id_of(obj)
@@ -112,7 +121,7 @@ async def _apply_update(ctx: InboxContext) -> None:
             row.document = {**row.document, "object": obj}
 
 
-async def _forget_deleted(ctx: InboxContext) -> None:
+async def forget_deleted(ctx: InboxContext) -> None:
     """The owner deleted an object: what we kept about it goes (its Create, Updates,
     boosts, likes), so it is gone from the inbox API and the pages."""
     object_id = id_of(ctx.object)
@@ -125,8 +134,14 @@ async def _forget_deleted(ctx: InboxContext) -> None:
         )
 
 
+async def _on_update(ctx: InboxContext) -> None:
+    await require_audience(ctx)
+    await apply_update(ctx)
+
+
 def register_timeline_handlers(dispatcher: InboxDispatcher) -> None:
-    for activity_type in ("Create", "Announce", "Update"):
-        dispatcher.register(activity_type, _keep_if_relevant)
-    dispatcher.register("Update", _apply_update)
-    dispatcher.register("Delete", _forget_deleted)
+    """Objects no domain registered for; ``Delete`` is the bricks' (they call
+    ``forget_deleted``)."""
+    for activity_type in ("Create", "Announce"):
+        dispatcher.register(activity_type, ANY, require_audience)
+    dispatcher.register("Update", ANY, _on_update)

@@ -1,12 +1,9 @@
 """Object proofs: FEP-8b32 Data Integrity (EdDSA) and Mastodon's RsaSignature2017.
 
-Pure: no database, HTTP or clock. Keys come in through ``resolve_key`` (a plain callable the
-caller fills beforehand, e.g. from a dict of already-fetched actor keys) and the time
-through ``now``. Verification never raises for bad remote input; it returns a
-:class:`ProofResult` saying why. Signing raises :class:`ProofError` on bad local input.
-
+Pure: keys come in through ``resolve_key`` (filled beforehand, e.g. from fetched actors),
+the time through ``now``. Verification returns a :class:`ProofResult` saying why it failed,
+never raises for bad remote input; signing raises :class:`ProofError` on bad local input.
 Suites:
-
 * ``eddsa-jcs-2022`` (W3C "Data Integrity EdDSA Cryptosuites v1.0" §3.3): JCS (RFC 8785)
   canonical JSON, ``sha256(canon(proofConfig)) || sha256(canon(document))``, Ed25519,
   ``proofValue`` multibase base58btc. Our default for signed clearing activities.
@@ -78,7 +75,6 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 _DATA_INTEGRITY_PROOF: Final = "DataIntegrityProof"
 _FORBIDDEN_KEYWORDS: Final = frozenset({"@graph", "@included", "@reverse"})
 _SEC: Final = "https://w3id.org/security#"
-
 ProofReason = Literal[
     "verified",
     "noProof",

@@ -38,7 +38,6 @@ from node.activitypub._http_message import (
     HeadersInput,
     Reject,
     RequestTarget,
-    b64,
     carries_body,
     check_content_digest,
     check_digest,
@@ -50,6 +49,7 @@ from node.activitypub._http_message import (
     signature_base,
     utc,
 )
+from node.activitypub._signing import PrivateKey, rfc9421_signature_base, sign_cavage, sign_rfc9421
 
 __all__ = [
     "DEFAULT_MAX_SKEW",
@@ -76,7 +76,6 @@ __all__ = [
 ]
 
 PublicKey: TypeAlias = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 KeyResolver: TypeAlias = Callable[[str], PublicKey | None]
 AsyncKeyResolver: TypeAlias = Callable[[str], Awaitable[PublicKey | None]]
 Scheme: TypeAlias = Literal["cavage", "rfc9421"]
@@ -99,116 +98,6 @@ class VerificationResult:
     key_id: str | None
     scheme: Scheme | None
     message: str
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-# --- signing -----------------------------------------------------------------------------
-
-
-def sign_cavage(
-    method: str,
-    url: str,
-    headers: HeadersInput | None,
-    body: bytes | None,
-    private_key: rsa.RSAPrivateKey,
-    key_id: str,
-    now: datetime,
-) -> dict[str, str]:
-    """Sign as Mastodon does (draft-cavage-12, rsa-sha256); return the headers to set.
-
-    Returns ``Date``, ``Host``, ``Digest`` (POST or a non-empty body) and ``Signature``
-    over ``(request-target) host date [digest]``. The request-target keeps the query.
-    """
-    if not isinstance(private_key, rsa.RSAPrivateKey):
-        raise TypeError("draft-cavage signing needs an RSA private key")
-    fields = HeaderFields(headers)
-    target = request_target(url, fields)
-    added = {"Date": http_date(now), "Host": fields.get("host") or target.authority}
-    names = ["(request-target)", "host", "date"]
-    lines = [
-        f"(request-target): {method.lower()} {target.path_and_query}",
-        f"host: {added['Host']}",
-        f"date: {added['Date']}",
-    ]
-    if carries_body(method, body):
-        added["Digest"] = sha256_digest_header(body or b"")
-        names.append("digest")
-        lines.append(f"digest: {added['Digest']}")
-    signature = private_key.sign("\n".join(lines).encode(), padding.PKCS1v15(), hashes.SHA256())
-    added["Signature"] = (
-        f'keyId={_quoted(key_id)},algorithm="rsa-sha256",'
-        f'headers="{" ".join(names)}",signature="{b64(signature)}"'
-    )
-    return added
-
-
-def sign_rfc9421(
-    method: str,
-    url: str,
-    headers: HeadersInput | None,
-    body: bytes | None,
-    private_key: PrivateKey,
-    key_id: str,
-    now: datetime,
-    *,
-    label: str = "sig1",
-) -> dict[str, str]:
-    """Sign with RFC 9421; return the headers to set.
-
-    Returns ``Content-Digest`` (POST or a non-empty body), ``Signature-Input`` and
-    ``Signature`` under ``label``, covering ``("@method" "@target-uri" ["content-digest"])``
-    with ``created``, ``keyid`` and ``alg`` (``rsa-v1_5-sha256`` or ``ed25519``).
-    """
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        alg = "rsa-v1_5-sha256"
-    elif isinstance(private_key, ed25519.Ed25519PrivateKey):
-        alg = "ed25519"
-    else:
-        raise TypeError("RFC 9421 signing needs an RSA or Ed25519 private key")
-    sf.parse_dictionary(f"{label}=?1")  # the label must be a structured-field key
-    fields = HeaderFields(headers)
-    target = request_target(url, fields)
-    added: dict[str, str] = {}
-    components = ["@method", "@target-uri"]
-    if carries_body(method, body):
-        added["Content-Digest"] = content_digest_header(body or b"")
-        fields.replace("content-digest", added["Content-Digest"])
-        components.append("content-digest")
-    params: sf.Parameters = {"created": int(utc(now).timestamp()), "keyid": key_id, "alg": alg}
-    covered = sf.InnerList(tuple(sf.Item(name) for name in components), params)
-    base = signature_base(method, target, fields, covered)
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        signature = private_key.sign(base, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        signature = private_key.sign(base)
-    added["Signature-Input"] = f"{label}={sf.serialize_inner_list(covered)}"
-    added["Signature"] = f"{label}=:{b64(signature)}:"
-    return added
-
-
-def rfc9421_signature_base(
-    method: str, url: str, headers: HeadersInput, *, label: str | None = None
-) -> bytes:
-    """The RFC 9421 signature base for ``label`` (default: the first label) of a request.
-
-    For debugging and tests; raises ``ValueError`` when it cannot be built.
-    """
-    fields = HeaderFields(headers)
-    try:
-        inputs = sf.parse_dictionary(fields.get("signature-input") or "")
-    except sf.StructuredFieldError as exc:
-        raise ValueError(f"Signature-Input is not a structured dictionary: {exc}") from exc
-    chosen = label if label is not None else next(iter(inputs), None)
-    member = inputs.get(chosen) if chosen is not None else None
-    if not isinstance(member, sf.InnerList):
-        raise ValueError(f"Signature-Input has no inner list labelled {chosen!r}")
-    try:
-        return signature_base(method, request_target(url, fields), fields, member)
-    except Reject as exc:
-        raise ValueError(exc.message) from exc
 
 
 # --- verification ---------------------------------------------------------------------

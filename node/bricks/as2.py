@@ -185,6 +185,33 @@ def _text_field(obj: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _attachments(raw_attachments: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The links and the files an Article carries, bounded."""
+    links: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
+    if not isinstance(raw_attachments, list):
+        raw_attachments = [raw_attachments] if isinstance(raw_attachments, dict) else []
+    for item in raw_attachments[:MAX_REMOTE_ATTACHMENTS]:
+        if not isinstance(item, dict):
+            continue
+        href = _href(item.get("href") or item.get("url"))
+        if not _is_web_url(href):
+            continue
+        name = html_to_text(str(item.get("name") or href))[:200]
+        if item.get("type") == "Link":
+            links.append({"href": href, "name": name})
+        else:
+            media = item.get("mediaType")
+            files.append(
+                {
+                    "href": href,
+                    "name": name,
+                    "mediaType": media if isinstance(media, str) else "application/octet-stream",
+                }
+            )
+    return links, files
+
+
 def parse_article(obj: Any) -> BrickDocument:
     """A remote brick from its Article, sanitized and bounded."""
     if not isinstance(obj, dict) or not _has_type(obj, "Article"):
@@ -211,29 +238,7 @@ def parse_article(obj: Any) -> BrickDocument:
             name = normalize_tag(str(item.get("name", "")))
             if name and len(name) <= 64 and name not in tags:
                 tags.append(name)
-    links: list[dict[str, Any]] = []
-    files: list[dict[str, Any]] = []
-    raw_attachments = obj.get("attachment")
-    if not isinstance(raw_attachments, list):
-        raw_attachments = [raw_attachments] if isinstance(raw_attachments, dict) else []
-    for item in raw_attachments[:MAX_REMOTE_ATTACHMENTS]:
-        if not isinstance(item, dict):
-            continue
-        href = _href(item.get("href") or item.get("url"))
-        if not _is_web_url(href):
-            continue
-        name = html_to_text(str(item.get("name") or href))[:200]
-        if item.get("type") == "Link":
-            links.append({"href": href, "name": name})
-        else:
-            media = item.get("mediaType")
-            files.append(
-                {
-                    "href": href,
-                    "name": name,
-                    "mediaType": media if isinstance(media, str) else "application/octet-stream",
-                }
-            )
+    links, files = _attachments(obj.get("attachment"))
     published = parse_time(obj.get("published")) or datetime.now(UTC)
     updated = parse_time(obj.get("updated")) or published
     version = obj.get("version")

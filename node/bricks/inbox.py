@@ -15,8 +15,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
-from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
+from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, RemoteActor
+from node.activitypub.notes import apply_update, forget_deleted, require_audience
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
 from node.bricks.models import Brick, BrickAuthor, BrickLike, BrickReview
@@ -25,7 +26,7 @@ from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_t
 from node.bricks.text import html_to_text
 from node.members.models import Member
 
-__all__ = ["register_brick_handlers", "store_remote_brick"]
+__all__ = ["on_delete", "register_brick_handlers", "rename_remote_author", "store_remote_brick"]
 
 
 def _same_origin(a: str | None, b: str | None) -> bool:
@@ -220,16 +221,14 @@ async def _reply(ctx: InboxContext, obj: Any) -> bool:
     return True
 
 
-async def _on_create(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if await _reply(ctx, obj):
-        return
-    if isinstance(obj, dict) and obj.get("type") == "Article":
-        await _upsert(ctx, obj, ctx.actor_uri, creating=True)
+async def _on_create_article(ctx: InboxContext) -> None:
+    await require_audience(ctx)
+    await _upsert(ctx, ctx.object, ctx.actor_uri, creating=True)
 
 
-async def _renamed(ctx: InboxContext) -> None:
-    """A remote author's new profile: the bricks and reviews we keep show its new name."""
+async def rename_remote_author(ctx: InboxContext) -> None:
+    """A remote author's new profile (``Update`` of itself, once our cached copy is
+    refreshed): the bricks and reviews we keep show its new name."""
     cached = (
         await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
     ).scalar_one_or_none()
@@ -248,22 +247,32 @@ async def _renamed(ctx: InboxContext) -> None:
     )
 
 
-async def _on_update(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if isinstance(obj, dict) and id_of(obj) == ctx.actor_uri:
-        await _renamed(ctx)
-    elif isinstance(obj, dict) and obj.get("type") == "Article":
-        await _upsert(ctx, obj, ctx.actor_uri, creating=False)
-    elif isinstance(obj, dict) and obj.get("type") == "Note":
-        await _reply(ctx, obj)
+async def _on_update_article(ctx: InboxContext) -> None:
+    await require_audience(ctx)
+    await apply_update(ctx)
+    await _upsert(ctx, ctx.object, ctx.actor_uri, creating=False)
 
 
-async def _on_delete(ctx: InboxContext) -> None:
+async def _on_note(ctx: InboxContext) -> None:
+    """A ``Note``, created or updated: a review when it replies to a brick we know (relevant
+    whoever sends it), otherwise the timeline's."""
+    if not await _reply(ctx, ctx.object):
+        await require_audience(ctx)
+    if ctx.type == "Update":
+        await apply_update(ctx)
+
+
+async def on_delete(ctx: InboxContext) -> None:
+    """The owner's Delete: the timeline forgets what it kept about the object, and the
+    brick or review goes. The runtime registers it on ``("Delete", ANY)`` together with the
+    other domains' (an id alone does not say which domain holds the object)."""
+    await forget_deleted(ctx)
     await _delete(ctx, id_of(ctx.object), ctx.actor_uri)
 
 
 async def _on_announce(ctx: InboxContext) -> None:
     """A chamber announces its members' bricks: the Article, or the Update/Delete itself."""
+    await require_audience(ctx)
     obj = ctx.object
     if not isinstance(obj, dict):
         return  # a boost by reference: we do not fetch inside the inbox transaction
@@ -303,15 +312,12 @@ async def _on_like(ctx: InboxContext) -> None:
         brick.like_count += 1
 
 
-async def _on_undo(ctx: InboxContext) -> None:
-    obj = ctx.object
-    if not isinstance(obj, dict) or obj.get("type") != "Like":
-        return
+async def _on_undo_like(ctx: InboxContext) -> None:
     like = (
         await ctx.session.execute(
             select(BrickLike).where(
                 BrickLike.actor_uri == ctx.actor_uri,
-                BrickLike.activity_id == id_of(obj),
+                BrickLike.activity_id == id_of(ctx.object),
             )
         )
     ).scalar_one_or_none()
@@ -323,9 +329,14 @@ async def _on_undo(ctx: InboxContext) -> None:
 
 
 def register_brick_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Create", _on_create)
-    dispatcher.register("Update", _on_update)
-    dispatcher.register("Delete", _on_delete)
-    dispatcher.register("Announce", _on_announce)
-    dispatcher.register("Like", _on_like)
-    dispatcher.register("Undo", _on_undo)
+    """Articles (bricks), Notes (reviews when they reply to a brick), Likes; the chamber's
+    Announces of its members' bricks. Other objects are the timeline's (``notes``); Delete is
+    ``on_delete``, composed by the runtime."""
+    dispatcher.register("Create", "Article", _on_create_article)
+    dispatcher.register("Update", "Article", _on_update_article)
+    dispatcher.register("Create", "Note", _on_note)
+    dispatcher.register("Update", "Note", _on_note)
+    for announced in ("Article", ("Create", "Article"), ("Update", "Article"), "Delete"):
+        dispatcher.register("Announce", announced, _on_announce)
+    dispatcher.register("Like", ANY, _on_like)
+    dispatcher.register("Undo", "Like", _on_undo_like)

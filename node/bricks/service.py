@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node import i18n
 from node.activitypub.actors import get_local_actor
-from node.activitypub.featured import pin, unpin
+from node.activitypub.featured import unpin
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.models import LocalActor, RemoteActor
 from node.activitypub.outbox import follower_inboxes, last_sent, new_activity_id, publish
@@ -43,7 +43,6 @@ __all__ = [
     "document_of",
     "get_brick",
     "is_author",
-    "pin_brick",
     "prefetch_actors",
     "remote_author_ref",
     "set_authors",
@@ -458,41 +457,8 @@ async def delete_brick(
     await session.flush()
 
 
-async def pin_brick(
-    federation: Federation,
-    session: AsyncSession,
-    brick: Brick,
-    member: Member,
-    *,
-    for_chamber: bool,
-    pinned: bool,
-) -> str | None:
-    """Pin (or unpin) a local brick on its author's profile, or with ``for_chamber`` on the
-    chamber's (administrators). Returns the username whose ``featured`` changed, or None."""
-    if not brick.local:
-        raise BrickForbidden("only bricks of this chamber can be pinned")
-    if for_chamber and not member.is_admin:
-        raise BrickForbidden("only administrators pin bricks for the chamber")
-    if not for_chamber and not is_author(brick, member):
-        raise BrickForbidden("only the authors of a brick can pin it on their profile")
-    username = federation.instance_username if for_chamber else member.username
-    actor_uri = federation.urls(username).id
-    changed = await (pin if pinned else unpin)(session, actor_uri, brick.uri)
-    return username if changed else None
-
-
-async def add_review(
-    federation: Federation,
-    session: AsyncSession,
-    brick: Brick,
-    member: Member,
-    *,
-    rating: Any,
-    comment: Any,
-) -> BrickReview:
-    """A member used ``brick`` and rates it (1 to 5) with an optional comment; the review
-    goes to the brick's authors and the member's followers as a reply (``Note``). One review
-    per member and brick: reviewing again replaces it (an ``Update`` of the same ``Note``)."""
+def _checked_review(rating: Any, comment: Any) -> tuple[int, str]:
+    """The rating (1 to 5) and the comment of a review; ``BrickInvalid`` names what is wrong."""
     errors = {}
     if isinstance(rating, str) and rating.strip().isdigit():
         rating = int(rating)
@@ -508,6 +474,22 @@ async def add_review(
         ) % {"count": MAX_COMMENT_CHARS}
     if errors:
         raise BrickInvalid(errors)
+    return rating, comment
+
+
+async def add_review(
+    federation: Federation,
+    session: AsyncSession,
+    brick: Brick,
+    member: Member,
+    *,
+    rating: Any,
+    comment: Any,
+) -> BrickReview:
+    """A member used ``brick`` and rates it (1 to 5) with an optional comment; the review
+    goes to the brick's authors and the member's followers as a reply (``Note``). One review
+    per member and brick: reviewing again replaces it (an ``Update`` of the same ``Note``)."""
+    rating, comment = _checked_review(rating, comment)
     if is_author(brick, member):
         raise BrickForbidden("authors do not rate their own brick")
     now = federation.clock()

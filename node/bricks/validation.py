@@ -144,114 +144,119 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
     return value.replace("\r\n", "\n").strip()
 
 
+def _title_error(title: str | None) -> str | None:
+    if title is None:
+        return _("the title must be text")
+    if len(title) < MIN_TITLE_CHARS:
+        return _("give a title of at least %(count)d characters", count=MIN_TITLE_CHARS)
+    if len(title) > MAX_TITLE_CHARS:
+        return _("the title is too long: at most %(count)d characters", count=MAX_TITLE_CHARS)
+    if "\n" in title:
+        return _("the title must fit on one line")
+    return None
+
+
+def _summary_error(summary: str | None) -> str | None:
+    if summary is None:
+        return _("the summary must be text")
+    if not summary:
+        return _("write a short description (a few lines)")
+    if len(summary) > MAX_SUMMARY_CHARS:
+        return _(
+            "the summary is too long (%(length)d characters): keep it to about five"
+            " lines, at most %(count)d characters; the rest goes in the body",
+            length=len(summary),
+            count=MAX_SUMMARY_CHARS,
+        )
+    if summary.count("\n") >= MAX_SUMMARY_LINES:
+        return _(
+            "the summary has too many lines: at most %(count)d; the rest goes in the body",
+            count=MAX_SUMMARY_LINES,
+        )
+    return None
+
+
+def _body_error(body: str | None) -> str | None:
+    if body is None:
+        return _("the body must be Markdown text")
+    if not body:
+        return _("write the development of the brick (Markdown)")
+    if len(body) > MAX_MARKDOWN_CHARS:
+        return _("the body is too long: at most %(count)d characters", count=MAX_MARKDOWN_CHARS)
+    return None
+
+
+def _tags(value: Any) -> tuple[list[str], str | None]:
+    raw_tags = _items(value, ",")
+    if raw_tags is None:
+        return [], _("give tags as a list of words or a comma-separated text")
+    tags: list[str] = []
+    for raw in raw_tags:
+        tag = normalize_tag(raw)
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG_CHARS or not _TAG_RE.match(tag):
+            return tags, _(
+                "the tag '%(tag)s' is not valid: use letters, digits, - or _ (a space"
+                " becomes -), at most %(count)d characters",
+                tag=raw,
+                count=MAX_TAG_CHARS,
+            )
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        return tags, _("too many tags: at most %(count)d", count=MAX_TAGS)
+    return tags, None
+
+
+def _links(value: Any) -> tuple[list[str], str | None]:
+    raw_links = _items(value, "\n")
+    if raw_links is None:
+        return [], _("give links as a list of URLs or one URL per line")
+    links: list[str] = []
+    for link in raw_links:
+        parts = urlsplit(link)
+        if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2048:
+            return links, _("'%(link)s' is not a web address (http:// or https://)", link=link)
+        if link not in links:
+            links.append(link)
+    if len(links) > MAX_LINKS:
+        return links, _("too many links: at most %(count)d", count=MAX_LINKS)
+    return links, None
+
+
+def _authors(value: Any) -> tuple[list[str], str | None]:
+    raw_authors = _items(value, ",\n")
+    if raw_authors is None:
+        return [], _("give co-authors as a list of usernames or actor URLs")
+    authors = list(dict.fromkeys(raw_authors))
+    if len(authors) > MAX_AUTHORS:
+        return authors, _("too many authors: at most %(count)d", count=MAX_AUTHORS)
+    return authors, None
+
+
 def validate_brick(data: Mapping[str, Any], *, partial: bool = False) -> BrickInput:
     """Check every field and report all the errors at once.
 
     With ``partial`` (PATCH) a missing field is not an error; the caller merges the result
     with the stored brick before calling again without ``partial``.
     """
-    errors: dict[str, str] = {}
-
-    def present(name: str) -> bool:
-        return not partial or name in data
-
-    title = _text(data, "title")
-    if present("title"):
-        if title is None:
-            errors["title"] = _("the title must be text")
-        elif len(title) < MIN_TITLE_CHARS:
-            errors["title"] = _(
-                "give a title of at least %(count)d characters", count=MIN_TITLE_CHARS
-            )
-        elif len(title) > MAX_TITLE_CHARS:
-            errors["title"] = _(
-                "the title is too long: at most %(count)d characters", count=MAX_TITLE_CHARS
-            )
-        elif "\n" in title:
-            errors["title"] = _("the title must fit on one line")
-
+    title, summary, body = _text(data, "title"), _text(data, "summary"), _text(data, "body")
     category = parse_category(data.get("category"))
-    if present("category") and category is None:
-        errors["category"] = _("choose a category: concept, analyse or methode")
-
-    summary = _text(data, "summary")
-    if present("summary"):
-        if summary is None:
-            errors["summary"] = _("the summary must be text")
-        elif not summary:
-            errors["summary"] = _("write a short description (a few lines)")
-        elif len(summary) > MAX_SUMMARY_CHARS:
-            errors["summary"] = _(
-                "the summary is too long (%(length)d characters): keep it to about five"
-                " lines, at most %(count)d characters; the rest goes in the body",
-                length=len(summary),
-                count=MAX_SUMMARY_CHARS,
-            )
-        elif summary.count("\n") >= MAX_SUMMARY_LINES:
-            errors["summary"] = _(
-                "the summary has too many lines: at most %(count)d; the rest goes in the body",
-                count=MAX_SUMMARY_LINES,
-            )
-
-    body = _text(data, "body")
-    if present("body"):
-        if body is None:
-            errors["body"] = _("the body must be Markdown text")
-        elif not body:
-            errors["body"] = _("write the development of the brick (Markdown)")
-        elif len(body) > MAX_MARKDOWN_CHARS:
-            errors["body"] = _(
-                "the body is too long: at most %(count)d characters", count=MAX_MARKDOWN_CHARS
-            )
-
-    tags: list[str] = []
-    raw_tags = _items(data.get("tags"), ",")
-    if raw_tags is None:
-        errors["tags"] = _("give tags as a list of words or a comma-separated text")
-    else:
-        for raw in raw_tags:
-            tag = normalize_tag(raw)
-            if not tag:
-                continue
-            if len(tag) > MAX_TAG_CHARS or not _TAG_RE.match(tag):
-                errors["tags"] = _(
-                    "the tag '%(tag)s' is not valid: use letters, digits, - or _ (a space"
-                    " becomes -), at most %(count)d characters",
-                    tag=raw,
-                    count=MAX_TAG_CHARS,
-                )
-                break
-            if tag not in tags:
-                tags.append(tag)
-        if "tags" not in errors and len(tags) > MAX_TAGS:
-            errors["tags"] = _("too many tags: at most %(count)d", count=MAX_TAGS)
-
-    links: list[str] = []
-    raw_links = _items(data.get("links"), "\n")
-    if raw_links is None:
-        errors["links"] = _("give links as a list of URLs or one URL per line")
-    else:
-        for link in raw_links:
-            parts = urlsplit(link)
-            if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2048:
-                errors["links"] = _(
-                    "'%(link)s' is not a web address (http:// or https://)", link=link
-                )
-                break
-            if link not in links:
-                links.append(link)
-        if "links" not in errors and len(links) > MAX_LINKS:
-            errors["links"] = _("too many links: at most %(count)d", count=MAX_LINKS)
-
-    authors: list[str] = []
-    raw_authors = _items(data.get("authors"), ",\n")
-    if raw_authors is None:
-        errors["authors"] = _("give co-authors as a list of usernames or actor URLs")
-    else:
-        authors = list(dict.fromkeys(raw_authors))
-        if len(authors) > MAX_AUTHORS:
-            errors["authors"] = _("too many authors: at most %(count)d", count=MAX_AUTHORS)
-
+    tags, tags_error = _tags(data.get("tags"))
+    links, links_error = _links(data.get("links"))
+    authors, authors_error = _authors(data.get("authors"))
+    checked = {
+        "title": _title_error(title),
+        "category": None if category else _("choose a category: concept, analyse or methode"),
+        "summary": _summary_error(summary),
+        "body": _body_error(body),
+    }
+    errors = {
+        name: error for name, error in checked.items() if error and (not partial or name in data)
+    }
+    always = {"tags": tags_error, "links": links_error, "authors": authors_error}
+    errors.update({name: error for name, error in always.items() if error})
     if errors:
         raise BrickInvalid(errors)
     return BrickInput(

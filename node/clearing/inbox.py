@@ -297,9 +297,11 @@ def _on_answer(house: ClearingHouse) -> Any:
 def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
     """Exchanges with members of partner chambers, their settlement between chambers, and the
     partnerships' confirmations."""
-    dispatcher.register("Offer", _on_proposal(house))
-    dispatcher.register("Update", _on_amend(house))
-    for kind in ("TentativeReject", "Reject", "Undo"):
-        dispatcher.register(kind, _on_answer(house))
+    dispatcher.register("Offer", ECONOMIC_EVENT, _on_proposal(house))
+    dispatcher.register("Update", ECONOMIC_EVENT, _on_amend(house))
+    answer = _on_answer(house)
+    for kind in ("TentativeReject", "Reject", "Undo"):  # of the current proposal
+        for proposal in ("Offer", "Update"):
+            dispatcher.register(kind, (proposal, ECONOMIC_EVENT), answer)
     register_settlement_handlers(dispatcher, house)
     register_partnership_handlers(dispatcher)

@@ -162,5 +162,5 @@ async def _on_accept(ctx: InboxContext) -> None:
 
 
 def register_partnership_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Offer", _on_offer)
-    dispatcher.register("Accept", _on_accept)
+    dispatcher.register("Offer", PARTNERSHIP_TYPE, _on_offer)
+    dispatcher.register("Accept", ("Offer", PARTNERSHIP_TYPE), _on_accept)

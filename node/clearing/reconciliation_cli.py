@@ -104,7 +104,7 @@ async def _with_reconciler(
     from node.runtime import open_runtime
 
     async with open_runtime(settings) as runtime:
-        return await work(Reconciler.from_settings(runtime.federation, settings))
+        return await work(runtime.services.reconciler)
 
 
 def _run(
@@ -115,7 +115,7 @@ def _run(
     try:
         output = asyncio.run(lines(settings, args.uri))
     except ClearingError as exc:
-        from node.cli import CommandError
+        from node.cli.common import CommandError
 
         raise CommandError(str(exc)) from None
     print("\n".join(output))

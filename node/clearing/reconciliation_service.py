@@ -508,25 +508,16 @@ def _view(partner: Partner, row: Reconciliation | None, balance: int) -> Partner
 # --- wiring -------------------------------------------------------------------------------------
 
 
-def register_reconciliation_handlers(
-    dispatcher: InboxDispatcher, settings: Settings | None = None
-) -> None:
-    """Receive partners' statements (``Add`` of an ``AccountStatement``). With ``settings``,
-    a statement received also starts this chamber's periodic cycle if none is due."""
+def register_reconciliation_handlers(dispatcher: InboxDispatcher, reconciler: Reconciler) -> None:
+    """Receive partners' statements (``Add`` of an ``AccountStatement``), with the node's one
+    ``Reconciler``; a statement received also starts this chamber's periodic cycle if none is
+    due."""
 
     async def on_add(ctx: InboxContext) -> None:
-        obj = ctx.object
-        if not isinstance(obj, dict) or obj.get("type") != STATEMENT_TYPE:
-            return  # another Add: not ours
-        if settings is not None:
-            reconciler = Reconciler.from_settings(ctx.federation, settings)
-        else:
-            reconciler = Reconciler(ctx.federation)
         await reconciler.receive(ctx)
-        if settings is not None:
-            await reconciler.ensure_cycle(ctx.session)
+        await reconciler.ensure_cycle(ctx.session)
 
-    dispatcher.register(ACTIVITY_TYPE, on_add)
+    dispatcher.register(ACTIVITY_TYPE, STATEMENT_TYPE, on_add)
 
 
 def reconciliation_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:

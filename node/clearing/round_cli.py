@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import select
 
 from node.clearing.partner_models import Partner
-from node.clearing.round_service import RoundService
 from node.clearing.units import ClearingError, format_minutes
 from node.config import load_settings
 from node.db import read_only
@@ -64,7 +63,7 @@ async def _run(args: argparse.Namespace) -> list[str]:
 
     settings = load_settings(args.data_dir)
     async with open_runtime(settings) as runtime:
-        service = RoundService.from_settings(runtime.federation, settings)
+        service = runtime.services.rounds
         if args.round_command == "propose":
             partners = None
             if args.partner:

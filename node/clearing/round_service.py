@@ -85,6 +85,8 @@ from node.clearing.round_models import ClearingRound, ParticipantState, RoundRol
 from node.clearing.round_views import ParticipantView, RoundDetail, RoundSummary, public_document
 from node.clearing.rounds import (
     FINAL_ROUND_STATES,
+    ROUND_TYPE,
+    STATEMENT_TYPE,
     InvalidRoundDocument,
     changes_for,
     read_statement,
@@ -179,26 +181,26 @@ class RoundService(ProposerSide, ParticipantSide):
             return await self._participant_deadline(session, round_row)
 
 
-def register_round_handlers(dispatcher: InboxDispatcher) -> None:
-    """Listen to the round activities. Each handler returns without effect on an activity that
-    is not about a round of ours (other domains share Accept, Reject, Undo and Update)."""
+def register_round_handlers(dispatcher: InboxDispatcher, service: RoundService) -> None:
+    """Listen to the round activities, with the node's one ``RoundService``."""
 
     def handler(name: str) -> InboxHandler:
         async def handle(ctx: InboxContext) -> None:
-            await getattr(RoundService(ctx.federation), name)(ctx)
+            await getattr(service, name)(ctx)
 
         handle.__name__ = f"round_{name}"
         return handle
 
-    for activity_type, name in (
-        ("Invite", "on_invite"),
-        ("Add", "on_statement"),
-        ("Update", "on_update"),
-        ("Accept", "on_signature"),
-        ("Reject", "on_reject"),
-        ("Undo", "on_undo"),
+    for activity_type, object_type, name in (
+        ("Invite", ROUND_TYPE, "on_invite"),
+        ("Add", STATEMENT_TYPE, "on_statement"),
+        ("Update", ROUND_TYPE, "on_update"),
+        ("Accept", ("Update", ROUND_TYPE), "on_signature"),
+        ("Reject", ("Invite", ROUND_TYPE), "on_reject"),
+        ("Reject", ("Update", ROUND_TYPE), "on_reject"),
+        ("Undo", "Accept", "on_undo"),  # a participant withdraws its signature
     ):
-        dispatcher.register(activity_type, handler(name))
+        dispatcher.register(activity_type, object_type, handler(name))
 
 
 def round_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:

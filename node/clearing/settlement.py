@@ -897,7 +897,8 @@ def settlement_job_handlers(house: ClearingHouse) -> dict[str, Handler]:
 
 
 def register_settlement_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
-    dispatcher.register("Offer", _on_settlement_offer(house))
-    dispatcher.register("Undo", _on_abort_request(house))
-    dispatcher.register("Accept", _on_decision(house))
-    dispatcher.register("Reject", _on_decision(house))
+    dispatcher.register("Offer", SETTLEMENT_TYPE, _on_settlement_offer(house))
+    dispatcher.register("Undo", ("Offer", SETTLEMENT_TYPE), _on_abort_request(house))
+    decision = _on_decision(house)
+    dispatcher.register("Accept", ("Offer", SETTLEMENT_TYPE), decision)
+    dispatcher.register("Reject", ("Offer", SETTLEMENT_TYPE), decision)

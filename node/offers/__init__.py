@@ -1,6 +1,7 @@
 """Offers and needs ("je propose", "je cherche"): published by members, federated as FEP-0837
 Proposals, found across the archipelago, answered by an exchange."""
 
+from node.offers.inbox import on_delete as forget_deleted_offer
 from node.offers.inbox import register_offer_handlers
 from node.offers.models import Offer, OfferKind, OfferState
 from node.offers.service import (
@@ -34,6 +35,7 @@ __all__ = [
     "get_offer",
     "offer_proposal",
     "offers_of",
+    "forget_deleted_offer",
     "register_offer_handlers",
     "search_offers",
     "validate_offer",

@@ -20,7 +20,9 @@ from node.offers.as2 import ProposalInvalid, is_proposal, parse_proposal
 from node.offers.models import Offer
 from node.offers.service import store_remote_offer
 
-__all__ = ["register_offer_handlers"]
+__all__ = ["on_delete", "register_offer_handlers"]
+
+PROPOSAL = "Proposal"
 
 
 def _same_origin(a: str | None, b: str | None) -> bool:
@@ -103,7 +105,9 @@ async def _on_update(ctx: InboxContext) -> None:
             await _upsert(ctx, ctx.object, announced=False)
 
 
-async def _on_delete(ctx: InboxContext) -> None:
+async def on_delete(ctx: InboxContext) -> None:
+    """The author's Delete (an offer closed): our copy goes. Registered by the runtime with
+    the other domains' on ``("Delete", ANY)``."""
     await _forget(ctx, id_of(ctx.object))
 
 
@@ -125,7 +129,9 @@ async def _on_announce(ctx: InboxContext) -> None:
 
 
 def register_offer_handlers(dispatcher: InboxDispatcher) -> None:
-    dispatcher.register("Create", _on_create)
-    dispatcher.register("Update", _on_update)
-    dispatcher.register("Delete", _on_delete)
-    dispatcher.register("Announce", _on_announce)
+    """FEP-0837 Proposals (typed ``["Note", "Proposal"]``: the inbox routes a multi-typed
+    object on the type registered for it) and the chamber's Announces of them."""
+    dispatcher.register("Create", PROPOSAL, _on_create)
+    dispatcher.register("Update", PROPOSAL, _on_update)
+    dispatcher.register("Announce", PROPOSAL, _on_announce)
+    dispatcher.register("Announce", ("Create", PROPOSAL), _on_announce)

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -95,6 +96,44 @@ async def admin_home(request: Request) -> Response:
     return await _admin_page(request, admin)
 
 
+async def _members_page(
+    session: AsyncSession, query: str, page: int
+) -> tuple[list[Member], list[Member], int]:
+    """Registrations waiting, one page of the other members (``query`` searches their names)
+    and how many match."""
+    listed = select(Member).where(Member.status != MemberStatus.PENDING)
+    if query:
+        pattern = "%" + query.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
+        listed = listed.where(
+            or_(
+                func.lower(Member.username).like(pattern, escape="\\"),
+                func.lower(Member.display_name).like(pattern, escape="\\"),
+            )
+        )
+    pending = list(
+        (
+            await session.execute(
+                select(Member)
+                .where(Member.status == MemberStatus.PENDING)
+                .order_by(Member.created_at, Member.id)
+            )
+        ).scalars()
+    )
+    total = int(
+        (await session.execute(select(func.count()).select_from(listed.subquery()))).scalar_one()
+    )
+    members = list(
+        (
+            await session.execute(
+                listed.order_by(Member.username)
+                .limit(MEMBERS_PER_PAGE)
+                .offset((page - 1) * MEMBERS_PER_PAGE)
+            )
+        ).scalars()
+    )
+    return pending, members, total
+
+
 async def _admin_page(
     request: Request,
     admin: Member,
@@ -112,39 +151,8 @@ async def _admin_page(
     query = request.query_params.get("q", "").strip()[:100]
     page_text = request.query_params.get("page", "1")
     page = max(1, int(page_text)) if page_text.isdigit() and len(page_text) < 7 else 1
-    listed = select(Member).where(Member.status != MemberStatus.PENDING)
-    if query:
-        pattern = "%" + query.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
-        listed = listed.where(
-            or_(
-                func.lower(Member.username).like(pattern, escape="\\"),
-                func.lower(Member.display_name).like(pattern, escape="\\"),
-            )
-        )
     async with read_only(node.sessionmaker) as session:
-        pending = list(
-            (
-                await session.execute(
-                    select(Member)
-                    .where(Member.status == MemberStatus.PENDING)
-                    .order_by(Member.created_at, Member.id)
-                )
-            ).scalars()
-        )
-        total = int(
-            (
-                await session.execute(select(func.count()).select_from(listed.subquery()))
-            ).scalar_one()
-        )
-        members = list(
-            (
-                await session.execute(
-                    listed.order_by(Member.username)
-                    .limit(MEMBERS_PER_PAGE)
-                    .offset((page - 1) * MEMBERS_PER_PAGE)
-                )
-            ).scalars()
-        )
+        pending, members, total = await _members_page(session, query, page)
         blocks = list(
             (await session.execute(select(DomainBlock).order_by(DomainBlock.host))).scalars()
         )

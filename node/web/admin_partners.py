@@ -25,8 +25,6 @@ from node.clearing.partners import (
     partner_by_uri,
     set_credit_line,
 )
-from node.clearing.reconciliation_service import Reconciler, schedule_reconciliation
-from node.clearing.round_service import RoundService
 from node.clearing.units import DurationError, format_minutes, parse_duration
 from node.db import read_only
 from node.members.models import Member
@@ -72,8 +70,8 @@ async def _page(
     async with read_only(node.sessionmaker) as session:
         partners = await list_partners(session)
         settlements = await list_settlements(session)
-        reconciliations = await Reconciler(node.federation).status(session)
-        rounds = await RoundService(node.federation).list_rounds(session, limit=10)
+        reconciliations = await node.services.reconciler.status(session)
+        rounds = await node.services.rounds.list_rounds(session, limit=10)
     names = {p.chamber_uri: p.name or p.handle or p.chamber_uri for p in partners}
     return render(
         request,
@@ -127,7 +125,7 @@ async def add(request: Request) -> Response:
         return await _page(
             request, node, status_code=422, form=ADD_FORM, values=values, errors=errors
         )
-    await schedule_reconciliation(node.federation, node.settings)
+    await node.services.reconciler.schedule()
     return RedirectResponse(f"{PAGE}?done=added", status_code=303)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Endpoint",
     "Param",
     "cursor",
+    "json_object",
     "routes_of",
     "schema_ref",
 ]
@@ -280,3 +281,14 @@ def _nul_in(value: Any, where: str) -> str | None:
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
     return [endpoint.route() for endpoint in endpoints]
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON body, which must be an object (400 otherwise)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body

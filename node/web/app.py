@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -186,56 +186,9 @@ class LanguageMiddleware:
         await self.app(scope, receive, remember)
 
 
-def create_app(
-    settings: Settings,
-    *,
-    run_worker: bool = True,
-    transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], datetime] = utcnow,
-) -> Starlette:
-    """The app; with ``run_worker`` the durable job worker runs inside the server process.
-    ``transport`` carries the federation's outgoing requests instead of the network and
-    ``clock`` tells the time (tests inject in-process chambers or a fake remote, and a clock
-    they move; production passes neither)."""
-    #: Domains report bricks, ratings and clearing use here (node.members.contributions).
-    contributions = ContributionStats()
-    install_default_collectors()
-    contributions.register_bricks(brick_stats)
-    contributions.register_clearing(clearing_stats)
-    contributions.on_bricks_published(clearing_opener(settings, contributions))
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings, transport=transport, clock=clock) as runtime:
-            current, expected = await current_heads(runtime.engine), head_revisions()
-            if current != expected:
-                raise DatabaseNotMigrated(
-                    f"the database is at revision {sorted(current)}, this code needs"
-                    f" {sorted(expected)}: run `archipel migrate --data-dir {settings.data_dir}`"
-                )
-            app.state.node = NodeContext(
-                settings=settings,
-                engine=runtime.engine,
-                sessionmaker=runtime.sessionmaker,
-                box=runtime.box,
-                federation=runtime.federation,
-                dispatcher=runtime.dispatcher,
-                worker=runtime.worker,
-                templates=make_templates(),
-                contributions=contributions,
-            )
-            worker_task = None
-            if run_worker:
-                worker_task = asyncio.create_task(runtime.worker.run_forever())
-            try:
-                yield
-            finally:
-                if worker_task is not None:
-                    worker_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await worker_task
-
-    routes = [
+def _routes() -> list[BaseRoute]:
+    """Every route, by domain."""
+    return [
         *discovery.routes,
         *actors.routes,
         *federation.routes,
@@ -259,8 +212,66 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("node.web", "static")]), name="static"),
     ]
+
+
+def _contributions(settings: Settings) -> ContributionStats:
+    """Domains report bricks, ratings and clearing use here (node.members.contributions),
+    and hear of newly published bricks (the clearing-access notice)."""
+    contributions = ContributionStats()
+    contributions.register_bricks(brick_stats)
+    contributions.register_clearing(clearing_stats)
+    contributions.on_bricks_published(clearing_opener(settings, contributions))
+    return contributions
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Starlette:
+    """The app; with ``run_worker`` the durable job worker runs inside the server process.
+    ``transport`` carries the federation's outgoing requests instead of the network and
+    ``clock`` tells the time (tests inject in-process chambers or a fake remote, and a clock
+    they move; production passes neither)."""
+    contributions = _contributions(settings)
+    install_default_collectors()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(settings, transport=transport, clock=clock) as runtime:
+            current, expected = await current_heads(runtime.engine), head_revisions()
+            if current != expected:
+                raise DatabaseNotMigrated(
+                    f"the database is at revision {sorted(current)}, this code needs"
+                    f" {sorted(expected)}: run `archipel migrate --data-dir {settings.data_dir}`"
+                )
+            app.state.node = NodeContext(
+                settings=settings,
+                engine=runtime.engine,
+                sessionmaker=runtime.sessionmaker,
+                box=runtime.box,
+                federation=runtime.federation,
+                dispatcher=runtime.dispatcher,
+                worker=runtime.worker,
+                templates=make_templates(),
+                services=runtime.services,
+                contributions=contributions,
+            )
+            worker_task = None
+            if run_worker:
+                worker_task = asyncio.create_task(runtime.worker.run_forever())
+            try:
+                yield
+            finally:
+                if worker_task is not None:
+                    worker_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker_task
+
     return Starlette(
-        routes=routes,
+        routes=_routes(),
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[

@@ -8,6 +8,7 @@ from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -20,7 +21,8 @@ from node.bricks.as2 import format_time, review_note
 from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
 from node.bricks.models import Brick, BrickReview, BrickVersion
-from node.bricks.service import BrickForbidden, brick_article, is_author
+from node.bricks.operations import brick_fields
+from node.bricks.service import BrickForbidden, BrickNotFound, brick_article, is_author
 from node.bricks.validation import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -38,23 +40,15 @@ from node.members.models import Member
 from node.web.api import ID_MAX
 from node.web.auth import current_member
 from node.web.bricks_forms import BrickPayload, read_payload
-from node.web.bricks_ops import (
-    brick_fields,
-    create_from_payload,
-    delete_by_key,
-    load_brick,
-    pin_by_key,
-    review_by_key,
-    update_from_payload,
-)
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json, wants_page
+from node.web.profiles import federate_profile
 from node.web.responses import stored_file
 from node.web.templating import render
 
-__all__ = ["category_label", "catalogue_query", "routes"]
+__all__ = ["category_label", "catalogue_query", "pin_as", "routes"]
 
 
 def category_label(category: str) -> str:
@@ -176,7 +170,7 @@ async def brick_page(request: Request) -> Response:
             tombstone = await tombstone_of(session, uri)
         if tombstone is not None:  # a deleted brick answers 410 Gone with its Tombstone
             return ActivityJSONResponse(tombstone, status_code=410)
-    brick = await load_brick(node, request.path_params["key"])
+    brick = await node.services.bricks.load(request.path_params["key"])
     if wants_activity_json(request):
         if not brick.local:
             return RedirectResponse(brick.uri, status_code=303, headers={"Vary": "Accept"})
@@ -194,7 +188,7 @@ async def _brick_page(
 ) -> Response:
     """The brick's page; after a refused review, with its errors and what was typed."""
     node = node_context(request)
-    brick = await load_brick(node, request.path_params["key"])
+    brick = await node.services.bricks.load(request.path_params["key"])
     async with read_only(node.sessionmaker) as session:
         reviews = list(
             (
@@ -243,6 +237,22 @@ async def _pins(node: NodeContext, brick: Brick, member: Member | None) -> list[
     return pins
 
 
+async def pin_as(
+    node: NodeContext, member: Member, key: str, *, for_chamber: bool, pinned: bool
+) -> None:
+    """Pin or unpin (page and API); the actor whose pinned bricks changed sends its new
+    document to its followers."""
+
+    async def send_profile(session: AsyncSession, username: str) -> None:
+        await federate_profile(
+            node.federation, session, node.settings, username, node.contributions
+        )
+
+    await node.services.bricks.pin(
+        member, key, for_chamber=for_chamber, pinned=pinned, on_changed=send_profile
+    )
+
+
 async def pin_form(request: Request) -> Response:
     """The brick page's pin and unpin buttons (``as``: me or chamber)."""
     member = await current_member(request)
@@ -251,7 +261,7 @@ async def pin_form(request: Request) -> Response:
     form = await request.form()
     key = request.path_params["key"]
     try:
-        await pin_by_key(
+        await pin_as(
             node_context(request),
             member,
             key,
@@ -325,8 +335,8 @@ async def too_large_form(request: Request, message: str) -> Response | None:
     brick = None
     if found["key"] is not None:
         try:
-            brick = await load_brick(node_context(request), found["key"])
-        except ApiError:
+            brick = await node_context(request).services.bricks.load(found["key"])
+        except BrickNotFound:
             return None
     values = brick_fields(brick) if brick is not None else {}
     return await _form(
@@ -355,7 +365,9 @@ async def new_brick(request: Request) -> Response:
     if isinstance(payload, str):
         return await _form(request, values={}, errors={}, status_code=413, too_large=payload)
     try:
-        brick = await create_from_payload(node, member, payload)
+        brick = await node.services.bricks.create(
+            member, payload.data, payload.uploads, published=node.contributions.bricks_published
+        )
     except BrickInvalid as exc:
         return await _form(
             request,
@@ -374,7 +386,7 @@ async def edit_brick(request: Request) -> Response:
         return _login_redirect(request)
     node = node_context(request)
     key = request.path_params["key"]
-    brick = await load_brick(node, key)
+    brick = await node.services.bricks.load(key)
     if not brick.local or not is_author(brick, member):
         raise ApiError(403, i18n.gettext(_EDIT_FORBIDDEN))
     if request.method == "GET":
@@ -390,7 +402,14 @@ async def edit_brick(request: Request) -> Response:
             too_large=payload,
         )
     try:
-        await update_from_payload(node, member, key, payload)
+        await node.services.bricks.update(
+            member,
+            key,
+            payload.data,
+            payload.uploads,
+            payload.remove_files,
+            published=node.contributions.bricks_published,
+        )
     except BrickInvalid as exc:
         values = {**brick_fields(brick), **payload.data}
         return await _form(
@@ -418,12 +437,12 @@ async def remove_brick(request: Request) -> Response:
         form = await request.form()
         if form.get("confirm") == "yes":
             try:
-                await delete_by_key(node, member, key)
+                await node.services.bricks.delete(member, key)
             except BrickForbidden:
                 raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN)) from None
             flash(request, N_("The brick is deleted."))
             return RedirectResponse("/bricks", status_code=303)
-    brick = await load_brick(node, key)
+    brick = await node.services.bricks.load(key)
     if not brick.local or not is_author(brick, member):
         raise ApiError(403, i18n.gettext(_DELETE_FORBIDDEN))
     return render(request, "bricks/delete.html", brick=brick, **await _page_context(request))
@@ -436,8 +455,8 @@ async def review_brick(request: Request) -> Response:
     form = await request.form()
     key = request.path_params["key"]
     try:
-        await review_by_key(
-            node_context(request), member, key, form.get("rating"), form.get("comment")
+        await node_context(request).services.bricks.review(
+            member, key, form.get("rating"), form.get("comment")
         )
     except BrickInvalid as exc:
         return await _brick_page(request, review_errors=exc.errors, form=form, status_code=422)
@@ -449,7 +468,7 @@ async def review_brick(request: Request) -> Response:
 
 async def history(request: Request) -> Response:
     node = node_context(request)
-    brick = await load_brick(node, request.path_params["key"])
+    brick = await node.services.bricks.load(request.path_params["key"])
     async with read_only(node.sessionmaker) as session:
         versions = list(
             (

@@ -18,16 +18,8 @@ from node.bricks.validation import BrickInvalid
 from node.db import read_only
 from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
-from node.web.bricks import catalogue_query
+from node.web.bricks import catalogue_query, pin_as
 from node.web.bricks_forms import read_payload
-from node.web.bricks_ops import (
-    create_from_payload,
-    delete_by_key,
-    load_brick,
-    pin_by_key,
-    review_by_key,
-    update_from_payload,
-)
 from node.web.context import node_context
 from node.web.errors import ApiError
 
@@ -106,7 +98,10 @@ async def create(request: Request) -> Response:
     member = await require_member(request)
     payload = await read_payload(request)
     try:
-        brick = await create_from_payload(node_context(request), member, payload)
+        node = node_context(request)
+        brick = await node.services.bricks.create(
+            member, payload.data, payload.uploads, published=node.contributions.bricks_published
+        )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
     return JSONResponse(
@@ -118,7 +113,7 @@ async def create(request: Request) -> Response:
 
 async def _detail_response(request: Request, key: str, status_code: int = 200) -> Response:
     node = node_context(request)
-    brick = await load_brick(node, key)
+    brick = await node.services.bricks.load(key)
     async with read_only(node.sessionmaker) as session:
         reviews = list(
             (
@@ -140,10 +135,17 @@ async def one_brick(request: Request) -> Response:
     node = node_context(request)
     try:
         if request.method == "DELETE":
-            await delete_by_key(node, member, key)
+            await node.services.bricks.delete(member, key)
             return Response(status_code=204)
         payload = await read_payload(request)
-        await update_from_payload(node, member, key, payload)
+        await node.services.bricks.update(
+            member,
+            key,
+            payload.data,
+            payload.uploads,
+            payload.remove_files,
+            published=node.contributions.bricks_published,
+        )
     except BrickInvalid as exc:
         raise _invalid(exc) from None
     except BrickForbidden as exc:
@@ -159,7 +161,7 @@ async def pin(request: Request) -> Response:
     if who not in ("me", "chamber"):
         raise ApiError(400, "as: me or chamber")
     try:
-        await pin_by_key(
+        await pin_as(
             node_context(request),
             member,
             request.path_params["key"],
@@ -181,8 +183,8 @@ async def reviews(request: Request) -> Response:
         raise ApiError(400, "send a JSON object with rating and comment")
     key = request.path_params["key"]
     try:
-        review = await review_by_key(
-            node_context(request), member, key, body.get("rating"), body.get("comment")
+        review = await node_context(request).services.bricks.review(
+            member, key, body.get("rating"), body.get("comment")
         )
     except BrickInvalid as exc:
         raise _invalid(exc) from None

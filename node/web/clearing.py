@@ -15,15 +15,19 @@ import re
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
 from node.activitypub.jsonld import default_context
-from node.activitypub.models import StoredActivity
-from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
+from node.clearing.queries import (
+    account_balances,
+    member_usernames,
+    posted_exchanges,
+    signed_activities,
+    stream_posted_exchanges,
+)
 from node.clearing.service import (
     MAX_BRICKS,
     MAX_DESCRIPTION,
@@ -86,37 +90,17 @@ def _collection_page(
     return page
 
 
-async def _usernames(session: Any, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    rows = await session.execute(select(Member.id, Member.username).where(Member.id.in_(ids)))
-    return {member_id: username for member_id, username in rows.all()}
-
-
 async def ledger(request: Request) -> Response:
     node = node_context(request)
     house = house_of(node)
     before = _cursor(request)
     async with read_only(node.sessionmaker) as session:
-        query = (
-            select(Exchange)
-            .where(Exchange.state == ExchangeState.POSTED.value)
-            .order_by(Exchange.id.desc())
-            .limit(PAGE_SIZE)
-        )
-        if before is not None:
-            query = query.where(Exchange.id < before)
-        exchanges = list((await session.execute(query)).scalars())
+        exchanges = await posted_exchanges(session, limit=PAGE_SIZE, before=before)
         summary = await house.summary(session)
         accounts: list[tuple[str, int]] = []
         if node.settings.balances_public:
-            rows = await session.execute(
-                select(ClearingAccount.key, ClearingAccount.balance, Member.username)
-                .outerjoin(Member, Member.id == ClearingAccount.member_id)
-                .order_by(ClearingAccount.id)
-            )
-            accounts = [(username or key, balance) for key, balance, username in rows.all()]
-        names = await _usernames(
+            accounts = await account_balances(session)
+        names = await member_usernames(
             session,
             {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
         )
@@ -156,12 +140,7 @@ async def ledger_csv(request: Request) -> Response:
         ["key", "id", "date", "provider", "beneficiary", "minutes", "description", "posted_at"]
     )
     async with read_only(node.sessionmaker) as session:
-        rows = await session.stream_scalars(
-            select(Exchange)
-            .where(Exchange.state == ExchangeState.POSTED.value)
-            .order_by(Exchange.id)
-        )
-        async for e in rows:
+        async for e in stream_posted_exchanges(session):
             writer.writerow(
                 [
                     e.key,
@@ -185,16 +164,7 @@ async def ledger_activities(request: Request) -> Response:
     node = node_context(request)
     before = _cursor(request)
     async with read_only(node.sessionmaker) as session:
-        total = (await session.execute(select(func.count(ClearingEvent.id)))).scalar_one()
-        query = (
-            select(ClearingEvent.id, StoredActivity.document)
-            .join(StoredActivity, StoredActivity.id == ClearingEvent.activity_pk)
-            .order_by(ClearingEvent.id.desc())
-            .limit(PAGE_SIZE)
-        )
-        if before is not None:
-            query = query.where(ClearingEvent.id < before)
-        rows = (await session.execute(query)).all()
+        total, rows = await signed_activities(session, limit=PAGE_SIZE, before=before)
     items = [{k: v for k, v in document.items() if k != "@context"} for _, document in rows]
     return ActivityJSONResponse(
         _collection_page(
@@ -202,7 +172,7 @@ async def ledger_activities(request: Request) -> Response:
             request,
             items,
             [pk for pk, _ in rows],
-            int(total),
+            total,
         )
     )
 
@@ -245,7 +215,7 @@ async def _exchange_page(
         except ClearingError as exc:
             raise clearing_error(exc) from None
         events = await house.events_of(session, exchange)
-        names = await _usernames(
+        names = await member_usernames(
             session,
             {m for m in (exchange.provider_member_id, exchange.beneficiary_member_id) if m},
         )
@@ -377,7 +347,7 @@ async def _account_page(
         view = await house.account_of(session, member)
         history = await house.history(session, view.account) if view.account else []
         exchanges = await house.exchanges_of(session, member)
-        names = await _usernames(
+        names = await member_usernames(
             session,
             {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
         )

@@ -43,7 +43,7 @@ from node.members.errors import MemberNotFound
 from node.members.models import Member
 from node.members.service import get_member
 from node.offers.service import OfferForbidden, OfferNotFound, answered_offer
-from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
+from node.web.api import Answer, Body, Endpoint, Param, cursor, json_object, routes_of
 from node.web.auth import require_member
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
@@ -66,7 +66,8 @@ ACTIONS = {
 
 
 def house_of(node: NodeContext) -> ClearingHouse:
-    return ClearingHouse(node.federation, node.settings)
+    """The node's clearing house (built once, by the runtime)."""
+    return node.services.clearing
 
 
 def clearing_error(exc: Exception) -> ApiError:
@@ -105,16 +106,6 @@ def clearing_error(exc: Exception) -> ApiError:
     if isinstance(exc, LedgerError):
         return ApiError(409, f"not posted: {exc}")
     return ApiError(400, str(exc))
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 async def _clearing_member(request: Request) -> Member:
@@ -219,7 +210,7 @@ async def _offer_of(node: NodeContext, body: dict[str, Any], other_uri: str) -> 
 async def declare_exchange(request: Request) -> Response:
     node = node_context(request)
     member = await _clearing_member(request)
-    body = await _json(request)
+    body = await json_object(request)
     house = house_of(node)
     if ("beneficiary" in body) == ("provider" in body):
         raise ApiError(
@@ -276,7 +267,7 @@ async def exchange_action(request: Request) -> Response:
     member = await _clearing_member(request)
     body: dict[str, Any] = {}
     if request.headers.get("content-length", "0") not in ("", "0"):
-        body = await _json(request)
+        body = await json_object(request)
     comment = body.get("comment", "")
     if not isinstance(comment, str):
         raise ApiError(422, "comment: text", field="comment")
@@ -384,7 +375,7 @@ async def admin_account_limits(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can change limits")
-    body = await _json(request)
+    body = await json_object(request)
     limits: dict[str, int | None] = {}
     for name in ("floor_minutes", "ceiling_minutes"):
         value = body.get(name)

@@ -13,6 +13,7 @@ from node.activitypub.inbox import InboxDispatcher
 from node.config import Settings
 from node.jobs import Worker
 from node.members.contributions import ContributionStats
+from node.runtime import Services
 from node.secretbox import SecretBox
 
 __all__ = ["NodeContext", "node_context"]
@@ -28,6 +29,8 @@ class NodeContext:
     dispatcher: InboxDispatcher
     worker: Worker
     templates: Environment
+    #: The application services, built once by the runtime (``node.runtime.Services``).
+    services: Services
     #: What bricks and the clearing house report about members (registered at app build).
     contributions: ContributionStats = field(default_factory=ContributionStats)
 

@@ -34,8 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node import i18n
 from node.activitypub.urls import same_origin
-from node.web.auth import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_is_protected
 from node.web.errors import error_response
+from node.web.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_is_protected
 
 __all__ = ["UNSAFE_METHODS", "CsrfMiddleware"]
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from node import i18n
+from node.bricks.service import BrickNotFound
 from node.web.flash import N_
 from node.web.negotiation import parse_accept
 
@@ -129,4 +130,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, _EXPLANATIONS[500])
 
 
-exception_handlers: dict[Any, Any] = {HTTPException: _http_exception, Exception: _unexpected}
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """A domain's ``LookupError`` for what a route asked by key (``BrickNotFound``)."""
+    return error_response(request, 404, str(exc))
+
+
+exception_handlers: dict[Any, Any] = {
+    HTTPException: _http_exception,
+    BrickNotFound: _not_found,
+    Exception: _unexpected,
+}

@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 from node.bricks.catalogue import CatalogueQuery, search_bricks
 from node.bricks.models import Brick
 from node.clearing.partner_models import Partner
-from node.clearing.service import ClearingHouse
 from node.db import read_only
 from node.members.clearing_access import clearing_rule
 from node.members.gate import ClearingRule
@@ -45,7 +44,7 @@ async def home_view(node: NodeContext) -> HomeView:
         bricks = (
             await session.execute(select(func.count(Brick.id)).where(Brick.local.is_(True)))
         ).scalar_one()
-        summary = await ClearingHouse(node.federation, node.settings).summary(session)
+        summary = await node.services.clearing.summary(session)
         rule = await clearing_rule(session, node.settings)
     return HomeView(
         latest=list(latest.items),

@@ -34,23 +34,13 @@ from node.members.models import AuditEntry, Member, MemberStatus
 from node.members.service import get_member
 from node.web._members import api_error
 from node.web.account import answer_follow, pending_follow_requests
-from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
+from node.web.api import Answer, Body, Endpoint, Param, cursor, json_object, routes_of
 from node.web.auth import require_member
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.profiles import federate_profile, find_identity
 
 __all__ = ["endpoints", "member_json", "routes"]
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _str(body: dict[str, Any], name: str, default: str | None = "") -> Any:
@@ -152,7 +142,7 @@ async def charter(request: Request) -> Response:
 
 async def register(request: Request) -> Response:
     node = node_context(request)
-    body = await _json(request)
+    body = await json_object(request)
     version = body.get("charter_version")
     try:
         async with session_scope(node.sessionmaker) as session:
@@ -191,7 +181,7 @@ async def me(request: Request) -> Response:
     member = await _member(request)
     node = node_context(request)
     if request.method == "PATCH":
-        body = await _json(request)
+        body = await json_object(request)
         fields: dict[str, Any] = {}
         for name in ("display_name", "bio", "avatar_url"):
             if name in body:
@@ -232,7 +222,7 @@ async def me(request: Request) -> Response:
 async def password(request: Request) -> Response:
     member = await _member(request)
     node = node_context(request)
-    body = await _json(request)
+    body = await json_object(request)
     try:
         async with session_scope(node.sessionmaker) as session:
             await change_password(
@@ -247,7 +237,7 @@ async def follow_requests(request: Request) -> Response:
     member = await _member(request)
     node = node_context(request)
     if request.method == "POST":
-        body = await _json(request)
+        body = await json_object(request)
         decision = _str(body, "decision")
         if decision not in ("accept", "reject"):
             raise ApiError(422, "decision: accept or reject", field="decision")
@@ -308,7 +298,7 @@ async def admin_member_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in MEMBER_ACTIONS:
         raise ApiError(404, f"unknown action {action!r}: one of {', '.join(MEMBER_ACTIONS)}")
-    body = await _json(request)
+    body = await json_object(request)
     try:
         async with session_scope(node.sessionmaker) as session:
             by = await session.get(Member, admin.id)
@@ -334,7 +324,7 @@ async def admin_audit(request: Request) -> Response:
 async def admin_charter(request: Request) -> Response:
     admin = await _member(request, admin=True)
     node = node_context(request)
-    body = await _json(request)
+    body = await json_object(request)
     try:
         async with session_scope(node.sessionmaker) as session:
             by = await session.get(Member, admin.id)
@@ -349,7 +339,7 @@ async def admin_blocks(request: Request) -> Response:
     node = node_context(request)
     try:
         if request.method == "POST":
-            body = await _json(request)
+            body = await json_object(request)
             async with session_scope(node.sessionmaker) as session:
                 by = await session.get(Member, admin.id)
                 await block_domain(session, by, _str(body, "host"), _str(body, "reason"))
@@ -370,7 +360,7 @@ async def admin_blocks(request: Request) -> Response:
 async def admin_remove_remote(request: Request) -> Response:
     admin = await _member(request, admin=True)
     node = node_context(request)
-    body = await _json(request)
+    body = await json_object(request)
     try:
         async with session_scope(node.sessionmaker) as session:
             by = await session.get(Member, admin.id)

@@ -7,11 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
-from node.clearing.reconciliation_service import schedule_reconciliation
 from node.db import read_only
-from node.web.api import Answer, Body, Endpoint, Param, routes_of
+from node.web.api import Answer, Body, Endpoint, Param, json_object, routes_of
 from node.web.auth import require_member
-from node.web.clearing_api import _json
 from node.web.context import node_context
 from node.web.errors import ApiError
 
@@ -31,7 +29,7 @@ async def add(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can add partner chambers")
-    body = await _json(request)
+    body = await json_object(request)
     chamber = body.get("chamber")
     if not isinstance(chamber, str) or not chamber.strip():
         raise ApiError(422, "invalid input", fields={"chamber": "@chamber@host or an actor URL"})
@@ -46,7 +44,7 @@ async def add(request: Request) -> Response:
         )
     except PartnerError as exc:
         raise ApiError(422, str(exc)) from None
-    await schedule_reconciliation(node.federation, node.settings)
+    await node.services.reconciler.schedule()
     return JSONResponse(view.as_json(), status_code=201)
 
 
@@ -56,7 +54,7 @@ async def change(request: Request) -> Response:
     admin = await require_member(request)
     if not admin.is_admin:
         raise ApiError(403, "only the chamber's administrators can change credit lines")
-    body = await _json(request)
+    body = await json_object(request)
     chamber = request.query_params.get("chamber") or body.get("chamber")
     if not isinstance(chamber, str) or not chamber:
         raise ApiError(422, "invalid input", fields={"chamber": "the partner's actor id"})

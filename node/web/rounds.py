@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from node.clearing.round_service import RoundNotFound, RoundService
+from node.clearing.round_service import RoundNotFound
 from node.clearing.rounds import RoundState
 from node.db import read_only
 from node.web.api import Answer, Endpoint, Param, routes_of, schema_ref
@@ -39,7 +39,7 @@ async def round_document(request: Request) -> Response:
     uri = _uri(request)
     async with read_only(node.sessionmaker) as session:
         try:
-            detail = await RoundService(node.federation).get_round(session, uri)
+            detail = await node.services.rounds.get_round(session, uri)
         except RoundNotFound as exc:
             raise ApiError(404, str(exc)) from None
     return ActivityJSONResponse(detail.document)
@@ -53,7 +53,7 @@ async def rounds_api(request: Request) -> Response:
         return await _detail(request, uri)
     state = request.query_params.get("state") or None
     async with read_only(node.sessionmaker) as session:
-        items = await RoundService(node.federation).list_rounds(session, state=state)
+        items = await node.services.rounds.list_rounds(session, state=state)
     return JSONResponse({"items": [r.as_json() for r in items]})
 
 
@@ -66,7 +66,7 @@ async def _detail(request: Request, uri: str) -> Response:
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         try:
-            detail = await RoundService(node.federation).get_round(session, uri)
+            detail = await node.services.rounds.get_round(session, uri)
         except RoundNotFound as exc:
             raise ApiError(404, str(exc)) from None
     return JSONResponse(detail.as_json())

@@ -13,8 +13,8 @@ from starlette.responses import HTMLResponse
 from node import i18n
 from node.clearing.units import format_minutes
 from node.web import labels
-from node.web.auth import csrf_token
 from node.web.flash import pop_flashes
+from node.web.sessions import csrf_token
 
 __all__ = ["make_templates", "render"]
 

@@ -637,7 +637,7 @@ def test_reject__resolver_raises() -> None:
 
 # --- module hygiene ---------------------------------------------------------------------------
 
-PURE_MODULES = ("signatures", "_http_message", "_structured_fields")
+PURE_MODULES = ("signatures", "_signing", "_http_message", "_structured_fields")
 FORBIDDEN = ("httpx", "starlette", "sqlalchemy")
 
 

@@ -8,11 +8,12 @@ import httpx
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from node.activitypub.inbox import InboxContext, InboxDispatcher
+from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, StoredActivity
 from node.bricks.inbox import register_brick_handlers
 from node.bricks.models import Brick, BrickReview
 from node.db import read_only, session_scope
+from node.runtime import register_deletion_handler
 from tests.bricks._helpers import BRICK, add_member, bearer
 from tests.bricks.test_as2 import to_article
 
@@ -36,6 +37,7 @@ def gand_article(**changes: Any) -> dict[str, Any]:
 async def deliver(app: Starlette, actor: str, activity: dict[str, Any]) -> None:
     dispatcher = InboxDispatcher()
     register_brick_handlers(dispatcher)
+    register_deletion_handler(dispatcher)
     node = app.state.node
     activity = {"id": f"{actor}/activities/{len(str(activity))}", "actor": actor, **activity}
     async with session_scope(node.sessionmaker) as session:
@@ -47,8 +49,12 @@ async def deliver(app: Starlette, actor: str, activity: dict[str, Any]) -> None:
             document=activity,
         )
         ctx = InboxContext(node.federation, session, activity, actor, None, stored)
-        for handler in dispatcher.handlers_for(activity["type"]):
-            await handler(ctx)
+        handler = dispatcher.handler_for(await dispatcher.route_of(session, activity))
+        if handler is not None:
+            try:
+                await handler(ctx)
+            except InboxIgnored:  # nothing kept, as the inbox does
+                await session.rollback()
 
 
 async def remote_bricks(app: Starlette) -> list[Brick]:

@@ -14,6 +14,7 @@ from node.activitypub.models import Follow, FollowState, StoredActivity
 from node.db import read_only, session_scope
 from node.offers import register_offer_handlers
 from node.offers.models import Offer
+from node.runtime import register_deletion_handler
 from tests.offers.test_as2 import GAND, to_proposal
 
 GAND_CHAMBER = f"{GAND}/actors/gand"
@@ -24,6 +25,7 @@ LOTTE = f"{GAND}/actors/lotte"
 async def deliver(app: Starlette, actor: str, activity: dict[str, Any]) -> None:
     dispatcher = InboxDispatcher()
     register_offer_handlers(dispatcher)
+    register_deletion_handler(dispatcher)
     node = app.state.node
     activity = {"id": f"{actor}/activities/{len(str(activity))}", "actor": actor, **activity}
     async with session_scope(node.sessionmaker) as session:

@@ -58,19 +58,19 @@ def upgrade() -> None:
     op.create_index("ix_offers_host_id", "offers", ["host", "id"])
     op.create_index(op.f("ix_offers_author_uri"), "offers", ["author_uri"])
     op.create_index(op.f("ix_offers_member_id"), "offers", ["member_id"])
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("directory_listed", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("clearing_exchanges", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("offer_uri", sa.String(length=2048), nullable=True))
+    # Plain ALTER TABLE, never a batch copy: on SQLite a copy of members drops the old table,
+    # and its ON DELETE CASCADE foreign keys take the members' tokens and more with it.
+    op.add_column(
+        "members",
+        sa.Column("directory_listed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("clearing_exchanges", sa.Column("offer_uri", sa.String(length=2048)))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("clearing_exchanges", schema=None) as batch_op:
-        batch_op.drop_column("offer_uri")
-    with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.drop_column("directory_listed")
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35, PostgreSQL): no table copy.
+    op.execute("ALTER TABLE clearing_exchanges DROP COLUMN offer_uri")
+    op.execute("ALTER TABLE members DROP COLUMN directory_listed")
     op.drop_index(op.f("ix_offers_member_id"), table_name="offers")
     op.drop_index(op.f("ix_offers_author_uri"), table_name="offers")
     op.drop_index("ix_offers_host_id", table_name="offers")
