@@ -41,6 +41,7 @@ from node.web.forms import (
     profile_error,
     registration_error,
 )
+from node.web.people import load_people
 from node.web.templating import render
 
 __all__ = ["pending_follow_requests", "routes"]
@@ -328,7 +329,12 @@ async def follow_requests_page(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         requests = await pending_follow_requests(session, node.settings.url, member)
         actor = await session.get(LocalActor, member.actor_id)
-    return render(request, "account/follow_requests.html", requests=requests, actor=actor)
+        people = await load_people(
+            session, node.federation, node.settings, [f.follower_uri for f, _ in requests]
+        )
+    return render(
+        request, "account/follow_requests.html", requests=requests, actor=actor, people=people
+    )
 
 
 routes = [

@@ -16,6 +16,7 @@ from node.web import (
     notifications,
     partners_api,
     rounds,
+    timeline,
 )
 from node.web.api import Answer, Endpoint, routes_of
 from node.web.api_schemas import SCHEMAS
@@ -56,6 +57,7 @@ ENDPOINTS: list[Endpoint] = [
     *partners_api.endpoints,
     *rounds.endpoints,
     *notifications.endpoints,
+    *timeline.endpoints,
 ]
 
 
@@ -81,7 +83,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "description": "archipel token create USERNAME",
                 }
             },
-            "schemas": {**SCHEMAS, **CLEARING_SCHEMAS},
+            "schemas": {**SCHEMAS, **CLEARING_SCHEMAS, **timeline.TIMELINE_SCHEMAS},
         },
     }
 

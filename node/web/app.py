@@ -48,7 +48,9 @@ from node.web import (
     notifications,
     partners_api,
     recovery,
+    remote_actors,
     rounds,
+    timeline,
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
@@ -223,6 +225,8 @@ def create_app(
     routes = [
         *discovery.routes,
         *actors.routes,
+        *remote_actors.routes,
+        *timeline.routes,
         *federation.routes,
         *account.routes,
         *recovery.routes,

@@ -48,6 +48,7 @@ from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
+from node.web.people import brick_uris, load_people
 from node.web.templating import render
 
 __all__ = ["category_label", "catalogue_query", "routes"]
@@ -123,6 +124,10 @@ async def catalogue(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         page = await search_bricks(session, query)
         hosts = list((await session.execute(select(Brick.host).distinct())).scalars())
+        chambers = list((await session.execute(select(Brick.chamber_uri).distinct())).scalars())
+        people = await load_people(
+            session, node.federation, node.settings, [*brick_uris(page.items), *chambers]
+        )
     params = {k: v for k, v in request.query_params.items() if k not in ("after", "cursor") and v}
     next_url = None
     if page.next_cursor is not None:
@@ -134,6 +139,8 @@ async def catalogue(request: Request) -> Response:
         query=query,
         params=params,
         hosts=sorted(hosts),
+        chamber_names=people.chamber_names(),
+        people=people,
         next_url=next_url,
         heading=None,
         **await _page_context(request),
@@ -148,6 +155,7 @@ async def tag_page(request: Request) -> Response:
     query = catalogue_query(node, params)
     async with read_only(node.sessionmaker) as session:
         page = await search_bricks(session, query)
+        people = await load_people(session, node.federation, node.settings, brick_uris(page.items))
     next_url = None
     if page.next_cursor is not None:
         next_url = "?" + urlencode({"after": page.next_cursor})
@@ -158,6 +166,8 @@ async def tag_page(request: Request) -> Response:
         query=query,
         params={},
         hosts=[],
+        chamber_names={},
+        people=people,
         next_url=next_url,
         heading=tag,
         **await _page_context(request),
@@ -195,6 +205,12 @@ async def _brick_page(
                 )
             ).scalars()
         )
+        people = await load_people(
+            session,
+            node.federation,
+            node.settings,
+            [*brick_uris([brick]), *(r.author_uri for r in reviews)],
+        )
     context = await _page_context(request)
     member: Member | None = context["member"]
     mine = next((r for r in reviews if member is not None and r.member_id == member.id), None)
@@ -207,6 +223,7 @@ async def _brick_page(
         status_code=status_code,
         brick=brick,
         reviews=reviews,
+        people=people,
         can_edit=member is not None and brick.local and is_author(brick, member),
         can_review=member is not None and not is_author(brick, member),
         my_review=mine,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -29,6 +30,7 @@ from node.clearing.service import (
     MAX_MINUTES,
     InvalidExchange,
     NoPartnership,
+    RemoteParty,
 )
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
@@ -41,6 +43,7 @@ from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.people import MIRROR_PREFIX, People, load_people
 from node.web.templating import render
 
 __all__ = ["routes"]
@@ -87,6 +90,14 @@ async def _usernames(session: Any, ids: set[int]) -> dict[int, str]:
     return {member_id: username for member_id, username in rows.all()}
 
 
+async def _people(
+    session: Any, node: NodeContext, exchanges: list[Exchange], more: Iterable[str] = ()
+) -> People:
+    """The parties of ``exchanges`` (and ``more`` actors or mirror accounts), by name."""
+    uris = [u for e in exchanges for u in (e.provider_uri, e.beneficiary_uri)]
+    return await load_people(session, node.federation, node.settings, [*uris, *more])
+
+
 async def ledger(request: Request) -> Response:
     node = node_context(request)
     house = house_of(node)
@@ -103,17 +114,20 @@ async def ledger(request: Request) -> Response:
         exchanges = list((await session.execute(query)).scalars())
         summary = await house.summary(session)
         accounts: list[tuple[str, int]] = []
+        holders: dict[str, str] = {}  # an account's name -> the actor it is (pages name them)
         if node.settings.balances_public:
             rows = await session.execute(
                 select(ClearingAccount.key, ClearingAccount.balance, Member.username)
                 .outerjoin(Member, Member.id == ClearingAccount.member_id)
                 .order_by(ClearingAccount.id)
             )
-            accounts = [(username or key, balance) for key, balance, username in rows.all()]
-        names = await _usernames(
-            session,
-            {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
-        )
+            for key, balance, username in rows.all():
+                accounts.append((username or key, balance))
+                if username:
+                    holders[username] = node.federation.urls(username).id
+                elif key.startswith(MIRROR_PREFIX):
+                    holders[key] = key
+        people = await _people(session, node, exchanges, holders.values())
     collection_id = node.settings.absolute("/ledger")
     if wants_activity_json(request):
         document = _collection_page(
@@ -134,7 +148,8 @@ async def ledger(request: Request) -> Response:
         request,
         "clearing/ledger.html",
         exchanges=exchanges,
-        names=names,
+        people=people,
+        holders=holders,
         summary=summary,
         accounts=accounts,
         format_minutes=format_minutes,
@@ -215,10 +230,7 @@ async def exchange_page(request: Request) -> Response:
                 {"@context": default_context(), **house.document_of(exchange), "history": history}
             )
         events = await house.events_of(session, exchange)
-        names = await _usernames(
-            session,
-            {m for m in (exchange.provider_member_id, exchange.beneficiary_member_id) if m},
-        )
+        people = await _people(session, node, [exchange])
     member = await page_member(request)
     actions: list[str] = []
     if isinstance(member, Member) and member.id in (
@@ -233,7 +245,7 @@ async def exchange_page(request: Request) -> Response:
         "clearing/exchange.html",
         exchange=exchange,
         events=events,
-        names=names,
+        people=people,
         actions=actions,
         format_minutes=format_minutes,
     )
@@ -312,6 +324,7 @@ async def _account_page(
             session,
             {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
         )
+        people = await _people(session, node, exchanges)
     to_answer = [
         e
         for e in exchanges
@@ -328,6 +341,7 @@ async def _account_page(
         exchanges=exchanges,
         to_answer=to_answer,
         names=names,
+        people=people,
         format_minutes=format_minutes,
         today=date.today().isoformat(),
         error=request.query_params.get("error"),
@@ -407,6 +421,8 @@ async def declare_form(request: Request) -> Response:
         except ValueError as exc:
             raise InvalidExchange("date", str(exc)) from None
         counterparty = await house.resolve_counterparty(values["counterparty"])
+        if form.get("step") == "lookup":  # the first step: who was found, to confirm
+            return await _confirm_page(request, node, counterparty, values, minutes)
         exchange, _ = await house.declare(
             member,
             counterparty,
@@ -432,6 +448,36 @@ async def declare_form(request: Request) -> Response:
         )
     flash(request, N_("Your exchange is declared: the other member is asked to validate it."))
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
+
+
+async def _confirm_page(
+    request: Request,
+    node: NodeContext,
+    counterparty: Member | RemoteParty,
+    values: dict[str, str],
+    minutes: int,
+) -> Response:
+    """The second step of the form (no JavaScript needed): who the other member is, their
+    chamber and that it is a partner; confirming sends what was typed, the person fixed."""
+    uri = (
+        counterparty.actor_uri
+        if isinstance(counterparty, RemoteParty)
+        else node.federation.urls(counterparty.username).id
+    )
+    async with read_only(node.sessionmaker) as session:
+        found = (await load_people(session, node.federation, node.settings, [uri]))[uri]
+    return render(
+        request,
+        "clearing/confirm.html",
+        found=found,
+        remote=isinstance(counterparty, RemoteParty),
+        values={
+            **values,
+            "counterparty": uri if isinstance(counterparty, RemoteParty) else counterparty.username,
+        },
+        minutes=minutes,
+        form_key=str((await request.form()).get("form_key") or ""),
+    )
 
 
 #: What to fix, per field of the declaration form, in the page's language.
