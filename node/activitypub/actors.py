@@ -56,6 +56,10 @@ class ActorUrls:
         return f"{self.id}/following"
 
     @property
+    def featured(self) -> str:
+        return f"{self.id}/collections/featured"
+
+    @property
     def shared_inbox(self) -> str:
         return f"{self.base_url}/inbox"
 
@@ -76,6 +80,7 @@ class ActorProfile:
     summary_html: str
     page_url: str
     icon_url: str | None = None
+    image_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +99,7 @@ def actor_document(actor: LocalActor, base_url: str, profile: ActorProfile) -> d
         "outbox": urls.outbox,
         "followers": urls.followers,
         "following": urls.following,
+        "featured": urls.featured,
         "endpoints": {"sharedInbox": urls.shared_inbox},
         "manuallyApprovesFollowers": actor.manually_approves_followers,
         "discoverable": True,
@@ -112,8 +118,12 @@ def actor_document(actor: LocalActor, base_url: str, profile: ActorProfile) -> d
             }
         ],
     }
-    if profile.icon_url:
-        doc["icon"] = {"type": "Image", "url": profile.icon_url}
+    icon = profile.icon_url or actor.icon_url
+    if icon:
+        doc["icon"] = {"type": "Image", "url": icon}
+    image = profile.image_url or actor.image_url
+    if image:
+        doc["image"] = {"type": "Image", "url": image}
     doc.update(profile.extra)
     return doc
 

@@ -205,6 +205,24 @@ class Federation:
             ).scalar_one()
         return row
 
+    async def store_actor_document(
+        self, session: AsyncSession, uri: str, document: dict[str, Any]
+    ) -> RemoteActor | None:
+        """Refresh a cached actor from a document it sent itself (its signed ``Update``):
+        name, avatar, inbox, keys. Only an actor we already cache; ``FederationError`` when
+        the document is not a usable actor."""
+        if id_of(document) != uri:
+            raise FederationError("an actor's Update must carry its own document")
+        cached = (
+            await session.execute(select(RemoteActor).where(RemoteActor.uri == uri))
+        ).scalar_one_or_none()
+        if cached is None:
+            return None
+        for name, value in self._actor_values(uri, document).items():
+            setattr(cached, name, value)
+        cached.fetched_at = self.clock()
+        return cached
+
     def _actor_values(self, uri: str, document: dict[str, Any]) -> dict[str, Any]:
         kind = document.get("type")
         kinds = set(kind) if isinstance(kind, list) else {kind}

@@ -300,6 +300,14 @@ async def _on_delete(ctx: InboxContext) -> None:
         remote.gone_at = ctx.federation.clock()
 
 
+async def _on_update(ctx: InboxContext) -> None:
+    """An actor's ``Update`` of itself refreshes our cached copy (name, avatar, keys)."""
+    obj = ctx.object
+    if not isinstance(obj, dict) or id_of(obj) != ctx.actor_uri:
+        return  # an update of an object, not of the actor
+    await ctx.federation.store_actor_document(ctx.session, ctx.actor_uri, obj)
+
+
 def register_follow_handlers(
     dispatcher: InboxDispatcher, *, on_followed: OnFollowed | None = None
 ) -> None:
@@ -309,3 +317,4 @@ def register_follow_handlers(
     dispatcher.register("Undo", _on_undo)
     dispatcher.register("Block", _on_block)
     dispatcher.register("Delete", _on_delete)
+    dispatcher.register("Update", _on_update)

@@ -32,6 +32,7 @@ __all__ = [
     "InboxIgnored",
     "InboxRejected",
     "InboxResult",
+    "items_of",
     "receive",
 ]
 
@@ -155,29 +156,47 @@ def _parse(body: bytes) -> dict[str, Any]:
     return activity
 
 
+#: Activities whose ``object`` may be an array, handled item by item (AS2 allows it).
+ITEMIZED_TYPES = frozenset({"Create", "Announce", "Delete", "Update"})
+
+
+def items_of(activity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The activity once per object when its ``object`` is an array (``Create`` of two
+    notes), each copy with one object; else the activity itself."""
+    obj = activity.get("object")
+    if activity["type"] in ITEMIZED_TYPES and isinstance(obj, list) and obj:
+        return [{**activity, "object": item} for item in obj]
+    return [activity]
+
+
 def _check_origins(activity: dict[str, Any], actor_uri: str) -> None:
     if not same_origin(activity["id"], actor_uri):
         raise InboxRejected(403, "the activity's id is not on its actor's host", "originMismatch")
     if activity["type"] in AUTHORED_OBJECT_TYPES:
-        object_id = id_of(activity.get("object"))
-        if object_id is None:
-            raise InboxRejected(400, "the activity has no object id", "missingField")
-        if not same_origin(object_id, actor_uri):
-            raise InboxRejected(
-                403,
-                f"{activity['type']} of an object from another host ({object_id})",
-                "originMismatch",
-            )
-        embedded = activity.get("object")
-        if isinstance(embedded, dict):
-            attributed = embedded.get("attributedTo")
-            owners = attributed if isinstance(attributed, list) else [attributed]
-            for owner in owners:
-                owner_id = id_of(owner)
-                if owner_id is not None and not same_origin(owner_id, actor_uri):
-                    raise InboxRejected(
-                        403, "the object is attributed to another host", "originMismatch"
-                    )
+        for item in items_of(activity):
+            _check_object_origin(item, actor_uri)
+
+
+def _check_object_origin(activity: dict[str, Any], actor_uri: str) -> None:
+    object_id = id_of(activity.get("object"))
+    if object_id is None:
+        raise InboxRejected(400, "the activity has no object id", "missingField")
+    if not same_origin(object_id, actor_uri):
+        raise InboxRejected(
+            403,
+            f"{activity['type']} of an object from another host ({object_id})",
+            "originMismatch",
+        )
+    embedded = activity.get("object")
+    if isinstance(embedded, dict):
+        attributed = embedded.get("attributedTo")
+        owners = attributed if isinstance(attributed, list) else [attributed]
+        for owner in owners:
+            owner_id = id_of(owner)
+            if owner_id is not None and not same_origin(owner_id, actor_uri):
+                raise InboxRejected(
+                    403, "the object is attributed to another host", "originMismatch"
+                )
 
 
 async def receive(
@@ -294,7 +313,7 @@ async def _receive(
             direction="in",
             actor_uri=actor_uri,
             activity_type=activity["type"],
-            object_id=id_of(activity.get("object")),
+            object_id=id_of(items_of(activity)[0].get("object")),
             public=_is_public(activity),
             document=activity,
             created_at=now,
@@ -305,10 +324,14 @@ async def _receive(
                 await session.flush()
         except IntegrityError:
             return InboxResult(202, "already received", "duplicate")
-        context = InboxContext(federation, session, activity, actor_uri, recipient, stored)
+        contexts = [
+            InboxContext(federation, session, item, actor_uri, recipient, stored)
+            for item in items_of(activity)
+        ]
         try:
-            for handler in handlers:
-                await handler(context)
+            for context in contexts:
+                for handler in handlers:
+                    await handler(context)
         except InboxRejected:
             await session.rollback()
             raise
@@ -319,8 +342,9 @@ async def _receive(
             await session.rollback()
             raise InboxRejected(422, str(exc), "unprocessable") from exc
         await session.commit()
-    for callback in context.after_commit:
-        callback()
+    for context in contexts:
+        for callback in context.after_commit:
+            callback()
     return InboxResult(202, "accepted")
 
 

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from node.db import Base, UTCDateTime, utcnow
 
 __all__ = [
+    "Delivery",
     "DomainBlock",
+    "FeaturedObject",
     "Follow",
     "FollowState",
     "HostHealth",
@@ -37,6 +39,9 @@ class LocalActor(Base):
     rsa_private_sealed: Mapped[str] = mapped_column(Text)
     ed25519_public_multibase: Mapped[str] = mapped_column(String(64))
     ed25519_private_sealed: Mapped[str] = mapped_column(Text)
+    #: ``icon`` and ``image`` (header) of the document, when the owner set them.
+    icon_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    image_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -116,3 +121,28 @@ class HostHealth(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Delivery(Base):
+    """An inbox that received an object we sent (in a ``Create`` or an ``Announce``): its
+    ``Update`` and ``Delete`` go to the same inboxes. Shared inboxes stand for their hosts."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("object_id", "inbox"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(2048), index=True)
+    inbox: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeaturedObject(Base):
+    """An object a local actor pins on its profile (its ``featured`` collection)."""
+
+    __tablename__ = "featured_objects"
+    __table_args__ = (UniqueConstraint("actor_uri", "object_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_uri: Mapped[str] = mapped_column(String(2048), index=True)
+    object_id: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

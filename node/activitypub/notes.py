@@ -1,7 +1,10 @@
 """Plain notes (a chamber's news) and the timeline of what local actors received.
 
-Receiving: Create/Announce/Update/Delete of anything are kept only when a local actor
-follows the sender or is addressed; domains (bricks) add their own handlers beside this.
+Receiving: Create/Announce/Update of anything are kept only when a local actor follows the
+sender or is addressed, or (an Update) when we hold the object; domains (bricks) add their
+own handlers beside this. A ``Delete`` from the object's owner removes every activity we
+keep about it (its Create, Updates, boosts), an ``Update`` from its owner replaces the copy
+our stored activities hold.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ import uuid
 from html import escape
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.activitypub.federation import Federation
+from node.activitypub.federation import Federation, id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
 from node.activitypub.outbox import PUBLIC, publish
@@ -48,7 +51,37 @@ async def publish_note(
     )
 
 
+async def _kept_about(ctx: InboxContext, object_id: str) -> list[StoredActivity]:
+    rows = await ctx.session.execute(
+        select(StoredActivity).where(
+            StoredActivity.direction == "in",
+            StoredActivity.object_id == object_id,
+            StoredActivity.id != ctx.stored.id,
+        )
+    )
+    return list(rows.scalars())
+
+
+def _owned_by(stored: StoredActivity, signer: str) -> bool:
+    """Whether ``stored`` shows ``signer`` as the owner of its object: it created or updated
+    it, or the embedded object is attributed to it."""
+    if stored.activity_type in ("Create", "Update") and stored.actor_uri == signer:
+        return True
+    embedded = stored.document.get("object")
+    if not isinstance(embedded, dict):
+        return False
+    attributed = embedded.get("attributedTo")
+    owners = attributed if isinstance(attributed, list) else [attributed]
+    return signer in {id_of(owner) for owner in owners}
+
+
 async def _keep_if_relevant(ctx: InboxContext) -> None:
+    object_id = id_of(ctx.object)
+    if ctx.type == "Update" and object_id == ctx.actor_uri:
+        return  # an actor's new profile: the follow handlers refresh our copy
+    if ctx.type == "Update" and object_id is not None:
+        if any(_owned_by(row, ctx.actor_uri) for row in await _kept_about(ctx, object_id)):
+            return
     addressed: list[Any] = []
     for key in ("to", "cc", "bto", "bcc", "audience"):
         value = ctx.activity.get(key)
@@ -64,6 +97,36 @@ async def _keep_if_relevant(ctx: InboxContext) -> None:
         raise InboxIgnored("nobody here follows this actor or is addressed")
 
 
+async def _apply_update(ctx: InboxContext) -> None:
+    """The owner's Update of an object we keep: our stored activities show the new one."""
+    obj = ctx.object
+    object_id = id_of(obj)
+    if not isinstance(obj, dict) or object_id is None:
+        return
+    kept = await _kept_about(ctx, object_id)
+    if not any(_owned_by(row, ctx.actor_uri) for row in kept):
+        return
+    for row in kept:
+        embedded = row.document.get("object")
+        if isinstance(embedded, dict) and embedded.get("id") == object_id:
+            row.document = {**row.document, "object": obj}
+
+
+async def _forget_deleted(ctx: InboxContext) -> None:
+    """The owner deleted an object: what we kept about it goes (its Create, Updates,
+    boosts, likes), so it is gone from the inbox API and the pages."""
+    object_id = id_of(ctx.object)
+    if object_id is None:
+        return
+    kept = await _kept_about(ctx, object_id)
+    if kept and any(_owned_by(row, ctx.actor_uri) for row in kept):
+        await ctx.session.execute(
+            delete(StoredActivity).where(StoredActivity.id.in_([row.id for row in kept]))
+        )
+
+
 def register_timeline_handlers(dispatcher: InboxDispatcher) -> None:
     for activity_type in ("Create", "Announce", "Update"):
         dispatcher.register(activity_type, _keep_if_relevant)
+    dispatcher.register("Update", _apply_update)
+    dispatcher.register("Delete", _forget_deleted)

@@ -1,6 +1,9 @@
 """Sending activities: store them, then deliver through durable jobs (one per inbox).
 
 Shared inboxes are used when a remote actor offers one, so a host gets each activity once.
+Where a ``Create`` or an ``Announce`` of an object went is recorded (``Delivery``): the
+object's ``Update`` and ``Delete`` go to the same inboxes (``publish(..., to_recipients_of=)``),
+even those that got it by mention or through a boost.
 Delivery handles 410 Gone (the follower is removed) and pauses hosts that keep failing. An
 activity published with ``urgent_until`` (a message with a deadline) is not held back by a
 paused host until then: it keeps its own backoff, and honours the pause again afterwards.
@@ -23,6 +26,7 @@ from node.activitypub.actors import get_local_actor
 from node.activitypub.federation import Federation, authority_of, id_of
 from node.activitypub.jsonld import default_context
 from node.activitypub.models import (
+    Delivery,
     Follow,
     FollowState,
     HostHealth,
@@ -39,15 +43,21 @@ __all__ = [
     "DeliveryPolicy",
     "deliver_again",
     "deliver_job",
+    "delivered_inboxes",
     "follower_inboxes",
+    "last_sent",
     "new_activity_id",
     "publish",
+    "sent_object",
+    "tombstone_of",
 ]
 
 log = logging.getLogger(__name__)
 
 DELIVER = "deliver"
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+#: Activities whose deliveries are recorded for their object (its later Update / Delete).
+RECORDED_TYPES = frozenset({"Create", "Announce"})
 
 
 class DeliveryPolicy:
@@ -77,6 +87,67 @@ async def follower_inboxes(session: AsyncSession, actor_uri: str) -> list[str]:
     return _unique(shared or inbox for inbox, shared in rows)
 
 
+async def delivered_inboxes(session: AsyncSession, object_id: str) -> list[str]:
+    """Every inbox that received ``object_id`` (its Create, or an Announce of it)."""
+    rows = await session.execute(
+        select(Delivery.inbox).where(Delivery.object_id == object_id).order_by(Delivery.id)
+    )
+    return list(rows.scalars())
+
+
+async def _record_deliveries(
+    session: AsyncSession, object_id: str, inboxes: list[str], now: datetime
+) -> None:
+    if not inboxes:
+        return
+    await session.execute(
+        insert_for(session, Delivery)
+        .values([{"object_id": object_id, "inbox": inbox, "created_at": now} for inbox in inboxes])
+        .on_conflict_do_nothing(index_elements=[Delivery.object_id, Delivery.inbox])
+    )
+
+
+async def last_sent(
+    session: AsyncSession, object_id: str, *, actor_uri: str | None = None, types: Iterable[str]
+) -> StoredActivity | None:
+    """The latest activity of one of ``types`` we sent about ``object_id``."""
+    query = select(StoredActivity).where(
+        StoredActivity.direction == "out",
+        StoredActivity.object_id == object_id,
+        StoredActivity.activity_type.in_(list(types)),
+    )
+    if actor_uri is not None:
+        query = query.where(StoredActivity.actor_uri == actor_uri)
+    return (
+        await session.execute(query.order_by(StoredActivity.id.desc()).limit(1))
+    ).scalar_one_or_none()
+
+
+async def sent_object(session: AsyncSession, object_id: str) -> dict[str, Any] | None:
+    """The latest public version of an object we sent embedded in a Create or an Update
+    (a note has no table of its own: its activities are its record). None once deleted."""
+    stored = await last_sent(session, object_id, types=("Create", "Update", "Delete"))
+    if stored is None or stored.activity_type == "Delete" or not stored.public:
+        return None
+    embedded = stored.document.get("object")
+    if not isinstance(embedded, dict) or embedded.get("id") != object_id:
+        return None
+    return {"@context": stored.document.get("@context", default_context()), **embedded}
+
+
+async def tombstone_of(session: AsyncSession, object_id: str) -> dict[str, Any] | None:
+    """A ``Tombstone`` for an object we deleted (served with 410 Gone), else None."""
+    stored = await last_sent(session, object_id, types=("Delete",))
+    if stored is None:
+        return None
+    embedded = stored.document.get("object")
+    tombstone: dict[str, Any] = {"id": object_id, "type": "Tombstone"}
+    if isinstance(embedded, dict) and isinstance(embedded.get("formerType"), str):
+        tombstone["formerType"] = embedded["formerType"]
+    tombstone["deleted"] = stored.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"@context": default_context(), **tombstone}
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
@@ -92,11 +163,14 @@ async def publish(
     *,
     to_followers: bool = False,
     inboxes: Iterable[str] = (),
+    to_recipients_of: str | None = None,
     now: datetime | None = None,
     urgent_until: datetime | None = None,
 ) -> StoredActivity:
     """Store ``activity`` as sent by ``actor`` and enqueue its deliveries, in one transaction.
 
+    ``to_recipients_of``: an object id; every inbox that received it gets this one too (its
+    Update, its Delete). The inboxes of a Create or an Announce are recorded for its object.
     ``urgent_until``: until then a paused host does not delay these deliveries (they retry
     with their own backoff); the sender has a deadline to meet."""
     now = now or federation.clock()
@@ -109,6 +183,8 @@ async def publish(
     targets = list(inboxes)
     if to_followers:
         targets += await follower_inboxes(session, urls.id)
+    if to_recipients_of is not None:
+        targets += await delivered_inboxes(session, to_recipients_of)
     audience = [*_as_list(activity.get("to")), *_as_list(activity.get("cc"))]
     stored = StoredActivity(
         activity_id=activity["id"],
@@ -123,12 +199,14 @@ async def publish(
     session.add(stored)
     await session.flush()
     blocked: set[str] = set()
+    sent: list[str] = []
     for inbox in _unique(targets):
         if federation.is_local(inbox) or inbox in blocked:
             continue
         if await federation.is_blocked(session, inbox):
             blocked.add(inbox)
             continue
+        sent.append(inbox)
         await enqueue(
             session,
             DELIVER,
@@ -138,6 +216,8 @@ async def publish(
             give_up_after=DeliveryPolicy.give_up_after,
             now=now,
         )
+    if stored.activity_type in RECORDED_TYPES and stored.object_id is not None:
+        await _record_deliveries(session, stored.object_id, sent, now)
     return stored
 
 

@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
@@ -19,7 +19,7 @@ from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
 from node.activitypub.models import Follow, FollowState, RemoteActor
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
-from node.bricks.models import Brick, BrickLike, BrickReview
+from node.bricks.models import Brick, BrickAuthor, BrickLike, BrickReview
 from node.bricks.notices import notify_review
 from node.bricks.service import AuthorRef, remote_author_ref, set_authors, set_tags
 from node.bricks.text import html_to_text
@@ -221,9 +221,31 @@ async def _on_create(ctx: InboxContext) -> None:
         await _upsert(ctx, obj, ctx.actor_uri, creating=True)
 
 
+async def _renamed(ctx: InboxContext) -> None:
+    """A remote author's new profile: the bricks and reviews we keep show its new name."""
+    cached = (
+        await ctx.session.execute(select(RemoteActor).where(RemoteActor.uri == ctx.actor_uri))
+    ).scalar_one_or_none()
+    if cached is None:
+        return
+    ref = remote_author_ref(cached, ctx.actor_uri)
+    await ctx.session.execute(
+        update(BrickAuthor)
+        .where(BrickAuthor.actor_uri == ctx.actor_uri, BrickAuthor.member_id.is_(None))
+        .values(name=ref.name, profile_url=ref.profile_url)
+    )
+    await ctx.session.execute(
+        update(BrickReview)
+        .where(BrickReview.author_uri == ctx.actor_uri, BrickReview.local.is_(False))
+        .values(author_name=ref.name, author_url=ref.profile_url)
+    )
+
+
 async def _on_update(ctx: InboxContext) -> None:
     obj = ctx.object
-    if isinstance(obj, dict) and obj.get("type") == "Article":
+    if isinstance(obj, dict) and id_of(obj) == ctx.actor_uri:
+        await _renamed(ctx)
+    elif isinstance(obj, dict) and obj.get("type") == "Article":
         await _upsert(ctx, obj, ctx.actor_uri, creating=False)
     elif isinstance(obj, dict) and obj.get("type") == "Note":
         await _reply(ctx, obj)

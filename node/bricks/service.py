@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node import i18n
 from node.activitypub.actors import get_local_actor
+from node.activitypub.featured import pin, unpin
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.models import LocalActor, RemoteActor
-from node.activitypub.outbox import follower_inboxes, new_activity_id, publish
+from node.activitypub.outbox import follower_inboxes, last_sent, new_activity_id, publish
 from node.bricks.as2 import PUBLIC, BrickDocument, article, review_note
 from node.bricks.models import Brick, BrickAuthor, BrickReview, BrickTag, BrickVersion
 from node.bricks.notices import notify_review
@@ -42,6 +43,7 @@ __all__ = [
     "document_of",
     "get_brick",
     "is_author",
+    "pin_brick",
     "prefetch_actors",
     "remote_author_ref",
     "set_authors",
@@ -262,12 +264,18 @@ async def _federate(
     activity_type: str,
     obj: dict[str, Any],
 ) -> None:
-    """Send ``activity_type`` to the authors' followers; the chamber announces it."""
+    """Send ``activity_type`` to the authors' followers; the chamber boosts a new brick.
+
+    An Update or a Delete goes, from the author, to every inbox the brick reached (through
+    the author or the chamber's boost, recorded by the outbox) and to the current followers;
+    the chamber never announces an Update or a Delete (Mastodon only takes boosts of posts),
+    and after a Delete it undoes its boost."""
     actor = await _local_actor(session, member.username)
     urls = federation.urls(actor.username)
     chamber = await _local_actor(session, federation.instance_username)
     chamber_urls = federation.urls(chamber.username)
-    stored = await publish(
+    creating = activity_type == "Create"
+    await publish(
         federation,
         session,
         actor,
@@ -280,17 +288,33 @@ async def _federate(
         },
         to_followers=True,
         inboxes=await _audience_inboxes(federation, session, brick, urls.id),
+        to_recipients_of=None if creating else brick.uri,
     )
-    # Create: announce the Article itself (a boost on Mastodon); Update and Delete: announce
-    # the activity, so that whoever follows only the chamber keeps its copy up to date.
-    announced: Any = obj if activity_type == "Create" else stored.document
-    await publish(
-        federation,
-        session,
-        chamber,
-        {"type": "Announce", "object": announced, "to": [PUBLIC], "cc": [chamber_urls.followers]},
-        to_followers=True,
-    )
+    if creating:
+        await publish(
+            federation,
+            session,
+            chamber,
+            {"type": "Announce", "object": obj, "to": [PUBLIC], "cc": [chamber_urls.followers]},
+            to_followers=True,
+        )
+    elif activity_type == "Delete":
+        boost = await last_sent(session, brick.uri, actor_uri=chamber_urls.id, types=["Announce"])
+        if boost is not None:
+            announce = {k: v for k, v in boost.document.items() if k not in ("@context", "proof")}
+            await publish(
+                federation,
+                session,
+                chamber,
+                {
+                    "type": "Undo",
+                    "object": announce,
+                    "to": [PUBLIC],
+                    "cc": [chamber_urls.followers],
+                },
+                to_followers=True,
+                to_recipients_of=brick.uri,
+            )
 
 
 def _apply(brick: Brick, data: BrickInput) -> None:
@@ -415,8 +439,32 @@ async def delete_brick(
         raise BrickForbidden("only the authors of a brick can delete it")
     tombstone = {"id": brick.uri, "type": "Tombstone", "formerType": "Article"}
     await _federate(federation, session, brick, member, "Delete", tombstone)
+    await unpin(session, "", brick.uri)
     await session.delete(brick)
     await session.flush()
+
+
+async def pin_brick(
+    federation: Federation,
+    session: AsyncSession,
+    brick: Brick,
+    member: Member,
+    *,
+    for_chamber: bool,
+    pinned: bool,
+) -> str | None:
+    """Pin (or unpin) a local brick on its author's profile, or with ``for_chamber`` on the
+    chamber's (administrators). Returns the username whose ``featured`` changed, or None."""
+    if not brick.local:
+        raise BrickForbidden("only bricks of this chamber can be pinned")
+    if for_chamber and not member.is_admin:
+        raise BrickForbidden("only administrators pin bricks for the chamber")
+    if not for_chamber and not is_author(brick, member):
+        raise BrickForbidden("only the authors of a brick can pin it on their profile")
+    username = federation.instance_username if for_chamber else member.username
+    actor_uri = federation.urls(username).id
+    changed = await (pin if pinned else unpin)(session, actor_uri, brick.uri)
+    return username if changed else None
 
 
 async def add_review(
@@ -504,6 +552,7 @@ async def add_review(
         {"type": verb, "object": note, "to": [PUBLIC], "cc": [*authors, urls.followers]},
         to_followers=True,
         inboxes=inboxes,
+        to_recipients_of=uri if verb == "Update" else None,
         now=now,
     )
     return review

@@ -42,6 +42,7 @@ from node.web.forms import (
     registration_error,
 )
 from node.web.people import load_people
+from node.web.profiles import federate_profile
 from node.web.templating import render
 
 __all__ = ["pending_follow_requests", "routes"]
@@ -220,6 +221,13 @@ async def _account_page(
     )
 
 
+async def _shown(session: Any, member: Member) -> tuple[Any, ...]:
+    """What the member's actor document shows; a change is sent to the followers."""
+    actor = await session.get(LocalActor, member.actor_id)
+    approves = actor.manually_approves_followers if actor is not None else None
+    return (member.display_name, member.bio, member.avatar_url, approves)
+
+
 async def profile_update(request: Request) -> Response:
     member = await page_member(request)
     if not isinstance(member, Member):
@@ -231,6 +239,7 @@ async def profile_update(request: Request) -> Response:
         async with session_scope(node.sessionmaker) as session:
             stored = await session.get(Member, member.id)
             assert stored is not None
+            before = await _shown(session, stored)
             await update_profile(
                 session,
                 stored,
@@ -240,6 +249,11 @@ async def profile_update(request: Request) -> Response:
                 language=language,
                 manually_approves_followers=_text(form, "manually_approves_followers") == "yes",
             )
+            if await _shown(session, stored) != before:
+                await federate_profile(
+                    node.federation, session, node.settings, stored.username, node.contributions
+                )
+        node.worker.wakeup.set()
     except InvalidMemberInput as exc:
         typed = {k: _text(form, k, 6000) for k in ("display_name", "bio", "avatar_url", "language")}
         field, message = profile_error(exc)

@@ -4,7 +4,7 @@ the charter, domain blocks, removal of remote content, and the audit log."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import func, or_, select
 from starlette.requests import Request
@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
+from node.activitypub.actors import get_local_actor
 from node.activitypub.models import DomainBlock
 from node.db import read_only, session_scope
 from node.members.audit import list_audit
@@ -29,6 +30,7 @@ from node.members.service import get_member
 from node.web._members import api_error, page_admin
 from node.web.context import node_context
 from node.web.flash import N_, flash
+from node.web.profiles import federate_profile
 from node.web.templating import render
 
 __all__ = ["CONFIRMED_ACTIONS", "routes"]
@@ -63,6 +65,7 @@ _DONE = {
     "block": N_("The list of blocked domains is updated."),
     "remove": N_("The remote actor's content is removed."),
     "clearing-rule": N_("The clearing-access rule is saved."),
+    "icon": N_("The chamber's icon is saved and sent to its followers."),
 }
 
 
@@ -88,6 +91,7 @@ async def _admin_page(
     rule_errors: dict[str, str] | None = None,
     section_errors: dict[str, str] | None = None,
     typed: dict[str, str] | None = None,
+    icon_error: str | None = None,
 ) -> Response:
     """Registrations waiting, one page of members (``q`` searches, ``page`` pages), the
     clearing rule, the charter and the domain blocks."""
@@ -133,6 +137,7 @@ async def _admin_page(
         )
         charter = await current_charter(session)
         rule = await clearing_rule(session, node.settings)
+        chamber = await get_local_actor(session, node.settings.chamber_username)
     pages = max(1, -(-total // MEMBERS_PER_PAGE))
 
     def page_url(number: int) -> str:
@@ -158,6 +163,8 @@ async def _admin_page(
         or {"min_bricks": str(rule.min_bricks), "min_days": str(rule.min_days)},
         rule_errors=rule_errors or {},
         section_errors=section_errors or {},
+        chamber_icon=(typed or {}).get("icon_url", chamber.icon_url if chamber else None) or "",
+        icon_error=icon_error,
         typed=typed or {},
     )
 
@@ -215,6 +222,36 @@ async def clearing_rule_edit(request: Request) -> Response:
     except MemberError as exc:
         raise api_error(exc) from None
     return _done(request, "clearing-rule")
+
+
+async def chamber_icon_edit(request: Request) -> Response:
+    """The chamber's ``icon`` (an https:// image address, empty: none); its followers get
+    its new document."""
+    admin = await _acting_admin(request)
+    if not isinstance(admin, Member):
+        return admin
+    node = node_context(request)
+    form = await request.form()
+    url = _text(form, "icon_url", 2100).strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme != "https" or not parts.hostname or len(url) > 2048):
+        return await _admin_page(
+            request,
+            admin,
+            status_code=422,
+            typed={"icon_url": url},
+            icon_error=i18n.gettext("An https:// address of an image, please."),
+        )
+    async with session_scope(node.sessionmaker) as session:
+        chamber = await get_local_actor(session, node.settings.chamber_username)
+        assert chamber is not None
+        if chamber.icon_url != (url or None):
+            chamber.icon_url = url or None
+            await federate_profile(
+                node.federation, session, node.settings, chamber.username, node.contributions
+            )
+    node.worker.wakeup.set()
+    return _done(request, "icon")
 
 
 async def member_action(request: Request) -> Response:
@@ -325,6 +362,7 @@ routes = [
     Route("/admin/members/{username}", member_action, methods=["POST"]),
     Route("/admin/charter", charter_edit, methods=["POST"]),
     Route("/admin/clearing-rule", clearing_rule_edit, methods=["POST"]),
+    Route("/admin/icon", chamber_icon_edit, methods=["POST"]),
     Route("/admin/blocks", blocks_edit, methods=["POST"]),
     Route("/admin/remote-content", remote_content, methods=["POST"]),
     Route("/admin/audit", audit_page, methods=["GET"]),

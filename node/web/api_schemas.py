@@ -43,6 +43,42 @@ COMMON_SCHEMAS: dict[str, Any] = {
     },
 }
 
+#: What a brick holds, as the API takes it (creation requires the first four).
+_BRICK_FIELDS: dict[str, Any] = {
+    "title": {"type": "string", "minLength": 3, "maxLength": 150},
+    "category": {"type": "string", "enum": ["concept", "analyse", "methode"]},
+    "summary": {
+        "type": "string",
+        "maxLength": 500,
+        "description": "about five lines (at most 5 lines, 500 characters)",
+    },
+    "body": {
+        "type": "string",
+        "description": "the development, in Markdown (served as sanitized HTML)",
+    },
+    "tags": {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+            {"type": "string", "description": "comma-separated"},
+        ]
+    },
+    "links": {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 20},
+            {"type": "string", "description": "one URL per line"},
+        ]
+    },
+    "authors": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "co-authors: local usernames, "
+        "@user@host or actor URLs (the "
+        "caller is always the first "
+        "author)",
+    },
+}
+
+
 BRICK_SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -52,74 +88,12 @@ BRICK_SCHEMAS: dict[str, Any] = {
     "BrickInput": {
         "type": "object",
         "required": ["title", "category", "summary", "body"],
-        "properties": {
-            "title": {"type": "string", "minLength": 3, "maxLength": 150},
-            "category": {"type": "string", "enum": ["concept", "analyse", "methode"]},
-            "summary": {
-                "type": "string",
-                "maxLength": 500,
-                "description": "about five lines (at most 5 lines, 500 characters)",
-            },
-            "body": {
-                "type": "string",
-                "description": "the development, in Markdown (served as sanitized HTML)",
-            },
-            "tags": {
-                "oneOf": [
-                    {"type": "array", "items": {"type": "string"}, "maxItems": 10},
-                    {"type": "string", "description": "comma-separated"},
-                ]
-            },
-            "links": {
-                "oneOf": [
-                    {"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 20},
-                    {"type": "string", "description": "one URL per line"},
-                ]
-            },
-            "authors": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "co-authors: local usernames, "
-                "@user@host or actor URLs (the "
-                "caller is always the first "
-                "author)",
-            },
-        },
+        "properties": _BRICK_FIELDS,
     },
     "BrickPatch": {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "minLength": 3, "maxLength": 150},
-            "category": {"type": "string", "enum": ["concept", "analyse", "methode"]},
-            "summary": {
-                "type": "string",
-                "maxLength": 500,
-                "description": "about five lines (at most 5 lines, 500 characters)",
-            },
-            "body": {
-                "type": "string",
-                "description": "the development, in Markdown (served as sanitized HTML)",
-            },
-            "tags": {
-                "oneOf": [
-                    {"type": "array", "items": {"type": "string"}, "maxItems": 10},
-                    {"type": "string", "description": "comma-separated"},
-                ]
-            },
-            "links": {
-                "oneOf": [
-                    {"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 20},
-                    {"type": "string", "description": "one URL per line"},
-                ]
-            },
-            "authors": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "co-authors: local usernames, "
-                "@user@host or actor URLs (the "
-                "caller is always the first "
-                "author)",
-            },
+            **_BRICK_FIELDS,
             "remove_files": {"type": "array", "items": {"type": "string", "format": "uri"}},
         },
     },
@@ -306,6 +280,7 @@ MEMBER_SCHEMAS: dict[str, Any] = {
             "display_name": _TEXT,
             "bio": _TEXT,
             "avatar_url": _TEXT,
+            "header_url": _TEXT,
             "language": _NULLABLE_TEXT,
             "manually_approves_followers": {"type": "boolean"},
         },

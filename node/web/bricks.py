@@ -9,11 +9,13 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
+from node.activitypub.featured import featured_ids
 from node.activitypub.jsonld import default_context
+from node.activitypub.outbox import tombstone_of
 from node.bricks.as2 import format_time, review_note
 from node.bricks.catalogue import CatalogueQuery, Scope, search_bricks
 from node.bricks.files import file_path
@@ -41,6 +43,7 @@ from node.web.bricks_ops import (
     create_from_payload,
     delete_by_key,
     load_brick,
+    pin_by_key,
     review_by_key,
     update_from_payload,
 )
@@ -49,6 +52,7 @@ from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
 from node.web.people import brick_uris, load_people
+from node.web.responses import stored_file
 from node.web.templating import render
 
 __all__ = ["category_label", "catalogue_query", "routes"]
@@ -176,6 +180,12 @@ async def tag_page(request: Request) -> Response:
 
 async def brick_page(request: Request) -> Response:
     node = node_context(request)
+    if wants_activity_json(request):
+        uri = node.settings.absolute(f"/bricks/{request.path_params['key']}")
+        async with read_only(node.sessionmaker) as session:
+            tombstone = await tombstone_of(session, uri)
+        if tombstone is not None:  # a deleted brick answers 410 Gone with its Tombstone
+            return ActivityJSONResponse(tombstone, status_code=410)
     brick = await load_brick(node, request.path_params["key"])
     if wants_activity_json(request):
         if not brick.local:
@@ -213,6 +223,7 @@ async def _brick_page(
         )
     context = await _page_context(request)
     member: Member | None = context["member"]
+    pins = await _pins(node, brick, member)
     mine = next((r for r in reviews if member is not None and r.member_id == member.id), None)
     review_values = {"rating": str(mine.rating or "") if mine else "", "comment": ""}
     if form is not None:
@@ -229,8 +240,46 @@ async def _brick_page(
         my_review=mine,
         review_values=review_values,
         review_errors=review_errors or {},
+        pins=pins,
         **context,
     )
+
+
+async def _pins(node: NodeContext, brick: Brick, member: Member | None) -> list[dict[str, Any]]:
+    """The pin buttons the member may use: on their profile (authors), the chamber's
+    (administrators), each with whether the brick is pinned there now."""
+    if member is None or not brick.local:
+        return []
+    who = (["me"] if is_author(brick, member) else []) + (["chamber"] if member.is_admin else [])
+    pins = []
+    async with read_only(node.sessionmaker) as session:
+        for name in who:
+            username = node.federation.instance_username if name == "chamber" else member.username
+            pinned = brick.uri in await featured_ids(session, node.federation.urls(username).id)
+            pins.append({"who": name, "pinned": pinned})
+    return pins
+
+
+async def pin_form(request: Request) -> Response:
+    """The brick page's pin and unpin buttons (``as``: me or chamber)."""
+    member = await current_member(request)
+    if member is None:
+        return _login_redirect(request)
+    form = await request.form()
+    key = request.path_params["key"]
+    try:
+        await pin_by_key(
+            node_context(request),
+            member,
+            key,
+            for_chamber=form.get("as") == "chamber",
+            pinned=form.get("action") != "unpin",
+        )
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    pinned = form.get("action") != "unpin"
+    flash(request, N_("The brick is pinned.") if pinned else N_("The brick is unpinned."))
+    return RedirectResponse(f"/bricks/{key}", status_code=303)
 
 
 def _form_values(data: dict[str, Any]) -> dict[str, str]:
@@ -477,15 +526,7 @@ async def attached_file(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "no such file")
     path, media_type = found
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        },
-    )
+    return stored_file(path, media_type)
 
 
 async def review_object(request: Request) -> Response:
@@ -527,6 +568,7 @@ routes = [
     Route("/bricks/{key}/edit", edit_brick, methods=["GET", "POST"]),
     Route("/bricks/{key}/delete", remove_brick, methods=["GET", "POST"]),
     Route("/bricks/{key}/reviews", review_brick, methods=["POST"]),
+    Route("/bricks/{key}/pin", pin_form, methods=["POST"]),
     Route("/bricks/{key}/history", history, methods=["GET"]),
     Route("/tags/{tag}", tag_page, methods=["GET"]),
     Route("/tags/{tag}/feed.atom", tag_feed, methods=["GET"]),

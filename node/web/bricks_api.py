@@ -24,6 +24,7 @@ from node.web.bricks_ops import (
     create_from_payload,
     delete_by_key,
     load_brick,
+    pin_by_key,
     review_by_key,
     update_from_payload,
 )
@@ -150,6 +151,26 @@ async def one_brick(request: Request) -> Response:
     return await _detail_response(request, key)
 
 
+async def pin(request: Request) -> Response:
+    """POST pins the brick on my profile (``?as=chamber``: on the chamber's, administrators);
+    DELETE unpins. The actor's followers get its new document."""
+    member = await require_member(request)
+    who = request.query_params.get("as", "me")
+    if who not in ("me", "chamber"):
+        raise ApiError(400, "as: me or chamber")
+    try:
+        await pin_by_key(
+            node_context(request),
+            member,
+            request.path_params["key"],
+            for_chamber=who == "chamber",
+            pinned=request.method == "POST",
+        )
+    except BrickForbidden as exc:
+        raise ApiError(403, str(exc)) from None
+    return Response(status_code=204)
+
+
 async def reviews(request: Request) -> Response:
     member = await require_member(request)
     try:
@@ -271,6 +292,31 @@ endpoints = [
         auth="member",
         params=(_KEY,),
         tags=("bricks",),
+    ),
+    *(
+        Endpoint(
+            method,
+            "/api/v1/bricks/{key}/pin",
+            pin,
+            operation_id,
+            summary,
+            {
+                204: Answer("done", None),
+                400: Answer("as is neither me nor chamber"),
+                403: Answer("not an author (me) or not an administrator (chamber)"),
+                404: Answer("no such brick"),
+            },
+            auth="member",
+            params=(
+                _KEY,
+                Param("as", "me (my profile) or chamber (administrators)", enum=("me", "chamber")),
+            ),
+            tags=("bricks",),
+        )
+        for method, operation_id, summary in (
+            ("POST", "pinBrick", "Pin a brick on my profile or the chamber's (featured)"),
+            ("DELETE", "unpinBrick", "Unpin a brick"),
+        )
     ),
     Endpoint(
         "POST",

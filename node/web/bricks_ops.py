@@ -17,6 +17,7 @@ from node.bricks.service import (
     create_brick,
     delete_brick,
     get_brick,
+    pin_brick,
     prefetch_actors,
     update_brick,
 )
@@ -26,6 +27,7 @@ from node.members.models import Member
 from node.web.bricks_forms import BrickPayload
 from node.web.context import NodeContext
 from node.web.errors import ApiError
+from node.web.profiles import federate_profile
 
 __all__ = [
     "brick_fields",
@@ -126,6 +128,22 @@ async def delete_by_key(node: NodeContext, member: Member, key: str) -> None:
     async with session_scope(node.sessionmaker) as session:
         brick = await _locked_brick(session, key)
         await delete_brick(node.federation, session, brick, member)
+    node.worker.wakeup.set()
+
+
+async def pin_by_key(
+    node: NodeContext, member: Member, key: str, *, for_chamber: bool, pinned: bool
+) -> None:
+    """Pin or unpin; the actor whose pinned bricks changed sends its new document."""
+    async with session_scope(node.sessionmaker) as session:
+        brick = await _locked_brick(session, key)
+        changed = await pin_brick(
+            node.federation, session, brick, member, for_chamber=for_chamber, pinned=pinned
+        )
+        if changed is not None:
+            await federate_profile(
+                node.federation, session, node.settings, changed, node.contributions
+            )
     node.worker.wakeup.set()
 
 

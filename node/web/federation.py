@@ -11,11 +11,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.activitypub.actors import get_local_actor
+from node.activitypub.featured import featured_ids
 from node.activitypub.federation import FederationError
 from node.activitypub.follows import follow, unfollow
 from node.activitypub.inbox import InboxRejected, receive
 from node.activitypub.jsonld import AS2_CONTEXT
 from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
+from node.activitypub.outbox import sent_object, tombstone_of
 from node.db import read_only, session_scope
 from node.web.api import ID_MAX, Answer, Body, Endpoint, cursor, routes_of
 from node.web.auth import require_member
@@ -169,6 +171,39 @@ async def activity(request: Request) -> Response:
     return ActivityJSONResponse(stored.document)
 
 
+async def featured(request: Request) -> Response:
+    """The actor's pinned objects (Mastodon's ``featured``), by id."""
+    node = node_context(request)
+    actor = await _actor_or_404(node, request.path_params["username"])
+    urls = node.federation.urls(actor.username)
+    async with read_only(node.sessionmaker) as session:
+        items = await featured_ids(session, urls.id)
+    return ActivityJSONResponse(
+        {
+            "@context": AS2_CONTEXT,
+            "id": urls.featured,
+            "type": "OrderedCollection",
+            "totalItems": len(items),
+            "orderedItems": items,
+        }
+    )
+
+
+async def sent_note(request: Request) -> Response:
+    """A note we sent (chamber news), as its latest Create/Update holds it; 410 with a
+    ``Tombstone`` once deleted."""
+    node = node_context(request)
+    object_id = node.settings.url + request.url.path
+    async with read_only(node.sessionmaker) as session:
+        document = await sent_object(session, object_id)
+        tombstone = None if document is not None else await tombstone_of(session, object_id)
+    if document is not None:
+        return ActivityJSONResponse(document)
+    if tombstone is not None:
+        return ActivityJSONResponse(tombstone, status_code=410)
+    raise ApiError(404, "no public note with this id")
+
+
 async def api_follows(request: Request) -> Response:
     """POST {"handle": "@user@host" | actor URL} makes the member follow it; DELETE undoes."""
     node = node_context(request)
@@ -270,5 +305,7 @@ routes = [
     Route("/actors/{username}/followers", follow_collection, methods=["GET"]),
     Route("/actors/{username}/following", follow_collection, methods=["GET"]),
     Route("/actors/{username}/activities/{uuid}", activity, methods=["GET"]),
+    Route("/actors/{username}/notes/{uuid}", sent_note, methods=["GET"]),
+    Route("/actors/{username}/collections/featured", featured, methods=["GET"]),
     *routes_of(endpoints[1:]),
 ]

@@ -7,6 +7,7 @@ session's token in ``X-CSRF-Token``.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -37,7 +38,7 @@ from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.context import node_context
 from node.web.errors import ApiError
-from node.web.profiles import find_identity
+from node.web.profiles import federate_profile, find_identity
 
 __all__ = ["endpoints", "member_json", "routes"]
 
@@ -170,6 +171,22 @@ async def register(request: Request) -> Response:
     return JSONResponse({"username": member.username, "status": member.status}, status_code=201)
 
 
+def _is_https_url(value: str) -> bool:
+    parts = urlsplit(value.strip())
+    return parts.scheme == "https" and bool(parts.hostname) and len(value) <= 2048
+
+
+def _visible(member: Member, actor: LocalActor) -> tuple[Any, ...]:
+    """What the actor document shows of a member: a change is sent to the followers."""
+    return (
+        member.display_name,
+        member.bio,
+        member.avatar_url,
+        actor.image_url,
+        actor.manually_approves_followers,
+    )
+
+
 async def me(request: Request) -> Response:
     member = await _member(request)
     node = node_context(request)
@@ -186,13 +203,26 @@ async def me(request: Request) -> Response:
             if not isinstance(value, bool):
                 raise ApiError(422, "manually_approves_followers: true or false")
             fields["manually_approves_followers"] = value
+        header = _str(body, "header_url", None) if "header_url" in body else None
+        if header and not _is_https_url(header):
+            raise ApiError(422, "invalid input", fields={"header_url": "an https:// address"})
         try:
             async with session_scope(node.sessionmaker) as session:
                 stored = await session.get(Member, member.id)
                 assert stored is not None
+                actor = await session.get(LocalActor, stored.actor_id)
+                assert actor is not None
+                before = _visible(stored, actor)
                 await update_profile(session, stored, **fields)
+                if header is not None:
+                    actor.image_url = header.strip() or None
+                if _visible(stored, actor) != before:
+                    await federate_profile(
+                        node.federation, session, node.settings, stored.username, node.contributions
+                    )
         except MemberError as exc:
             raise api_error(exc) from None
+        node.worker.wakeup.set()
     async with read_only(node.sessionmaker) as session:
         stored = await session.get(Member, member.id)
         assert stored is not None

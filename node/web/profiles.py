@@ -8,13 +8,15 @@ from html import escape
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.activitypub.actors import ActorProfile, get_local_actor
+from node.activitypub.actors import ActorProfile, actor_document, get_local_actor
+from node.activitypub.federation import Federation
 from node.activitypub.models import LocalActor
+from node.activitypub.outbox import PUBLIC, publish
 from node.config import Settings
 from node.members.contributions import ContributionStats, MemberContributions
 from node.members.models import Member, MemberStatus
 
-__all__ = ["LocalIdentity", "find_identity", "plain_text_to_html"]
+__all__ = ["LocalIdentity", "federate_profile", "find_identity", "plain_text_to_html"]
 
 
 def plain_text_to_html(text: str) -> str:
@@ -91,3 +93,27 @@ async def find_identity(
         extra=_profile_extra(settings, found) if found is not None else {},
     )
     return LocalIdentity(actor=actor, member=member, profile=profile, contributions=found)
+
+
+async def federate_profile(
+    federation: Federation,
+    session: AsyncSession,
+    settings: Settings,
+    username: str,
+    contributions: ContributionStats | None = None,
+) -> None:
+    """``Update`` of the actor (its whole new document) to its followers, in the caller's
+    transaction: a new name, bio, avatar, header, key or pinned bricks reach them."""
+    identity = await find_identity(session, settings, username, contributions)
+    if identity is None:
+        return
+    document = actor_document(identity.actor, settings.url, identity.profile)
+    document.pop("@context", None)
+    urls = federation.urls(identity.actor.username)
+    await publish(
+        federation,
+        session,
+        identity.actor,
+        {"type": "Update", "object": document, "to": [PUBLIC], "cc": [urls.followers]},
+        to_followers=True,
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
@@ -34,6 +34,8 @@ from node.members.service import get_member
 from node.web._members import api_error, page_admin, page_member
 from node.web.context import node_context
 from node.web.errors import ApiError
+from node.web.profiles import federate_profile
+from node.web.responses import stored_file
 from node.web.templating import render
 
 __all__ = ["routes"]
@@ -159,6 +161,10 @@ async def avatar_upload(request: Request) -> Response:
         stored = await session.get(Member, member.id)
         assert stored is not None
         stored.avatar_url = node.settings.absolute(f"/avatars/{name}")
+        await federate_profile(
+            node.federation, session, node.settings, stored.username, node.contributions
+        )
+    node.worker.wakeup.set()
     return RedirectResponse("/account?saved=1", status_code=303)
 
 
@@ -168,15 +174,7 @@ async def avatar_file(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "no such picture")
     path, media_type = found
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        },
-    )
+    return stored_file(path, media_type)
 
 
 async def admin_reset_link(request: Request) -> Response:

@@ -104,6 +104,14 @@ async def test_openapi_is_valid_and_true(app: Starlette, client: httpx.AsyncClie
         "post",
         await client.post(f"{base}/missing/reviews", json={"rating": 3}, headers=bearer(other)),
     )
+    pin = f"{base}/{{key}}/pin"
+    for method in ("post", "delete"):
+        send = getattr(client, method)
+        doc.check(pin, method, await send(f"{base}/{key}/pin", headers=bearer(token)))
+        doc.check(pin, method, await send(f"{base}/{key}/pin", headers=bearer(other)))
+        doc.check(pin, method, await send(f"{base}/{key}/pin?as=x", headers=bearer(token)))
+        doc.check(pin, method, await send(f"{base}/missing/pin", headers=bearer(token)))
+        doc.check(pin, method, await send(f"{base}/{key}/pin"))
     doc.check(one, "delete", await client.delete(f"{base}/{key}"))
     doc.check(one, "delete", await client.delete(f"{base}/{key}", headers=bearer(other)))
     doc.check(one, "delete", await client.delete(f"{base}/{key}", headers=bearer(token)))
