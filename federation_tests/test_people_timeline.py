@@ -31,9 +31,7 @@ class Browser:
 
     def __init__(self, node: NodeProcess, username: str) -> None:
         self.node = node
-        self.http = httpx.Client(
-            base_url=node.url, headers={"Accept-Language": "en"}, timeout=30
-        )
+        self.http = httpx.Client(base_url=node.url, headers={"Accept-Language": "en"}, timeout=30)
         page = self.http.get("/login")
         signed = self.http.post(
             "/login",

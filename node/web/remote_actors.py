@@ -8,6 +8,9 @@ page; what it publishes then reaches every member's timeline.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import httpx
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -91,6 +94,9 @@ async def remote_profile(request: Request, handle: str) -> Response:
     if wants_activity_json(request):
         return RedirectResponse(actor.uri, status_code=303, headers={"Vary": "Accept"})
     person = await _person(node, actor)
+    if not person.is_chamber and person.chamber == actor.host:  # its chamber is unknown yet
+        if await _discover_chamber(node, actor):
+            person = await _person(node, actor)
     if request.url.path != person.url:
         return RedirectResponse(person.url, status_code=303)
     member = await current_member(request)
@@ -128,6 +134,33 @@ async def remote_profile(request: Request, handle: str) -> Response:
         origin_url=_origin_url(actor),
         category_label=category_label,
     )
+
+
+async def _discover_chamber(node: NodeContext, actor: RemoteActor) -> bool:
+    """Fetch the chamber actor of the Archipel node ``actor`` lives on (its NodeInfo names
+    it, ``metadata.chamber.actor``), so that pages name the chamber; False for a server
+    that is not a chamber, or does not answer."""
+    parts = urlsplit(actor.uri)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    http = node.federation.http
+    try:
+        index = await http.get(f"{origin}/.well-known/nodeinfo", timeout=5)
+        links = index.json().get("links", []) if len(index.content) < 10_000 else []
+        href = next(
+            link["href"]
+            for link in links
+            if isinstance(link, dict)
+            and isinstance(link.get("href"), str)
+            and link["href"].startswith(origin + "/")
+        )
+        info = await http.get(href, timeout=5)
+        chamber = info.json()["metadata"]["chamber"]["actor"] if len(info.content) < 100_000 else ""
+        if not isinstance(chamber, str) or not chamber.startswith(origin + "/"):
+            return False
+        await node.federation.get_remote_actor(chamber)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration, FederationError):
+        return False
+    return True
 
 
 def _origin_url(actor: RemoteActor) -> str:

@@ -250,6 +250,9 @@ def walk_once(walk: Walk) -> None:
         marie.locator("#duration").fill("1 h 30")
         marie.locator("#description").fill(f"Atelier four solaire ({walk.width})")
         marie.locator("form[action='/clearing/exchanges'] button[type=submit]").click()
+        marie.wait_for_url(re.compile(r".*/clearing/exchanges$"))  # who was found: confirm
+        check(marie)
+        marie.locator("button[name=step][value=confirm]").click()
         marie.wait_for_url(re.compile(r".*/exchanges/[^/]+$"))
         check(marie)
         exchange = marie.url
