@@ -16,6 +16,7 @@ from node.config import Settings
 from node.db import session_scope
 from node.members.models import MemberRole
 from node.web import timeline as timeline_module
+from node.web.people import person_html, remote_person
 from tests.bricks._helpers import BRICK
 from tests.clearing._chambers import bearer, settle_between, two_chambers
 from tests.harness.chambers import Chamber
@@ -261,3 +262,40 @@ async def test_a_chamber_not_partner_both_ways_is_refused_on_the_form_at_once(
             assert refused.status_code == 422
             assert 'id="counterparty-error"' in refused.text and "gand.test" in refused.text
             assert 'value="@bob@gand.test"' in refused.text  # what was typed stays
+
+
+async def test_the_remote_page_answers_encoded_and_trailing_slash_forms(
+    archipelago: OpenArchipelago, settings: Settings
+) -> None:
+    async with two_chambers(archipelago, settings) as (lille, gand):
+        await gand.member("bob")
+        async with signed_in(lille, "alice") as web:
+            assert (await web.get("/@bob@gand.test")).status_code == 200
+            encoded = await web.get("/@bob%40gand.test")
+            assert encoded.status_code == 200 and "Follow" in encoded.text
+            slashed = await web.get("/@bob@gand.test/", follow_redirects=True)
+            assert slashed.status_code == 200 and slashed.url.path == "/@bob@gand.test"
+            unknown = await web.get("/@nobody@gand.test", headers={"Accept": "text/html"})
+            assert unknown.status_code == 404 and "<!doctype html>" in unknown.text
+            local = await web.get("/@alice@lille.test")
+            assert local.status_code == 303 and local.headers["location"] == "/@alice"
+
+
+def test_a_hostile_remote_name_is_shown_as_plain_text() -> None:
+    person = remote_person(
+        "https://evil.example/users/x",
+        {
+            "type": "Person",
+            "preferredUsername": "x",
+            "name": '<script>alert(1)</script><a href="https://x">Eve</a>\n:blob:',
+            "summary": '<p onclick="steal()">Bio<script>bad()</script></p>',
+            "icon": {"url": "javascript:alert(1)"},
+        },
+        "evil.example",
+    )
+    shown = str(person_html(person))
+    assert person.name == "Eve :blob:"  # plain text on one line, scripts dropped
+    assert "<script" not in shown and "alert" not in shown
+    assert '<a href="/@x@evil.example">' in shown
+    assert "onclick" not in person.summary_html and "<script" not in person.summary_html
+    assert person.avatar is None
