@@ -27,7 +27,7 @@ from node.bricks.models import Brick, BrickAuthor, BrickReview, BrickTag, BrickV
 from node.bricks.notices import notify_review
 from node.bricks.text import html_to_text, render_markdown
 from node.bricks.validation import LICENCE_URL, BrickInput, BrickInvalid
-from node.members.contributions import BrickLink, BrickStats
+from node.members.contributions import BrickLink, BricksPublished, BrickStats
 from node.members.models import Member, MemberStatus
 
 __all__ = [
@@ -335,8 +335,10 @@ async def create_brick(
     *,
     authors: list[AuthorRef],
     files: list[dict[str, Any]] | None = None,
+    published: BricksPublished | None = None,
 ) -> Brick:
-    """A new local brick, version 1, federated as ``Create(Article)``."""
+    """A new local brick, version 1, federated as ``Create(Article)``; ``published`` is
+    told which local members it counts for (``ContributionStats.bricks_published``)."""
     now = federation.clock()
     key = secrets.token_hex(8)
     uri = f"{federation.base_url}/bricks/{key}"
@@ -377,7 +379,13 @@ async def create_brick(
     )
     await session.flush()
     await _federate(federation, session, brick, member, "Create", brick_article(federation, brick))
+    if published is not None:
+        await published(session, _local_authors(brick))
     return brick
+
+
+def _local_authors(brick: Brick) -> list[int]:
+    return [a.member_id for a in brick.authors if a.member_id is not None]
 
 
 async def update_brick(
@@ -390,14 +398,17 @@ async def update_brick(
     authors: list[AuthorRef] | None = None,
     add_files: list[dict[str, Any]] | None = None,
     remove_files: Iterable[str] = (),
+    published: BricksPublished | None = None,
 ) -> list[str]:
     """Apply an edit by an author; a new version records who changed which fields.
-    Returns the changed fields (none: nothing stored, nothing sent)."""
+    Returns the changed fields (none: nothing stored, nothing sent). ``published`` is told
+    of local members who became co-authors."""
     if not brick.local:
         raise BrickForbidden("a brick from another chamber can only be edited there")
     if not is_author(brick, member):
         raise BrickForbidden("only the authors of a brick can edit it")
     before = _snapshot(brick)
+    authors_before = set(_local_authors(brick))
     removed = set(remove_files)
     files = [f for f in brick.files if f["href"] not in removed] + list(add_files or [])
     _apply(brick, data)
@@ -427,6 +438,9 @@ async def update_brick(
     )
     await session.flush()
     await _federate(federation, session, brick, member, "Update", brick_article(federation, brick))
+    added = [m for m in _local_authors(brick) if m not in authors_before]
+    if published is not None and added:
+        await published(session, added)
     return changed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,15 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.config import Settings
 from node.db import utcnow
 from node.members.audit import AuditAction, record_audit
-from node.members.contributions import ContributionStats
+from node.members.contributions import BricksPublished, ContributionStats
 from node.members.errors import InvalidMemberInput, MemberError
 from node.members.gate import ClearingAccess, ClearingRule, evaluate_clearing_access
 from node.members.governance import require_admin
-from node.members.models import ClearingRuleRecord, Member, MemberStatus
+from node.members.models import ClearingRuleRecord, Member, MemberStatus, Notification
+from node.members.notifications import NotificationType, notify
 
 __all__ = [
     "ClearingAccessDenied",
     "clearing_access",
+    "clearing_opener",
     "clearing_rule",
     "require_clearing_access",
     "set_clearing_rule",
@@ -126,3 +129,33 @@ async def require_clearing_access(
     if not access.allowed:
         raise ClearingAccessDenied(access)
     return access
+
+
+def clearing_opener(settings: Settings, contributions: ContributionStats) -> BricksPublished:
+    """The listener that tells members their access opened when a brick makes them meet
+    the chamber's rule: ``clearing.opened``, once per member (none when they had one, from
+    an administrator's grant or before)."""
+
+    async def opened(session: AsyncSession, member_ids: Sequence[int]) -> None:
+        for member_id in sorted(set(member_ids)):
+            member = await session.get(Member, member_id)
+            if member is None:
+                continue
+            access = await clearing_access(session, settings, contributions, member)
+            if not access.allowed or await _told(session, member_id):
+                continue
+            await notify(session, member_id, NotificationType.CLEARING_OPENED, "/account")
+
+    return opened
+
+
+async def _told(session: AsyncSession, member_id: int) -> bool:
+    found = await session.execute(
+        select(Notification.id)
+        .where(
+            Notification.member_id == member_id,
+            Notification.type == NotificationType.CLEARING_OPENED,
+        )
+        .limit(1)
+    )
+    return found.first() is not None

@@ -10,11 +10,16 @@ The members domain does not import them. Each registers an async source on the a
     contributions.register_bricks(brick_stats)
 
 With nothing registered a member has zero bricks, no rating and no exchange.
+
+The other way, a domain tells what changed: the commons bank calls ``bricks_published``
+with the local members a new brick (or a new co-authorship) counts for, in the
+transaction that stores it; listeners registered with ``on_bricks_published`` (the
+clearing-access notice, ``node.members.clearing_access.clearing_opener``) act in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +31,7 @@ __all__ = [
     "BrickLink",
     "BrickStats",
     "BrickStatsSource",
+    "BricksPublished",
     "ClearingStats",
     "ClearingStatsSource",
     "ContributionStats",
@@ -63,6 +69,8 @@ class MemberContributions:
 
 BrickStatsSource = Callable[[AsyncSession, Member], Awaitable[BrickStats]]
 ClearingStatsSource = Callable[[AsyncSession, Member], Awaitable[ClearingStats]]
+#: Called with the ids of the local members a brick now counts for (same transaction).
+BricksPublished = Callable[[AsyncSession, Sequence[int]], Awaitable[None]]
 
 
 async def _no_bricks(session: AsyncSession, member: Member) -> BrickStats:
@@ -79,12 +87,21 @@ class ContributionStats:
     def __init__(self) -> None:
         self._bricks: BrickStatsSource = _no_bricks
         self._clearing: ClearingStatsSource = _no_clearing
+        self._published: list[BricksPublished] = []
 
     def register_bricks(self, source: BrickStatsSource) -> None:
         self._bricks = source
 
     def register_clearing(self, source: ClearingStatsSource) -> None:
         self._clearing = source
+
+    def on_bricks_published(self, listener: BricksPublished) -> None:
+        self._published.append(listener)
+
+    async def bricks_published(self, session: AsyncSession, member_ids: Sequence[int]) -> None:
+        """Tell the listeners that bricks now count for ``member_ids``."""
+        for listener in self._published:
+            await listener(session, member_ids)
 
     async def bricks(self, session: AsyncSession, member: Member) -> BrickStats:
         return await self._bricks(session, member)

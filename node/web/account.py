@@ -17,6 +17,7 @@ from node.activitypub.federation import FederationError
 from node.activitypub.follows import answer_follow_request
 from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
 from node.db import read_only, session_scope, utcnow
+from node.mail import MAX_ADDRESS_LENGTH, normalize_address
 from node.members.accounts import (
     attempt_sign_in,
     change_password,
@@ -30,8 +31,9 @@ from node.members.errors import InvalidMemberInput, LoginRefused, LoginThrottled
 from node.members.models import Member
 from node.members.notifications import EMAIL_KINDS
 from node.members.passwords import MIN_PASSWORD_LENGTH
+from node.members.recovery import set_email
 from node.web._members import client_address, page_member, remember_language
-from node.web.auth import log_in, log_out
+from node.web.auth import current_member, log_in, log_out
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
@@ -41,6 +43,7 @@ from node.web.forms import (
     profile_error,
     registration_error,
 )
+from node.web.negotiation import wants_page
 from node.web.people import load_people
 from node.web.profiles import federate_profile
 from node.web.templating import render
@@ -80,12 +83,15 @@ async def register_page(request: Request) -> Response:
     values = {
         k: _text(form, k, 200) for k in ("username", "display_name", "language", "accept_charter")
     }
+    values["email"] = _text(form, "email", MAX_ADDRESS_LENGTH + 1)
     accepted = _text(form, "charter_version", 10)
     try:
         if _text(form, "accept_charter", 10) != "yes":
             raise InvalidMemberInput("charter", i18n.gettext("Please accept the charter."))
         if _text(form, "password", 2000) != _text(form, "password_confirm", 2000):
             raise InvalidMemberInput("password", i18n.gettext("The passwords do not match."))
+        if values["email"].strip() and normalize_address(values["email"]) is None:
+            raise InvalidMemberInput("email", "one email address, such as marie@example.org")
         async with session_scope(node.sessionmaker) as session:
             member = await register_member(
                 session,
@@ -97,6 +103,8 @@ async def register_page(request: Request) -> Response:
                 accepted_charter_version=int(accepted) if accepted.isdigit() else None,
                 language=values["language"] or None,
             )
+            # Unverified; with SMTP configured the link to verify it goes out with this.
+            await set_email(session, node.settings, member, values["email"])
     except MemberError as exc:
         field, message = registration_error(exc)
         return render(
@@ -188,8 +196,10 @@ async def _account_page(
     status_code: int = 200,
     profile: dict[str, str] | None = None,
     profile_errors: dict[str, str] | None = None,
+    error: str | None = None,
 ) -> Response:
-    """The account page; after a refused profile, what was typed and the error by its field."""
+    """The account page; after a refused profile, what was typed and the error by its field
+    (``error``: above everything)."""
     node = node_context(request)
     async with read_only(node.sessionmaker) as session:
         access = await clearing_access(session, node.settings, node.contributions, member)
@@ -217,7 +227,7 @@ async def _account_page(
         pending_requests=pending,
         email_kinds=EMAIL_KINDS,
         saved=request.query_params.get("saved") == "1",
-        error=None,
+        error=error,
     )
 
 
@@ -349,6 +359,37 @@ async def follow_requests_page(request: Request) -> Response:
     return render(
         request, "account/follow_requests.html", requests=requests, actor=actor, people=people
     )
+
+
+#: Forms of this module (and of ``node.web.recovery``) that come back with a note when
+#: their body is too large to be read: the registration form, the profile forms.
+_ACCOUNT_FORMS = ("/account/profile", "/account/avatar", "/account/email")
+
+
+async def too_large_form(request: Request, note: str) -> Response | None:
+    """The registration or account page again, with ``note``, for a body refused before it
+    was read; None when this is not a person posting one of those forms from a page."""
+    path = request.url.path
+    if request.method != "POST" or not wants_page(request):
+        return None
+    if path == "/register":
+        async with read_only(node_context(request).sessionmaker) as session:
+            charter = await current_charter(session)
+        return render(
+            request,
+            "account/register.html",
+            status_code=413,
+            charter=charter,
+            values={},
+            errors={},
+            error=note,
+        )
+    if path not in _ACCOUNT_FORMS:
+        return None
+    member = await current_member(request)
+    if member is None:
+        return None
+    return await _account_page(request, member, status_code=413, error=note)
 
 
 routes = [

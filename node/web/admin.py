@@ -69,10 +69,23 @@ _DONE = {
 }
 
 
-def _done(request: Request, action: str) -> Response:
-    """The success message once, back on /admin (``?done=`` names the action)."""
+def _list_state(request: Request) -> dict[str, str]:
+    """The search and page of the members list the request came from (``?q=&page=``),
+    kept through a member's form so that its answer comes back to the same list."""
+    query = request.query_params.get("q", "").strip()[:100]
+    page = request.query_params.get("page", "")
+    state = {"q": query} if query else {}
+    if page.isdigit() and 1 < int(page) < 10**6:
+        state["page"] = str(int(page))
+    return state
+
+
+def _done(request: Request, action: str, anchor: str = "") -> Response:
+    """The success message once, back on /admin (``?done=`` names the action), on the
+    members list's same search and page."""
     flash(request, _DONE.get(action, N_("Done.")))
-    return RedirectResponse(f"/admin?done={action}", status_code=303)
+    target = "/admin?" + urlencode({"done": action, **_list_state(request)})
+    return RedirectResponse(target + (f"#{anchor}" if anchor else ""), status_code=303)
 
 
 async def admin_home(request: Request) -> Response:
@@ -98,7 +111,7 @@ async def _admin_page(
     node = node_context(request)
     query = request.query_params.get("q", "").strip()[:100]
     page_text = request.query_params.get("page", "1")
-    page = max(1, int(page_text)) if page_text.isdigit() else 1
+    page = max(1, int(page_text)) if page_text.isdigit() and len(page_text) < 7 else 1
     listed = select(Member).where(Member.status != MemberStatus.PENDING)
     if query:
         pattern = "%" + query.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
@@ -156,6 +169,7 @@ async def _admin_page(
         pages=pages,
         previous_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if page < pages else None,
+        list_query=urlencode(_list_state(request)),
         blocks=blocks,
         charter=charter,
         rule=rule,
@@ -272,6 +286,7 @@ async def member_action(request: Request) -> Response:
             member=member,
             action=action,
             reason=_text(form, "reason", 2000),
+            list_query=urlencode(_list_state(request)),
         )
     try:
         async with session_scope(node.sessionmaker) as session:
@@ -284,7 +299,7 @@ async def member_action(request: Request) -> Response:
         username = request.path_params["username"]
         typed = {f"member:{username}:reason": _text(form, "reason", 2000)}
         return await _refused(request, admin, f"member:{username}", exc, typed)
-    return _done(request, action)
+    return _done(request, action, f"member-{request.path_params['username']}")
 
 
 async def charter_edit(request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from http.cookies import SimpleCookie
@@ -27,6 +27,7 @@ from node.bricks.validation import MAX_FORM_BYTES
 from node.clearing.service import clearing_stats
 from node.config import Settings
 from node.db import utcnow
+from node.members.clearing_access import clearing_opener
 from node.members.contributions import ContributionStats
 from node.migrate import current_heads, head_revisions
 from node.ops.web import MetricsMiddleware, install_default_collectors, metrics_endpoint
@@ -71,20 +72,32 @@ class DatabaseNotMigrated(RuntimeError):
 TooLargePage = Callable[[Request, str], Awaitable[Response | None]]
 
 
+def too_large_note(limit: int) -> str:
+    """What a person reads when a body over ``limit`` bytes is refused (their language)."""
+    return i18n.gettext(
+        "What was sent is larger than this chamber accepts (%(size)s MB at most)."
+    ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``limit`` bytes with a 413 the error handlers render
-    (JSON for machines, a page for people; the brick form shows itself again with a note),
-    whatever ``Content-Length`` claims. Multipart forms (the only ones carrying files) may
-    weigh ``form_limit``: what the brick form promises (``MAX_FORM_BYTES``)."""
+    (JSON for machines, in English; for people a page in their language, and the form they
+    sent again with a note when one of ``pages`` knows it), whatever ``Content-Length``
+    claims. Multipart forms (the only ones carrying files) may weigh ``form_limit``: what
+    the brick form promises (``MAX_FORM_BYTES``)."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, form_limit: int = 0, page: TooLargePage | None = None
+        self,
+        app: ASGIApp,
+        limit: int,
+        form_limit: int = 0,
+        pages: Sequence[TooLargePage] = (),
     ) -> None:
         self.app = app
         self.limit = limit
         self.form_limit = form_limit
-        #: The page a person gets instead (None: not a page of theirs, the usual 413).
-        self.page = page
+        #: Each gives the form a person sent, with the note, or None when not theirs.
+        self.pages = tuple(pages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,18 +109,16 @@ class BodyLimitMiddleware:
         if headers.get("content-type", "").lower().startswith("multipart/form-data"):
             limit = max(limit, self.form_limit)
         too_large = f"the request body is larger than this node accepts ({limit} bytes)"
+        note = too_large_note(limit)
         if declared.isdigit() and int(declared) > limit:
-            if self.page is not None:
-                note = i18n.gettext(
-                    "What was sent is larger than this chamber accepts (%(size)s MB at most)."
-                ) % {"size": f"{limit / 1_000_000:.1f}".removesuffix(".0")}
-                response = await self.page(Request(scope), note)
+            for page in self.pages:
+                response = await page(Request(scope), note)
                 if response is not None:
                     await response(scope, receive, send)
                     return
 
             async def refuse() -> Message:
-                raise ApiError(413, too_large)
+                raise ApiError(413, too_large, page_message=note)
 
             await self.app(scope, refuse, send)
             return
@@ -119,7 +130,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise ApiError(413, too_large)
+                    raise ApiError(413, too_large, page_message=note)
             return message
 
         await self.app(scope, counted, send)
@@ -190,6 +201,7 @@ def create_app(
     install_default_collectors()
     contributions.register_bricks(brick_stats)
     contributions.register_clearing(clearing_stats)
+    contributions.on_bricks_published(clearing_opener(settings, contributions))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -266,7 +278,11 @@ def create_app(
                 BodyLimitMiddleware,
                 limit=settings.max_body_bytes,
                 form_limit=MAX_FORM_BYTES,
-                page=bricks.too_large_form,
+                pages=[
+                    bricks.too_large_form,
+                    clearing.too_large_form,
+                    account.too_large_form,
+                ],
             ),
             # Inside the body limit (it reads forms) and the session (it reads the token).
             Middleware(CsrfMiddleware, origin=settings.url),

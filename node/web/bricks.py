@@ -50,7 +50,7 @@ from node.web.bricks_ops import (
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
-from node.web.negotiation import ActivityJSONResponse, parse_accept, wants_activity_json
+from node.web.negotiation import ActivityJSONResponse, wants_activity_json, wants_page
 from node.web.people import brick_uris, load_people
 from node.web.responses import stored_file
 from node.web.templating import render
@@ -330,16 +330,11 @@ async def _form(
 _FORM_PATHS = re.compile(r"^/bricks/(?:new|(?P<key>[^/]+)/edit)$")
 
 
-def _wants_page(request: Request) -> bool:
-    accept = parse_accept(request.headers.get("accept", ""))
-    return any(media == "text/html" and quality > 0 for media, _params, quality in accept)
-
-
 async def too_large_form(request: Request, message: str) -> Response | None:
     """The brick form again, with ``message``, for a body refused before it was read (the
     CSRF check reads forms first); None when this is not a person posting that form."""
     found = _FORM_PATHS.match(request.url.path)
-    if request.method != "POST" or found is None or not _wants_page(request):
+    if request.method != "POST" or found is None or not wants_page(request):
         return None
     member = await current_member(request)
     if member is None:

@@ -85,7 +85,13 @@ async def create_from_payload(node: NodeContext, member: Member, payload: BrickP
     async with session_scope(node.sessionmaker) as session:
         refs = await author_refs(node.federation, session, member, data.authors)
         brick = await create_brick(
-            node.federation, session, member, data, authors=refs, files=files
+            node.federation,
+            session,
+            member,
+            data,
+            authors=refs,
+            files=files,
+            published=node.contributions.bricks_published,
         )
     node.worker.wakeup.set()
     return brick
@@ -119,6 +125,7 @@ async def update_from_payload(
             authors=refs,
             add_files=files,
             remove_files=payload.remove_files,
+            published=node.contributions.bricks_published,
         )
     node.worker.wakeup.set()
     return brick, changed

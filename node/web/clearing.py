@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -28,6 +29,7 @@ from node.clearing.service import (
     MAX_BRICKS,
     MAX_DESCRIPTION,
     MAX_MINUTES,
+    ExchangeNotFound,
     InvalidExchange,
     NoPartnership,
     RemoteParty,
@@ -38,11 +40,13 @@ from node.db import read_only
 from node.members.clearing_access import clearing_access
 from node.members.models import Member
 from node.web._members import page_member
+from node.web.auth import current_member
 from node.web.clearing_api import ACTIONS, clearing_error, house_of
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
+from node.web.exchange_forms import ANSWER_FIELDS, answer_error
 from node.web.flash import N_, flash
-from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.negotiation import ActivityJSONResponse, wants_activity_json, wants_page
 from node.web.people import MIRROR_PREFIX, People, load_people
 from node.web.templating import render
 
@@ -218,17 +222,41 @@ async def ledger_activities(request: Request) -> Response:
 
 async def exchange_page(request: Request) -> Response:
     node = node_context(request)
+    if wants_activity_json(request):
+        async with read_only(node.sessionmaker) as session:
+            try:
+                exchange = await house_of(node).get(session, request.path_params["key"])
+            except ClearingError as exc:
+                raise clearing_error(exc) from None
+            history = await house_of(node).history_of(session, exchange)
+        return ActivityJSONResponse(
+            {
+                "@context": default_context(),
+                **house_of(node).document_of(exchange),
+                "history": history,
+            }
+        )
+    return await _exchange_page(request, node, request.path_params["key"])
+
+
+async def _exchange_page(
+    request: Request,
+    node: NodeContext,
+    key: str,
+    *,
+    status_code: int = 200,
+    answer: str = "",
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    """The exchange's page; a refused ``answer`` comes back with what was typed
+    (``values``) and its errors next to their fields (``errors``; ``form``: above)."""
     house = house_of(node)
     async with read_only(node.sessionmaker) as session:
         try:
-            exchange = await house.get(session, request.path_params["key"])
+            exchange = await house.get(session, key)
         except ClearingError as exc:
             raise clearing_error(exc) from None
-        if wants_activity_json(request):
-            history = await house.history_of(session, exchange)
-            return ActivityJSONResponse(
-                {"@context": default_context(), **house.document_of(exchange), "history": history}
-            )
         events = await house.events_of(session, exchange)
         people = await _people(session, node, [exchange])
     member = await page_member(request)
@@ -243,15 +271,21 @@ async def exchange_page(request: Request) -> Response:
     return render(
         request,
         "clearing/exchange.html",
+        status_code=status_code,
         exchange=exchange,
         events=events,
         people=people,
         actions=actions,
         format_minutes=format_minutes,
+        answer=answer,
+        values=values or {},
+        errors=errors or {},
     )
 
 
 async def exchange_form_action(request: Request) -> Response:
+    """Answer an exchange; refused, its page comes back with what was typed and the
+    reason next to its field (422, or the refusal's own status when no field is at fault)."""
     node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
@@ -265,23 +299,34 @@ async def exchange_form_action(request: Request) -> Response:
         access = await clearing_access(session, node.settings, node.contributions, member)
     if not access.allowed:
         raise ApiError(403, "no access to the clearing house yet: " + "; ".join(access.reasons()))
-    minutes = None
-    if event.value == "amend" and form.get("duration"):
-        try:
-            minutes = parse_duration(str(form.get("duration")))
-        except DurationError as exc:
-            raise ApiError(422, str(exc)) from None
+    values = {name: str(form.get(name) or "")[:limit] for name, limit in ANSWER_FIELDS.items()}
     try:
+        minutes = None
+        if event.value == "amend" and values["duration"]:
+            minutes = parse_duration(values["duration"])
         await house_of(node).act(
             member,
             key,
             event,
-            comment=str(form.get("comment", "")),
+            comment=values["comment"],
             minutes=minutes,
-            description=str(form["description"]) if form.get("description") else None,
+            description=values["description"] or None,
         )
-    except ClearingError as exc:
+    except ExchangeNotFound as exc:
         raise clearing_error(exc) from None
+    except ClearingError as exc:
+        refusal = clearing_error(exc)
+        field, message = answer_error(exc, str(refusal.detail))
+        status = 422 if field != "form" else refusal.status_code
+        return await _exchange_page(
+            request,
+            node,
+            key,
+            status_code=status,
+            answer=event.value,
+            values=values,
+            errors={field: message},
+        )
     flash(request, _ANSWERED.get(event.value, N_("Your answer is recorded.")))
     return RedirectResponse(f"/exchanges/{key}", status_code=303)
 
@@ -498,6 +543,31 @@ def _declare_error(field: str) -> str:
         "most": format_minutes(MAX_MINUTES),
         "count": MAX_BRICKS if field == "bricks" else MAX_DESCRIPTION,
     }
+
+
+_ANSWER_PATH = re.compile(r"^/exchanges/(?P<key>[^/]+)/[a-z]+$")
+
+
+async def too_large_form(request: Request, note: str) -> Response | None:
+    """The declaration or answer form again, with ``note``, for a body refused before it
+    was read; None when this is not a member posting one of them from a page."""
+    if request.method != "POST" or not wants_page(request):
+        return None
+    answer = _ANSWER_PATH.match(request.url.path)
+    if answer is None and request.url.path != "/clearing/exchanges":
+        return None
+    member = await current_member(request)
+    if member is None:
+        return None
+    node = node_context(request)
+    if answer is None:
+        return await _account_page(request, node, member, status_code=413, errors={"form": note})
+    try:
+        return await _exchange_page(
+            request, node, answer["key"], status_code=413, errors={"form": note}
+        )
+    except ApiError:
+        return None
 
 
 routes = [

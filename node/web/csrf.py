@@ -93,7 +93,14 @@ class CsrfMiddleware:
                 body = await _read_body(receive)
                 given = await _form_token(scope, body)
             except HTTPException as exc:  # too large (413), unparsable form (400)
-                await self._refuse(scope, receive, send, exc.status_code, str(exc.detail))
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    exc.status_code,
+                    str(exc.detail),
+                    page_message=getattr(exc, "page_message", None),
+                )
                 return
             if csrf_matches(session, given):
                 await self.app(scope, _replay(body, receive), send)
@@ -117,10 +124,13 @@ class CsrfMiddleware:
         send: Send,
         status_code: int,
         message: str,
+        page_message: str | None = None,
         **details: str,
     ) -> None:
         request = Request(scope, receive)
-        response = error_response(request, status_code, message, details or None)
+        response = error_response(
+            request, status_code, message, details or None, page_message=page_message
+        )
         await response(scope, receive, send)
 
 

@@ -22,7 +22,9 @@ _MACHINE_PREFIXES = ("/api/", "/.well-known/", "/nodeinfo/", "/actors/", "/inbox
 
 
 class ApiError(HTTPException):
-    """An HTTP error with a message for the client and optional per-field details."""
+    """An HTTP error with a message for the client and optional per-field details;
+    ``page_message``: what an error page says instead, already in the page's language
+    (the JSON keeps ``message``)."""
 
     def __init__(
         self,
@@ -30,10 +32,12 @@ class ApiError(HTTPException):
         message: str,
         *,
         headers: dict[str, str] | None = None,
+        page_message: str | None = None,
         **details: Any,
     ) -> None:
         super().__init__(status_code=status_code, detail=message, headers=headers)
         self.details = details
+        self.page_message = page_message
 
 
 def _wants_html(request: Request) -> bool:
@@ -82,7 +86,12 @@ def _page_message(status_code: int, message: str) -> str:
 
 
 def error_response(
-    request: Request, status_code: int, message: str, details: dict[str, Any] | None = None
+    request: Request,
+    status_code: int,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    page_message: str | None = None,
 ) -> Response:
     headers = {"Vary": "Accept"}
     if _wants_html(request) and "node" in request.app.state._state:
@@ -94,7 +103,7 @@ def error_response(
             "error.html",
             status_code=status_code,
             title=title,
-            message=_page_message(status_code, message),
+            message=page_message or _page_message(status_code, message),
         )
         response.headers.update(headers)
         return response
@@ -108,7 +117,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     details = getattr(exc, "details", None)
     message = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
-    response = error_response(request, exc.status_code, message, details)
+    page_message = getattr(exc, "page_message", None)
+    response = error_response(request, exc.status_code, message, details, page_message=page_message)
     if exc.headers:
         response.headers.update(exc.headers)
     return response

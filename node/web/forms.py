@@ -12,7 +12,14 @@ from node.web.flash import N_
 __all__ = ["REGISTRATION_FIELDS", "password_error", "profile_error", "registration_error"]
 
 #: Fields of the registration form that show their own error.
-REGISTRATION_FIELDS = ("username", "display_name", "password", "password_confirm", "charter")
+REGISTRATION_FIELDS = (
+    "username",
+    "display_name",
+    "email",
+    "password",
+    "password_confirm",
+    "charter",
+)
 
 _MESSAGES = {
     "username": N_(
@@ -23,6 +30,7 @@ _MESSAGES = {
     "password": N_("Choose a password of at least %(count)d characters."),
     "bio": N_("Keep it to %(count)d characters at most."),
     "avatar_url": N_("Give the https:// address of an image, or leave it empty."),
+    "email": N_("Give one email address, such as marie@example.org, or leave it empty."),
 }
 
 

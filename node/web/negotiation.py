@@ -8,7 +8,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["AS2_CONTENT_TYPE", "ActivityJSONResponse", "parse_accept", "wants_activity_json"]
+__all__ = [
+    "AS2_CONTENT_TYPE",
+    "ActivityJSONResponse",
+    "parse_accept",
+    "wants_activity_json",
+    "wants_page",
+]
 
 AS2_CONTENT_TYPE = "application/activity+json"
 AS2_PROFILE = "https://www.w3.org/ns/activitystreams"
@@ -74,3 +80,9 @@ class ActivityJSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def wants_page(request: Request) -> bool:
+    """A person's browser asking for HTML (``Accept: text/html``)."""
+    accept = parse_accept(request.headers.get("accept", ""))
+    return any(media == "text/html" and quality > 0 for media, _params, quality in accept)

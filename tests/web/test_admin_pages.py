@@ -4,6 +4,9 @@ members list searched and paged, success messages; the member's next step on /ac
 
 from __future__ import annotations
 
+import html
+import re
+
 import httpx
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -156,3 +159,37 @@ async def test_a_refused_admin_form_keeps_what_was_typed(
     )
     assert charter.status_code == 422
     assert 'value="nouvelle version"' in charter.text and "Écrivez le texte" in charter.text
+
+
+async def test_an_error_on_page_two_stays_on_page_two(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    await add_member(app, "ada", role=MemberRole.ADMIN)
+    for number in range(MEMBERS_PER_PAGE + 5):
+        await add_member(app, f"m{number:02d}")
+    await add_member(app, "zoe_b")
+    await sign_in(client, "ada")
+    second = await client.get("/admin?page=2", headers=EN)
+    action = re.search(r'action="(/admin/members/zoe_b[^"]*)"', second.text)
+    assert action is not None
+    target = html.unescape(action.group(1))
+    assert target == "/admin/members/zoe_b?page=2"
+    form = {"csrf_token": csrf_of(second.text), "action": "grant-clearing", "reason": ""}
+    refused = await client.post(target, data=form, headers=EN)
+    assert refused.status_code == 422
+    assert 'id="member-zoe_b-error"' in refused.text
+    assert "page 2 of 2" in refused.text and "Give a reason" in refused.text
+    done = await client.post(target, data={**form, "reason": "trusted"}, headers=EN)
+    assert done.status_code == 303
+    assert done.headers["location"] == "/admin?done=grant-clearing&page=2#member-zoe_b"
+    shown = await client.get(done.headers["location"], headers=EN)
+    assert "zoe_b" in shown.text and "Clearing access is granted." in shown.text
+    # A search is kept the same way, through the confirmation step too.
+    found = await client.get("/admin?q=zoe", headers=EN)
+    asked = await client.post(
+        "/admin/members/zoe_b?q=zoe",
+        data={"csrf_token": csrf_of(found.text), "action": "suspend", "reason": "spam"},
+        headers=EN,
+    )
+    assert 'action="/admin/members/zoe_b?q=zoe"' in asked.text
+    assert 'href="/admin?q=zoe"' in asked.text

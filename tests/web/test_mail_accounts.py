@@ -252,3 +252,39 @@ async def test_smtp_down_the_job_retries_and_nothing_is_lost(
         job = (await session.execute(select(Job).where(Job.kind == MAIL_JOB))).scalar_one()
         member = (await session.execute(select(Member))).scalars().first()
     assert job.state == JobState.DONE and job.attempts == 2 and member is not None
+
+
+async def test_an_address_given_at_registration_hears_of_the_approval(
+    app: Starlette, client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    from node.members.governance import approve_member
+
+    page = await client.get("/register")
+    form = {
+        "csrf_token": csrf_of(page.text),
+        "charter_version": "1",
+        "username": "lea",
+        "display_name": "Léa",
+        "email": "lea@example",
+        "password": "correct horse battery",
+        "password_confirm": "correct horse battery",
+        "accept_charter": "yes",
+    }
+    refused = await client.post("/register", data=form)
+    assert refused.status_code == 422
+    assert 'value="lea@example"' in refused.text and 'id="email-error"' in refused.text
+    assert 'aria-describedby="email-help email-error"' in refused.text
+    assert "Donnez une adresse électronique" in refused.text
+    registered = await client.post("/register", data={**form, "email": "Lea@Example.org"})
+    assert registered.status_code == 201, registered.text
+    async with read_only(app.state.node.sessionmaker) as session:
+        lea = await get_member(session, "lea")
+    assert lea.email == "Lea@example.org" and lea.email_verified_at is None
+    await run_jobs(app)
+    [check] = smtp.inbox.to("Lea@example.org")
+    assert (await client.get(link_in(check))).status_code == 200
+    async with session_scope(app.state.node.sessionmaker) as session:
+        await approve_member(session, None, await get_member(session, "lea"))
+    await run_jobs(app)
+    mails = smtp.inbox.to("Lea@example.org")
+    assert len(mails) == 2 and "approuvée" in body_of(mails[1])

@@ -113,9 +113,11 @@ async def test_approval_review_unread_count_and_mark_read(
     assert reviewed.status_code == 201, reviewed.text
 
     got = (await client.get("/api/v1/notifications")).json()  # the session works too
-    assert [i["type"] for i in got["items"]] == ["brick.reviewed", "registration.approved"]
-    assert got["unread"] == 2 and "4/5" in got["items"][0]["summary"]
-    assert "approuvée" in got["items"][1]["summary"]
+    # Her first brick met the chamber's rule: her clearing access opened.
+    types = [i["type"] for i in got["items"]]
+    assert types == ["brick.reviewed", "clearing.opened", "registration.approved"]
+    assert got["unread"] == 3 and "4/5" in got["items"][0]["summary"]
+    assert "approuvée" in got["items"][2]["summary"]
     page = await client.get("/notifications")
     assert "Le jardin partagé" in page.text and f"/bricks/{key}" in page.text
 
@@ -125,7 +127,7 @@ async def test_approval_review_unread_count_and_mark_read(
     marked = await client.post(
         "/api/v1/notifications/read", json={"ids": [review_id]}, headers={"X-CSRF-Token": csrf}
     )
-    assert marked.json() == {"marked": 1, "unread": 1}
+    assert marked.json() == {"marked": 1, "unread": 2}
     bad = await client.post(
         "/api/v1/notifications/read", json={"ids": ["x"]}, headers={"X-CSRF-Token": csrf}
     )

@@ -40,15 +40,16 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_featured_objects_actor_uri"), "featured_objects", ["actor_uri"], unique=False
     )
-    with op.batch_alter_table("local_actors", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("icon_url", sa.String(length=2048), nullable=True))
-        batch_op.add_column(sa.Column("image_url", sa.String(length=2048), nullable=True))
+    # Plain ALTER TABLE, no batch copy: on SQLite a batch recreates local_actors, and dropping
+    # the old copy trips the foreign keys of members (and would cascade deletes).
+    op.add_column("local_actors", sa.Column("icon_url", sa.String(length=2048), nullable=True))
+    op.add_column("local_actors", sa.Column("image_url", sa.String(length=2048), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("local_actors", schema=None) as batch_op:
-        batch_op.drop_column("image_url")
-        batch_op.drop_column("icon_url")
+    # ALTER TABLE ... DROP COLUMN: SQLite >= 3.35 and PostgreSQL, no table copy.
+    op.execute("ALTER TABLE local_actors DROP COLUMN image_url")
+    op.execute("ALTER TABLE local_actors DROP COLUMN icon_url")
     op.drop_index(op.f("ix_featured_objects_actor_uri"), table_name="featured_objects")
     op.drop_table("featured_objects")
     op.drop_index(op.f("ix_deliveries_object_id"), table_name="deliveries")
