@@ -45,6 +45,8 @@ test: $(STAMP)
 	$(BIN)/mypy node demo
 	@bash federation_tests/fedify_peer/install.sh >/dev/null || \
 	  echo "warning: the Fedify peer could not be installed; its interop tests will be skipped"
+	@bash federation_tests/bovine_peer/install.sh >/dev/null || \
+	  echo "warning: the bovine peer could not be installed; its interop test will be skipped"
 	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$status
 

@@ -7,6 +7,7 @@ from node.clearing import models as clearing_models
 from node.clearing import partner_models, reconciliation_models, round_models
 from node.db import Base
 from node.members import models as members_models
+from node.offers import models as offers_models
 
 __all__ = [
     "Base",
@@ -15,6 +16,7 @@ __all__ = [
     "clearing_models",
     "jobs",
     "members_models",
+    "offers_models",
     "partner_models",
     "process_store",
     "reconciliation_models",

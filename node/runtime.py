@@ -40,6 +40,7 @@ from node.members.notifications import (
     follow_notifier,
     notification_mail_job,
 )
+from node.offers import register_offer_handlers
 from node.secretbox import SecretBox
 
 __all__ = ["Runtime", "open_runtime", "user_agent"]
@@ -102,6 +103,7 @@ async def open_runtime(
     register_follow_handlers(dispatcher, on_followed=follow_notifier())
     register_timeline_handlers(dispatcher)
     register_brick_handlers(dispatcher)
+    register_offer_handlers(dispatcher)
     register_clearing_handlers(dispatcher, ClearingHouse(federation, settings))
     register_round_handlers(dispatcher)
     register_reconciliation_handlers(dispatcher, settings)

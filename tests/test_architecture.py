@@ -27,6 +27,8 @@ PURE_MODULES = [
     "node/members/gate.py",
     "node/members/throttle.py",
     "node/activitypub/keys.py",
+    "node/offers/as2.py",
+    "node/offers/validation.py",
 ]
 
 

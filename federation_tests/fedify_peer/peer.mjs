@@ -178,6 +178,7 @@ const state = {
   followObjects: new Map(), // follow_id -> Follow we sent (for Undo)
   notes: new Map(), // `${actor}/${id}` -> Note
   activities: new Map(), // activity URL -> compact JSON-LD (served on GET)
+  objects: new Map(), // object id -> what the peer holds of a remote object (see holdObjects)
 };
 const nowIso = () => new Date().toISOString();
 
@@ -333,15 +334,15 @@ federation
       }
     }
   })
-  .on(Create, async (ctx) => { markHandled(ctx, "Create"); })
-  .on(Update, async (ctx) => { markHandled(ctx, "Update"); })
+  .on(Create, async (ctx) => { holdObjects(markHandled(ctx, "Create")); })
+  .on(Update, async (ctx) => { applyUpdate(markHandled(ctx, "Update")); })
   .on(Delete, async (ctx, del) => {
-    markHandled(ctx, "Delete");
+    applyDelete(markHandled(ctx, "Delete"));
     // Deleted actor: forget it as follower.
     const id = del.objectId?.href;
     if (id != null) for (const me of ACTORS) state.followers[me].delete(id);
   })
-  .on(Announce, async (ctx) => { markHandled(ctx, "Announce"); })
+  .on(Announce, async (ctx) => { holdObjects(markHandled(ctx, "Announce")); })
   .on(Like, async (ctx) => { markHandled(ctx, "Like"); })
   // Any other activity type (Fedify dispatches to the nearest registered superclass).
   .on(Activity, async (ctx) => { markHandled(ctx, "Activity"); })
@@ -358,6 +359,66 @@ federation
     if (rec != null) rec.fedify.listener_error = String(error?.stack ?? error);
     log.error("inbox listener error: {error}", { error });
   });
+
+// --- the objects the peer holds, as a Mastodon server keeps statuses ------------------
+// A Create, or an Announce embedding its object, stores the object under its id; an Update
+// replaces it and a Delete removes it, only when the activity's actor owns the object (one of
+// its attributedTo, else the actor of the activity that brought it).  Only verified
+// deliveries get here (Fedify calls listeners after authentication).
+const asList = (v) => (v == null ? [] : Array.isArray(v) ? v : [v]);
+const idOf = (v) => (typeof v === "string" ? v : v?.id ?? null);
+
+function holdObjects(rec) {
+  if (rec?.raw == null || typeof rec.raw !== "object") return;
+  for (const obj of asList(rec.raw.object)) {
+    if (obj == null || typeof obj !== "object" || obj.id == null) continue; // a bare id: not fetched
+    if (state.objects.get(obj.id)?.deleted) continue; // as Mastodon: a deleted id stays deleted
+    const owners = asList(obj.attributedTo).map(idOf).filter(Boolean);
+    state.objects.set(obj.id, {
+      id: obj.id, type: obj.type ?? null, owners: owners.length ? owners : [rec.actor],
+      via: { type: rec.type, actor: rec.actor, seq: rec.seq }, object: obj,
+      received_at: nowIso(), updates: [], deleted: false, deleted_by: null, refused: [],
+    });
+  }
+}
+
+function ownedChange(rec, id) {
+  const held = state.objects.get(id);
+  if (held == null) {
+    rec.note = `${rec.type} of ${id}: not held here`;
+    return null;
+  }
+  if (!held.owners.includes(rec.actor)) {
+    held.refused.push({ type: rec.type, actor: rec.actor, seq: rec.seq });
+    rec.note = `${rec.type} of ${id} by ${rec.actor} refused: not an owner (${held.owners.join(", ")})`;
+    return null;
+  }
+  return held;
+}
+
+function applyUpdate(rec) {
+  if (rec?.raw == null || typeof rec.raw !== "object") return;
+  for (const obj of asList(rec.raw.object)) {
+    if (obj == null || typeof obj !== "object" || obj.id == null) continue;
+    const held = ownedChange(rec, obj.id);
+    if (held == null || held.deleted) continue;
+    held.object = obj;
+    held.updates.push({ actor: rec.actor, seq: rec.seq, at: nowIso() });
+    rec.note = `updated ${obj.id}`;
+  }
+}
+
+function applyDelete(rec) {
+  if (rec?.raw == null || typeof rec.raw !== "object") return;
+  for (const id of asList(rec.raw.object).map(idOf).filter(Boolean)) {
+    const held = ownedChange(rec, id);
+    if (held == null) continue;
+    held.deleted = true;
+    held.deleted_by = { actor: rec.actor, seq: rec.seq, at: nowIso() };
+    held.object = null;
+    rec.note = `deleted ${id}`;
+  }
+}
 
 /** Accept/Reject of a Follow we sent: match it by the Follow's id, else by the target actor. */
 function settleFollow(ctx, activity, newState) {
@@ -629,6 +690,12 @@ async function control(request, url) {
       if (q.has("actor")) items = items.filter((r) => r.recipient === q.get("actor"));
       if (q.get("verified") === "true") items = items.filter((r) => r.fedify.verified === true);
       return json(200, items);
+    }
+    case "GET /_control/objects":
+      return json(200, [...state.objects.values()]);
+    case "GET /_control/object": {
+      const held = state.objects.get(q.get("id") ?? "");
+      return held == null ? json(404, { ok: false, error: "not held" }) : json(200, held);
     }
     case "GET /_control/sent": {
       let items = state.sent;

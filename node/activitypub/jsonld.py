@@ -48,6 +48,8 @@ __all__ = [
     "archipel_context_bytes",
     "bundled_context_urls",
     "default_context",
+    "fep0837_terms",
+    "proposal_context",
     "offline_document_loader",
     "install_offline_loader",
     "expand",
@@ -166,6 +168,23 @@ def default_context() -> list[Any]:
         MULTIKEY_V1_CONTEXT,
         archipel_terms(),
     ]
+
+
+#: The FEP-0837 (Federated Marketplace) terms, exactly as the FEP's examples inline them:
+#: the FEP publishes no context URL, so they are inlined too, never fetched.
+_FEP_0837_FILE: Final = "fep-0837.jsonld"
+
+
+def fep0837_terms() -> dict[str, Any]:
+    """A fresh copy of the ValueFlows terms of FEP-0837 (``Proposal``, ``Intent``,
+    ``purpose``, ``publishes``, ``resourceQuantity``, ...), bundled in ``contexts/``."""
+    return copy.deepcopy(_parsed_context_file(_FEP_0837_FILE)["@context"])
+
+
+def proposal_context() -> list[Any]:
+    """The ``@context`` of activities carrying offers and needs: ours, then FEP-0837's
+    terms (last, so ``action`` and ``hasUnit`` are plain values as the FEP writes them)."""
+    return [*default_context(), fep0837_terms()]
 
 
 # --- the document loader -------------------------------------------------------------------

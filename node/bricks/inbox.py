@@ -32,6 +32,12 @@ def _same_origin(a: str | None, b: str | None) -> bool:
     return bool(a and b) and same_origin(str(a), str(b))
 
 
+def _owned_by(brick: Brick, sender: str) -> bool:
+    """Only an owner changes our copy of a brick: one of its authors, or its chamber (an older
+    node announces its members' ``Update``/``Delete``); another actor of the same host does not."""
+    return sender == brick.chamber_uri or any(a.actor_uri == sender for a in brick.authors)
+
+
 async def _followed(ctx: InboxContext, actor_uri: str) -> bool:
     row = await ctx.session.execute(
         select(Follow.id).where(
@@ -118,12 +124,12 @@ async def _upsert(ctx: InboxContext, obj: Any, sender: str, *, creating: bool) -
         return  # a brick is only accepted from its own origin
     if ctx.federation.is_local(doc.uri):
         return
-    exists = (
-        await ctx.session.execute(select(Brick.id).where(Brick.uri == doc.uri))
-    ).first() is not None
-    if not exists and not await _followed(ctx, sender):
+    existing = (
+        await ctx.session.execute(select(Brick).where(Brick.uri == doc.uri))
+    ).scalar_one_or_none()
+    if existing is None and not await _followed(ctx, sender):
         return  # nobody here follows the author or the chamber of this brick
-    if exists and creating:
+    if existing is not None and (creating or not _owned_by(existing, sender)):
         return  # a repeated Create (or the chamber's Announce after the author's Create)
     await store_remote_brick(ctx.session, doc, await _author_refs(ctx, doc.authors))
 
@@ -137,7 +143,8 @@ async def _delete(ctx: InboxContext, object_id: str | None, sender: str) -> None
         )
     ).scalar_one_or_none()
     if brick is not None:
-        await ctx.session.delete(brick)
+        if _owned_by(brick, sender):
+            await ctx.session.delete(brick)
         return
     review = (
         await ctx.session.execute(

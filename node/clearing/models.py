@@ -158,6 +158,8 @@ class Exchange(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The offer or need (its ActivityPub id, ``node.offers``) this exchange answers.
+    offer_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
     @property
     def initiator_uri(self) -> str:

@@ -393,8 +393,10 @@ class ClearingHouse:
         performed_on: date | None = None,
         bricks: Sequence[str] | None = None,
         idempotency_key: str | None = None,
+        offer_uri: str | None = None,
     ) -> tuple[Exchange, bool]:
-        """Record "``member`` (on side ``role``) and ``counterparty`` exchanged this".
+        """Record "``member`` (on side ``role``) and ``counterparty`` exchanged this"
+        (``offer_uri``: the offer or need it answers, ``node.offers``).
 
         Returns the exchange and whether it is a replay of an earlier request with the same
         ``idempotency_key`` (then nothing new is created).
@@ -451,6 +453,7 @@ class ClearingHouse:
                     version=1,
                     idempotency_key=idempotency_key,
                     request_fingerprint=fingerprint,
+                    offer_uri=offer_uri,
                     created_at=now,
                     updated_at=now,
                     expires_at=now + self.terms.declaration_expiry,

@@ -284,6 +284,7 @@ async def update_profile(
     avatar_url: str | None = None,
     language: str | None | object = _UNSET,
     manually_approves_followers: bool | None = None,
+    directory_listed: bool | None = None,
 ) -> Member:
     """Change what is given (None: unchanged; ``language=None`` follows the browser)."""
     if display_name is not None:
@@ -310,5 +311,7 @@ async def update_profile(
         actor = await session.get(LocalActor, member.actor_id)
         assert actor is not None
         actor.manually_approves_followers = manually_approves_followers
+    if directory_listed is not None:
+        member.directory_listed = directory_listed
     await session.flush()
     return member

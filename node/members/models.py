@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from node.activitypub.models import LocalActor
@@ -70,6 +70,8 @@ class Member(Base):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: Notification types the member gets no email for (``node.members.notifications``).
     email_off: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Whether the member appears in the chamber's directory (off until they choose it).
+    directory_listed: Mapped[bool] = mapped_column(Boolean, default=False)
 
     actor: Mapped[LocalActor] = relationship(lazy="joined")
 

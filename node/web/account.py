@@ -48,7 +48,7 @@ from node.web.people import load_people
 from node.web.profiles import federate_profile
 from node.web.templating import render
 
-__all__ = ["pending_follow_requests", "routes"]
+__all__ = ["account_page_again", "pending_follow_requests", "routes"]
 
 
 def _text(form: Any, name: str, limit: int = 5000) -> str:
@@ -189,6 +189,15 @@ async def account_page(request: Request) -> Response:
     return await _account_page(request, member)
 
 
+async def account_page_again(
+    request: Request, member: Member, *, email: str, email_error: str
+) -> Response:
+    """The account page after a refused email address: what was typed, the error by it."""
+    return await _account_page(
+        request, member, status_code=422, email_typed=email, email_error=email_error
+    )
+
+
 async def _account_page(
     request: Request,
     member: Member,
@@ -196,6 +205,8 @@ async def _account_page(
     status_code: int = 200,
     profile: dict[str, str] | None = None,
     profile_errors: dict[str, str] | None = None,
+    email_typed: str | None = None,
+    email_error: str = "",
     error: str | None = None,
 ) -> Response:
     """The account page; after a refused profile, what was typed and the error by its field
@@ -226,6 +237,8 @@ async def _account_page(
         actor=actor,
         pending_requests=pending,
         email_kinds=EMAIL_KINDS,
+        email_typed=(member.email or "") if email_typed is None else email_typed,
+        email_error=email_error,
         saved=request.query_params.get("saved") == "1",
         error=error,
     )
@@ -258,6 +271,7 @@ async def profile_update(request: Request) -> Response:
                 avatar_url=_text(form, "avatar_url", 3000),
                 language=language,
                 manually_approves_followers=_text(form, "manually_approves_followers") == "yes",
+                directory_listed=_text(form, "directory_listed") == "yes",
             )
             if await _shown(session, stored) != before:
                 await federate_profile(

@@ -14,6 +14,7 @@ from node.web import (
     federation,
     members_api,
     notifications,
+    offers_api,
     partners_api,
     rounds,
     timeline,
@@ -21,13 +22,14 @@ from node.web import (
 from node.web.api import Answer, Endpoint, routes_of
 from node.web.api_schemas import SCHEMAS
 from node.web.api_schemas_clearing import CLEARING_SCHEMAS
+from node.web.api_schemas_offers import OFFER_SCHEMAS
 from node.web.context import node_context
 
 __all__ = ["ENDPOINTS", "openapi_document", "routes"]
 
 _DESCRIPTION = (
     "The JSON API of an Archipel chamber: the commons bank's bricks, members and governance, "
-    "follows, and the clearing house. Operations that need a member take "
+    "follows, offers and needs, and the clearing house. Operations that need a member take "
     "`Authorization: Bearer <token>` (`archipel token create USERNAME`). Every error answers "
     '`{"error": "...", "status": N}`, with `field` (or `fields`, `errors`) naming the input '
     "at fault; a bad query parameter answers 400."
@@ -57,6 +59,7 @@ ENDPOINTS: list[Endpoint] = [
     *partners_api.endpoints,
     *rounds.endpoints,
     *notifications.endpoints,
+    *offers_api.endpoints,
     *timeline.endpoints,
 ]
 
@@ -83,7 +86,12 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "description": "archipel token create USERNAME",
                 }
             },
-            "schemas": {**SCHEMAS, **CLEARING_SCHEMAS, **timeline.TIMELINE_SCHEMAS},
+            "schemas": {
+                **SCHEMAS,
+                **CLEARING_SCHEMAS,
+                **OFFER_SCHEMAS,
+                **timeline.TIMELINE_SCHEMAS,
+            },
         },
     }
 

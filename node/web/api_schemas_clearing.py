@@ -59,6 +59,10 @@ CLEARING_SCHEMAS: dict[str, Any] = {
             "comment": {"type": "string"},
             "version": {"type": "integer"},
             "proposal": {"type": "string", "format": "uri"},
+            "offer": {
+                "type": ["string", "null"],
+                "description": "the offer or need (its id) this exchange answers",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "expires_at": {"type": "string", "format": "date-time"},
             "posted_at": {"type": ["string", "null"], "format": "date-time"},
@@ -134,6 +138,12 @@ CLEARING_SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {"type": "string", "format": "uri"},
                 "maxItems": 20,
+            },
+            "offer": {
+                "type": "string",
+                "maxLength": 2048,
+                "description": "the offer or need this exchange answers (its id, URL or key); "
+                "its author must be the other party",
             },
         },
         "required": ["description"],

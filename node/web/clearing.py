@@ -39,9 +39,11 @@ from node.clearing.units import ClearingError, DurationError, format_minutes, pa
 from node.db import read_only
 from node.members.clearing_access import clearing_access
 from node.members.models import Member
+from node.offers.models import Offer, OfferKind
+from node.offers.service import OfferForbidden, OfferNotFound, answered_offer, find_offer
 from node.web._members import page_member
 from node.web.auth import current_member
-from node.web.clearing_api import ACTIONS, clearing_error, house_of
+from node.web.clearing_api import ACTIONS, clearing_error, house_of, party_uri
 from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.exchange_forms import ANSWER_FIELDS, answer_error
@@ -341,11 +343,33 @@ _ANSWERED = {
 
 
 async def account_page(request: Request) -> Response:
+    """The member's account; ``?offer=KEY`` fills the declaration in from an offer or a need
+    (its author on the other side, its title, its estimate)."""
     node = node_context(request)
     member = await page_member(request)
     if not isinstance(member, Member):
         return member
-    return await _account_page(request, node, member)
+    values = None
+    reference = request.query_params.get("offer", "")[:2048]
+    if reference:
+        async with read_only(node.sessionmaker) as session:
+            offer = await find_offer(session, reference)
+        if offer is not None:
+            values = _from_offer(node, offer)
+    return await _account_page(request, node, member, values=values)
+
+
+def _from_offer(node: NodeContext, offer: Offer) -> dict[str, str]:
+    """An offer's author did (or will do) the work; a need's author benefits from it."""
+    username = node.federation.local_username(offer.author_uri)
+    return {
+        "role": "beneficiary" if offer.kind == OfferKind.OFFER else "provider",
+        "counterparty": username or offer.author_uri,
+        "duration": format_minutes(offer.minutes) if offer.minutes else "",
+        "description": offer.title,
+        "offer": offer.key,
+        "offer_title": offer.title,
+    }
 
 
 async def _account_page(
@@ -425,6 +449,7 @@ _DECLARE_FIELDS = {
     "description": 2000,
     "date": 20,
     "bricks": 50_000,
+    "offer": 2048,
 }
 #: The form field an `InvalidExchange` is about (the others go above the form).
 _FIELD_OF = {"counterparty": "counterparty", "minutes": "duration", "description": "description"}
@@ -466,6 +491,14 @@ async def declare_form(request: Request) -> Response:
         except ValueError as exc:
             raise InvalidExchange("date", str(exc)) from None
         counterparty = await house.resolve_counterparty(values["counterparty"])
+        offer_uri = None
+        if values["offer"]:
+            async with read_only(node.sessionmaker) as session:
+                offer = await find_offer(session, values["offer"])
+                values["offer_title"] = offer.title if offer is not None else ""
+                offer_uri = await answered_offer(
+                    session, values["offer"], party_uri(house, counterparty)
+                )
         if form.get("step") == "lookup":  # the first step: who was found, to confirm
             return await _confirm_page(request, node, counterparty, values, minutes)
         exchange, _ = await house.declare(
@@ -477,6 +510,12 @@ async def declare_form(request: Request) -> Response:
             performed_on=performed,
             bricks=[b for b in values["bricks"].split() if b],
             idempotency_key=str(form.get("form_key")) if form.get("form_key") else None,
+            offer_uri=offer_uri,
+        )
+    except (OfferNotFound, OfferForbidden):
+        errors["form"] = i18n.gettext(
+            "This exchange cannot answer that offer: declare it to the offer's author, or"
+            " without the offer."
         )
     except DurationError:
         errors["duration"] = _declare_error("duration")

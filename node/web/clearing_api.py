@@ -23,6 +23,7 @@ from node.clearing.service import (
     IdempotencyConflict,
     InvalidExchange,
     NotAParty,
+    RemoteParty,
 )
 from node.clearing.states import ExchangeEvent, ExchangeState, InvalidTransition, Role
 from node.clearing.units import (
@@ -41,6 +42,7 @@ from node.members.clearing_access import (
 from node.members.errors import MemberNotFound
 from node.members.models import Member
 from node.members.service import get_member
+from node.offers.service import OfferForbidden, OfferNotFound, answered_offer
 from node.web.api import Answer, Body, Endpoint, Param, cursor, routes_of
 from node.web.auth import require_member
 from node.web.context import NodeContext, node_context
@@ -151,6 +153,7 @@ def exchange_json(exchange: Exchange, member: Member | None = None) -> dict[str,
         "comment": exchange.comment,
         "version": exchange.version,
         "proposal": exchange.proposal_activity_id,
+        "offer": exchange.offer_uri,
         "created_at": exchange.created_at.isoformat(),
         "expires_at": exchange.expires_at.isoformat(),
         "posted_at": exchange.posted_at.isoformat() if exchange.posted_at else None,
@@ -190,6 +193,29 @@ def _bricks_of(body: dict[str, Any]) -> list[str] | None:
     return bricks
 
 
+def party_uri(house: ClearingHouse, party: Member | RemoteParty) -> str:
+    return party.actor_uri if isinstance(party, RemoteParty) else house.actor_uri(party)
+
+
+async def _offer_of(node: NodeContext, body: dict[str, Any], other_uri: str) -> str | None:
+    """The id of the offer the declaration answers (``offer``), whose author is the other
+    party; None when it names none."""
+    reference = body.get("offer")
+    if reference is None or reference == "":
+        return None
+    if not isinstance(reference, str) or len(reference) > 2048:
+        raise ApiError(422, "offer: an offer's id, URL or key", field="offer")
+    async with read_only(node.sessionmaker) as session:
+        try:
+            return await answered_offer(session, reference, other_uri)
+        except OfferNotFound:
+            raise ApiError(422, "offer: no such offer or need here", field="offer") from None
+        except OfferForbidden:
+            raise ApiError(
+                422, "offer: its author is not the other party of this exchange", field="offer"
+            ) from None
+
+
 async def declare_exchange(request: Request) -> Response:
     node = node_context(request)
     member = await _clearing_member(request)
@@ -217,6 +243,7 @@ async def declare_exchange(request: Request) -> Response:
                     "beneficiary" if role == Role.PROVIDER else "provider",
                     f"{counterparty.username} cannot use the clearing house yet",
                 )
+        offer_uri = await _offer_of(node, body, party_uri(house, counterparty))
         exchange, replayed = await house.declare(
             member,
             counterparty,
@@ -226,6 +253,7 @@ async def declare_exchange(request: Request) -> Response:
             performed_on=_date_of(body),
             bricks=_bricks_of(body),
             idempotency_key=request.headers.get("idempotency-key"),
+            offer_uri=offer_uri,
         )
     except (InvalidExchange, ChamberUnreachable) as exc:
         if exc.field == "counterparty":

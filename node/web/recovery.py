@@ -32,6 +32,7 @@ from node.members.recovery import (
 )
 from node.members.service import get_member
 from node.web._members import api_error, page_admin, page_member
+from node.web.account import account_page_again
 from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.profiles import federate_profile
@@ -111,9 +112,12 @@ async def email_update(request: Request) -> Response:
             assert stored is not None
             sent = await set_email(session, node.settings, stored, _text(form, "email", 400))
     except InvalidMemberInput:
-        raise ApiError(
-            422, i18n.gettext("Give one email address, such as marie@example.org.")
-        ) from None
+        return await account_page_again(
+            request,
+            member,
+            email=_text(form, "email", 400),
+            email_error=i18n.gettext("Give one email address, such as marie@example.org."),
+        )
     return RedirectResponse(f"/account?email={'sent' if sent else 'saved'}", status_code=303)
 
 

@@ -161,3 +161,51 @@ async def test_an_actors_update_refreshes_our_copy_and_the_names_we_show(
     page = await client.get("/bricks", headers={"Accept": "text/html"})
     assert '<a href="/@bob@remote.test">Robert</a>' in page.text
     assert '<a href="/@bob@remote.test">bob</a>' not in page.text
+
+
+async def test_after_the_owners_delete_the_brick_is_gone_from_our_pages_too(
+    node: tuple[Starlette, httpx.AsyncClient],
+) -> None:
+    """Issue 16 done-when: after a remote ``Delete`` the object is gone from the API and from
+    every page that showed it (its page, the catalogue, its tag)."""
+    app, client = node
+    article = to_article()
+    article.update(
+        id="https://remote.test/bricks/7",
+        url="https://remote.test/bricks/7",
+        name="La grainothèque du Rabot",
+        attributedTo=[BOB],
+        chamber=None,
+    )
+    await post(client, BOB, 1, type="Create", object=article, to=[PUBLIC])
+    async with read_only(app.state.node.sessionmaker) as session:
+        key = (await session.execute(select(Brick.key))).scalar_one()
+    html = {"Accept": "text/html"}
+    pages = ["/bricks", f"/bricks/{key}", "/tags/jardin"]
+
+    async def showing() -> list[str]:
+        shown = []
+        for path in pages:
+            page = await client.get(path, headers=html)
+            if "La grainothèque du Rabot" in page.text:
+                shown.append(path)
+        return shown
+
+    assert await showing() == pages
+    assert (await client.get(f"/api/v1/bricks/{key}")).status_code == 200
+
+    # Carol is on the same host but is not an author: her Update and Delete change nothing.
+    forged = {**article, "name": "Brique détournée", "attributedTo": [CAROL]}
+    await post(client, CAROL, 2, type="Update", object=forged, to=[PUBLIC], cc=[LILLE])
+    await post(client, CAROL, 4, type="Delete", object=article["id"])
+    assert await showing() == pages
+    assert "Brique détournée" not in (await client.get("/bricks", headers=html)).text
+
+    await post(client, BOB, 5, type="Delete", object={"id": article["id"], "type": "Tombstone"})
+    assert await showing() == []
+    gone = await client.get(f"/bricks/{key}", headers=html)
+    assert gone.status_code == 404 and "<html" in gone.text.lower()
+    answer = await client.get(f"/api/v1/bricks/{key}")
+    assert answer.status_code == 404 and "error" in answer.json()
+    listing = await client.get("/api/v1/bricks", params={"scope": "federated"})
+    assert listing.json()["items"] == []

@@ -1,7 +1,8 @@
 """The walk of a new member in a real browser, in each language of the chamber and at a
 desktop (1280 px) and a phone (390 px) width: registration → approval by an administrator →
 a first brick → clearing access → an exchange declared → validated by the other member →
-the public ledger. Every page on the way must fit the width (no sideways scrolling),
+the public ledger → an offer published → found, and an exchange declared from it → the
+directory. Every page on the way must fit the width (no sideways scrolling),
 pass axe-core without a serious or critical violation, keep the simple checks of
 ``test_member_journey`` (labelled fields, one h1, a <main>) and say its language.
 
@@ -272,6 +273,44 @@ def walk_once(walk: Walk) -> None:
         marie.goto(base + f"/@{name}")
         check(marie)
         assert "1 h 30" in marie.locator("main").inner_text()
+        walk_offer(walk, paul, marie)
+
+
+def walk_offer(walk: Walk, paul: Any, marie: Any) -> None:
+    """Paul proposes something; Marie finds it, opens it and declares the exchange from it
+    (the form filled in from the offer)."""
+    base, check = walk.base, walk.check
+    title = f"Traduction NL-FR {walk.width}"
+    paul.goto(base + "/offers")
+    check(paul)
+    paul.locator("a[href='/offers/new?kind=offer']").click()
+    paul.wait_for_url(re.compile(r".*/offers/new\?kind=offer$"))
+    check(paul)
+    paul.locator("#title").fill(title)
+    paul.locator("#description").fill("Je traduis vos courriers du néerlandais vers le français.")
+    paul.locator("#tags").fill("traduction, néerlandais")
+    paul.locator("#minutes").fill("45 min")
+    paul.locator("form[action='/offers/new'] button[type=submit]").click()
+    paul.wait_for_url(re.compile(r".*/offers/[0-9a-f]+$"))
+    check(paul)
+
+    marie.goto(base + "/offers?q=traduction")
+    check(marie)
+    marie.get_by_role("link", name=title).click()
+    marie.wait_for_url(re.compile(r".*/offers/[0-9a-f]+$"))
+    check(marie)
+    marie.locator("a[href^='/clearing?offer=']").click()
+    marie.wait_for_url(re.compile(r".*/clearing\?offer=.*"))
+    check(marie)
+    assert marie.locator("#counterparty").input_value() == "paul"
+    assert marie.locator("#role-beneficiary").is_checked()
+    assert marie.locator("#duration").input_value() == "0 h 45"
+    marie.locator("form[action='/clearing/exchanges'] button[type=submit]").click()
+    marie.wait_for_url(re.compile(r".*/exchanges/[^/]+$"))
+    check(marie)
+    assert title in marie.locator("main").inner_text()
+    marie.goto(base + "/directory")
+    check(marie)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -284,4 +323,4 @@ def test_the_walk_of_a_new_member(
             walk_once(walk)
         finally:
             walk.close()
-        assert len(walk.checked) >= 18, walk.checked
+        assert len(walk.checked) >= 25, walk.checked

@@ -184,6 +184,9 @@ async def test_address_is_verified_by_link_and_unverified_gets_no_mail(
         "/account/email", data={"email": "not an address", "csrf_token": csrf_of(page.text)}
     )
     assert bad.status_code == 422
+    # The account page again, the address as typed and the error by its field.
+    assert 'value="not an address"' in bad.text
+    assert 'aria-describedby="email-error"' in bad.text and 'id="email-error"' in bad.text
 
 
 async def test_notification_mail_and_a_kind_turned_off(

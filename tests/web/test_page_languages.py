@@ -167,9 +167,26 @@ async def _seed(app: Starlette, client: httpx.AsyncClient) -> dict[str, str]:
         "/admin/members/yves", data={"action": "approve", "csrf_token": csrf_of(page.text)}
     )
     assert approved.status_code == 303
+    offer = await client.post(
+        "/api/v1/offers",
+        json={
+            "kind": "offer",
+            "title": "Traduction NL-FR",
+            "description": "Des courriers.",
+            "tags": ["traduction"],
+            "minutes": 90,
+        },
+        headers=bearer(marie),
+    )
+    assert offer.status_code == 201, offer.text
     client.cookies.clear()
     await _remote_person(app)
-    return {"brick": brick, "posted": exchanges[0], "proposed": exchanges[1]}
+    return {
+        "brick": brick,
+        "posted": exchanges[0],
+        "proposed": exchanges[1],
+        "offer": offer.json()["key"],
+    }
 
 
 async def _remote_person(app: Starlette) -> None:
@@ -215,6 +232,8 @@ def _pages(app: Starlette, seeded: dict[str, str]) -> list[str]:
         "/tags/jardin",
         f"/exchanges/{posted}",
         f"/exchanges/{proposed}",
+        f"/offers/{seeded['offer']}",
+        f"/clearing?offer={seeded['offer']}",
         "/charter/1",
         "/account/reset/not-a-token",
         "/no-such-page",
@@ -256,6 +275,21 @@ async def _forms_sent_back(client: httpx.AsyncClient) -> list[tuple[str, str]]:
         },
         headers=HTML,
     )
+    offer_form = await client.get("/offers/new", headers=HTML)
+    bad_offer = await client.post(
+        "/offers/new",
+        data={
+            "csrf_token": csrf_of(offer_form.text),
+            "kind": "gift",
+            "title": "x",
+            "description": "",
+            "tags": "a/b",
+            "minutes": "lots",
+            "bricks": "nope",
+        },
+        headers=HTML,
+    )
+    assert bad_offer.status_code == 422
     no_csrf = await client.post("/clearing/exchanges", data={}, headers=HTML)
     lookup = await client.post(
         "/clearing/exchanges",
@@ -270,6 +304,7 @@ async def _forms_sent_back(client: httpx.AsyncClient) -> list[tuple[str, str]]:
         headers=HTML,
     )
     return [
+        ("refused offer form", bad_offer.text),
         ("refused brick form", bad_brick.text),
         ("refused exchange form", bad_exchange.text),
         ("refused form without its token", no_csrf.text),
