@@ -2,7 +2,7 @@
 
 Deliveries are stored once per activity (``activities``, direction ``in``); a timeline is a
 query joining them with the follows of the reader (a member, and the chamber whose follows
-its members share), newest first, paged by the stored activity's id (keyset).
+its members share), newest received first, paged by the stored activity's id (keyset).
 """
 
 from __future__ import annotations

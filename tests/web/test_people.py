@@ -119,6 +119,7 @@ async def test_the_timeline_api_pages_what_the_member_and_the_chamber_follow(
                 brick = {**BRICK, "title": f"Brique {n}"}
                 created = await gand.client.post("/api/v1/bricks", json=brick, headers=bearer(bob))
                 assert created.status_code == 201
+                await gand.deliver()  # received in the order published (newest: received last)
             async with session_scope(gand.node.sessionmaker) as session:
                 await publish_note(
                     gand.federation, session, await gand.local_actor("gand"), "Assemblée jeudi"
