@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import sys
@@ -116,6 +117,10 @@ BRICKS: dict[str, dict[str, Any]] = {
         "tags": ["communs"],
     },
 }
+
+
+#: An actor's address (or a mirror account's key) as a link's or a cell's text.
+RAW_ACTOR_NAME = re.compile(r">\s*(https?://[^<\s]*/actors/[^<\s]*|chamber:[^<\s]*)\s*<")
 
 
 @dataclass(frozen=True)
@@ -361,6 +366,9 @@ class Archipelago:
                 )
                 if response.status_code != 200:
                     raise DemoError(f"{chamber.url}{path} answered {response.status_code}")
+                raw = RAW_ACTOR_NAME.search(response.text)
+                if raw is not None:  # people and chambers are shown by name (issue 15)
+                    raise DemoError(f"{chamber.url}{path} names someone {raw.group(1)}")
             elsewhere = {b for b, home in self.bricks.items() if home != chamber.name}
             missing = elsewhere - self.federated_bricks(chamber)
             if missing:

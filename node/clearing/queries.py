@@ -17,7 +17,7 @@ from node.clearing.states import ExchangeState
 from node.members.models import Member
 
 __all__ = [
-    "account_balances",
+    "account_rows",
     "member_usernames",
     "posted_exchanges",
     "signed_activities",
@@ -56,14 +56,14 @@ async def stream_posted_exchanges(session: AsyncSession) -> AsyncIterator[Exchan
         yield exchange
 
 
-async def account_balances(session: AsyncSession) -> list[tuple[str, int]]:
-    """(member's username, or the account's key; balance) of every account."""
+async def account_rows(session: AsyncSession) -> list[tuple[str, int, str | None]]:
+    """(the account's key, its balance, its member's username or None) of every account."""
     rows = await session.execute(
         select(ClearingAccount.key, ClearingAccount.balance, Member.username)
         .outerjoin(Member, Member.id == ClearingAccount.member_id)
         .order_by(ClearingAccount.id)
     )
-    return [(username or key, balance) for key, balance, username in rows.all()]
+    return [(key, balance, username) for key, balance, username in rows.all()]
 
 
 async def signed_activities(

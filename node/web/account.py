@@ -44,6 +44,7 @@ from node.web.forms import (
     registration_error,
 )
 from node.web.negotiation import wants_page
+from node.web.people import load_people
 from node.web.profiles import federate_profile
 from node.web.templating import render
 
@@ -366,7 +367,12 @@ async def follow_requests_page(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         requests = await pending_follow_requests(session, node.settings.url, member)
         actor = await session.get(LocalActor, member.actor_id)
-    return render(request, "account/follow_requests.html", requests=requests, actor=actor)
+        people = await load_people(
+            session, node.federation, node.settings, [f.follower_uri for f, _ in requests]
+        )
+    return render(
+        request, "account/follow_requests.html", requests=requests, actor=actor, people=people
+    )
 
 
 #: Forms of this module (and of ``node.web.recovery``) that come back with a note when

@@ -14,7 +14,9 @@ from node.web.context import node_context
 from node.web.errors import ApiError
 from node.web.home import home_view
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json
+from node.web.people import load_people
 from node.web.profiles import LocalIdentity, find_identity
+from node.web.remote_actors import remote_profile
 from node.web.templating import render
 
 __all__ = ["routes"]
@@ -42,6 +44,8 @@ async def actor(request: Request) -> Response:
 
 
 async def profile_page(request: Request) -> Response:
+    if "@" in request.path_params["username"]:  # /@user@host: a remote person or chamber
+        return await remote_profile(request, request.path_params["username"])
     identity = await _identity(request, request.path_params["username"])
     if wants_activity_json(request):
         return _actor_response(request, identity)
@@ -55,11 +59,17 @@ async def home(request: Request) -> Response:
     identity = await _identity(request, node.settings.chamber_username)
     if wants_activity_json(request):
         return _actor_response(request, identity)
+    view = await home_view(node)
+    async with read_only(node.sessionmaker) as session:
+        people = await load_people(
+            session, node.federation, node.settings, [p.chamber_uri for p in view.partners]
+        )
     return render(
         request,
         "home.html",
         identity=identity,
-        home=await home_view(node),
+        home=view,
+        people=people,
         category_label=category_label,
     )
 

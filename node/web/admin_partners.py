@@ -30,6 +30,7 @@ from node.db import read_only
 from node.members.models import Member
 from node.web._members import page_admin
 from node.web.context import NodeContext, node_context
+from node.web.people import load_people
 from node.web.templating import render
 
 __all__ = ["routes"]
@@ -72,7 +73,13 @@ async def _page(
         settlements = await list_settlements(session)
         reconciliations = await node.services.reconciler.status(session)
         rounds = await node.services.rounds.list_rounds(session, limit=10)
-    names = {p.chamber_uri: p.name or p.handle or p.chamber_uri for p in partners}
+        people = await load_people(
+            session,
+            node.federation,
+            node.settings,
+            [*(p.chamber_uri for p in partners), *(s.partner_uri for s in settlements)],
+        )
+    names = {p.chamber_uri: people[p.chamber_uri].name for p in partners}
     return render(
         request,
         "admin/partners.html",
@@ -82,6 +89,7 @@ async def _page(
         reconciliations=reconciliations,
         rounds=rounds,
         names=names,
+        people=people,
         format_minutes=format_minutes,
         form=form,
         values=values or {},

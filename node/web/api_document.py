@@ -17,6 +17,7 @@ from node.web import (
     offers_api,
     partners_api,
     rounds,
+    timeline,
 )
 from node.web.api import Answer, Endpoint, routes_of
 from node.web.api_schemas import SCHEMAS
@@ -59,6 +60,7 @@ ENDPOINTS: list[Endpoint] = [
     *rounds.endpoints,
     *notifications.endpoints,
     *offers_api.endpoints,
+    *timeline.endpoints,
 ]
 
 
@@ -84,7 +86,12 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "description": "archipel token create USERNAME",
                 }
             },
-            "schemas": {**SCHEMAS, **CLEARING_SCHEMAS, **OFFER_SCHEMAS},
+            "schemas": {
+                **SCHEMAS,
+                **CLEARING_SCHEMAS,
+                **OFFER_SCHEMAS,
+                **timeline.TIMELINE_SCHEMAS,
+            },
         },
     }
 

@@ -52,7 +52,9 @@ from node.web import (
     offers_api,
     partners_api,
     recovery,
+    remote_actors,
     rounds,
+    timeline,
 )
 from node.web._members import LANGUAGE_KEY
 from node.web.context import NodeContext
@@ -191,6 +193,8 @@ def _routes() -> list[BaseRoute]:
     return [
         *discovery.routes,
         *actors.routes,
+        *remote_actors.routes,
+        *timeline.routes,
         *federation.routes,
         *account.routes,
         *recovery.routes,

@@ -44,6 +44,7 @@ from node.web.context import NodeContext, node_context
 from node.web.errors import ApiError
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json, wants_page
+from node.web.people import brick_uris, load_people
 from node.web.profiles import federate_profile
 from node.web.responses import stored_file
 from node.web.templating import render
@@ -121,6 +122,10 @@ async def catalogue(request: Request) -> Response:
     async with read_only(node.sessionmaker) as session:
         page = await search_bricks(session, query)
         hosts = list((await session.execute(select(Brick.host).distinct())).scalars())
+        chambers = list((await session.execute(select(Brick.chamber_uri).distinct())).scalars())
+        people = await load_people(
+            session, node.federation, node.settings, [*brick_uris(page.items), *chambers]
+        )
     params = {k: v for k, v in request.query_params.items() if k not in ("after", "cursor") and v}
     next_url = None
     if page.next_cursor is not None:
@@ -132,6 +137,8 @@ async def catalogue(request: Request) -> Response:
         query=query,
         params=params,
         hosts=sorted(hosts),
+        chamber_names=people.chamber_names(),
+        people=people,
         next_url=next_url,
         heading=None,
         **await _page_context(request),
@@ -146,6 +153,7 @@ async def tag_page(request: Request) -> Response:
     query = catalogue_query(node, params)
     async with read_only(node.sessionmaker) as session:
         page = await search_bricks(session, query)
+        people = await load_people(session, node.federation, node.settings, brick_uris(page.items))
     next_url = None
     if page.next_cursor is not None:
         next_url = "?" + urlencode({"after": page.next_cursor})
@@ -156,6 +164,8 @@ async def tag_page(request: Request) -> Response:
         query=query,
         params={},
         hosts=[],
+        chamber_names={},
+        people=people,
         next_url=next_url,
         heading=tag,
         **await _page_context(request),
@@ -199,6 +209,12 @@ async def _brick_page(
                 )
             ).scalars()
         )
+        people = await load_people(
+            session,
+            node.federation,
+            node.settings,
+            [*brick_uris([brick]), *(r.author_uri for r in reviews)],
+        )
     context = await _page_context(request)
     member: Member | None = context["member"]
     pins = await _pins(node, brick, member)
@@ -212,6 +228,7 @@ async def _brick_page(
         status_code=status_code,
         brick=brick,
         reviews=reviews,
+        people=people,
         can_edit=member is not None and brick.local and is_author(brick, member),
         can_review=member is not None and not is_author(brick, member),
         my_review=mine,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -21,8 +22,9 @@ from starlette.routing import Route
 
 from node import i18n
 from node.activitypub.jsonld import default_context
+from node.clearing.models import Exchange
 from node.clearing.queries import (
-    account_balances,
+    account_rows,
     member_usernames,
     posted_exchanges,
     signed_activities,
@@ -35,6 +37,7 @@ from node.clearing.service import (
     ExchangeNotFound,
     InvalidExchange,
     NoPartnership,
+    RemoteParty,
 )
 from node.clearing.states import ExchangeState, Role, allowed_events, party_of
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
@@ -51,6 +54,7 @@ from node.web.errors import ApiError
 from node.web.exchange_forms import ANSWER_FIELDS, answer_error
 from node.web.flash import N_, flash
 from node.web.negotiation import ActivityJSONResponse, wants_activity_json, wants_page
+from node.web.people import MIRROR_PREFIX, People, load_people
 from node.web.templating import render
 
 __all__ = ["routes"]
@@ -90,6 +94,14 @@ def _collection_page(
     return page
 
 
+async def _people(
+    session: Any, node: NodeContext, exchanges: list[Exchange], more: Iterable[str] = ()
+) -> People:
+    """The parties of ``exchanges`` (and ``more`` actors or mirror accounts), by name."""
+    uris = [u for e in exchanges for u in (e.provider_uri, e.beneficiary_uri)]
+    return await load_people(session, node.federation, node.settings, [*uris, *more])
+
+
 async def ledger(request: Request) -> Response:
     node = node_context(request)
     house = house_of(node)
@@ -98,12 +110,15 @@ async def ledger(request: Request) -> Response:
         exchanges = await posted_exchanges(session, limit=PAGE_SIZE, before=before)
         summary = await house.summary(session)
         accounts: list[tuple[str, int]] = []
+        holders: dict[str, str] = {}  # an account's name -> the actor it is (pages name them)
         if node.settings.balances_public:
-            accounts = await account_balances(session)
-        names = await member_usernames(
-            session,
-            {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
-        )
+            for key, balance, username in await account_rows(session):
+                accounts.append((username or key, balance))
+                if username:
+                    holders[username] = node.federation.urls(username).id
+                elif key.startswith(MIRROR_PREFIX):
+                    holders[key] = key
+        people = await _people(session, node, exchanges, holders.values())
     collection_id = node.settings.absolute("/ledger")
     if wants_activity_json(request):
         document = _collection_page(
@@ -124,7 +139,8 @@ async def ledger(request: Request) -> Response:
         request,
         "clearing/ledger.html",
         exchanges=exchanges,
-        names=names,
+        people=people,
+        holders=holders,
         summary=summary,
         accounts=accounts,
         format_minutes=format_minutes,
@@ -215,10 +231,7 @@ async def _exchange_page(
         except ClearingError as exc:
             raise clearing_error(exc) from None
         events = await house.events_of(session, exchange)
-        names = await member_usernames(
-            session,
-            {m for m in (exchange.provider_member_id, exchange.beneficiary_member_id) if m},
-        )
+        people = await _people(session, node, [exchange])
     member = await page_member(request)
     actions: list[str] = []
     if isinstance(member, Member) and member.id in (
@@ -234,7 +247,7 @@ async def _exchange_page(
         status_code=status_code,
         exchange=exchange,
         events=events,
-        names=names,
+        people=people,
         actions=actions,
         format_minutes=format_minutes,
         answer=answer,
@@ -351,6 +364,7 @@ async def _account_page(
             session,
             {m for e in exchanges for m in (e.provider_member_id, e.beneficiary_member_id) if m},
         )
+        people = await _people(session, node, exchanges)
     to_answer = [
         e
         for e in exchanges
@@ -367,6 +381,7 @@ async def _account_page(
         exchanges=exchanges,
         to_answer=to_answer,
         names=names,
+        people=people,
         format_minutes=format_minutes,
         today=date.today().isoformat(),
         error=request.query_params.get("error"),
@@ -455,6 +470,8 @@ async def declare_form(request: Request) -> Response:
                 offer_uri = await answered_offer(
                     session, values["offer"], party_uri(house, counterparty)
                 )
+        if form.get("step") == "lookup":  # the first step: who was found, to confirm
+            return await _confirm_page(request, node, counterparty, values, minutes)
         exchange, _ = await house.declare(
             member,
             counterparty,
@@ -486,6 +503,36 @@ async def declare_form(request: Request) -> Response:
         )
     flash(request, N_("Your exchange is declared: the other member is asked to validate it."))
     return RedirectResponse(f"/exchanges/{exchange.key}", status_code=303)
+
+
+async def _confirm_page(
+    request: Request,
+    node: NodeContext,
+    counterparty: Member | RemoteParty,
+    values: dict[str, str],
+    minutes: int,
+) -> Response:
+    """The second step of the form (no JavaScript needed): who the other member is, their
+    chamber and that it is a partner; confirming sends what was typed, the person fixed."""
+    uri = (
+        counterparty.actor_uri
+        if isinstance(counterparty, RemoteParty)
+        else node.federation.urls(counterparty.username).id
+    )
+    async with read_only(node.sessionmaker) as session:
+        found = (await load_people(session, node.federation, node.settings, [uri]))[uri]
+    return render(
+        request,
+        "clearing/confirm.html",
+        found=found,
+        remote=isinstance(counterparty, RemoteParty),
+        values={
+            **values,
+            "counterparty": uri if isinstance(counterparty, RemoteParty) else counterparty.username,
+        },
+        minutes=minutes,
+        form_key=str((await request.form()).get("form_key") or ""),
+    )
 
 
 #: What to fix, per field of the declaration form, in the page's language.

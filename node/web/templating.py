@@ -14,6 +14,7 @@ from node import i18n
 from node.clearing.units import format_minutes
 from node.web import labels
 from node.web.flash import pop_flashes
+from node.web.people import person_html
 from node.web.sessions import csrf_token
 
 __all__ = ["make_templates", "render"]
@@ -37,6 +38,8 @@ def make_templates() -> Environment:
     env.globals["format_moment"] = i18n.format_moment
     env.globals["language_names"] = i18n.LANGUAGE_NAMES
     env.globals["language_url"] = _language_url
+    env.globals["person"] = person_html
+    env.filters["person"] = person_html
     return env
 
 

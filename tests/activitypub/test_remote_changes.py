@@ -144,7 +144,7 @@ async def test_an_actors_update_refreshes_our_copy_and_the_names_we_show(
     )
     await post(client, BOB, 1, type="Create", object=article, to=[PUBLIC])
     page = await client.get("/bricks", headers={"Accept": "text/html"})
-    assert "bob (remote.test)" in page.text
+    assert '<a href="/@bob@remote.test">bob</a>' in page.text  # (node.web.people)
 
     renamed = {
         **actor_document(BOB, OTHER_KEY),
@@ -159,7 +159,8 @@ async def test_an_actors_update_refreshes_our_copy_and_the_names_we_show(
     assert cached.document["name"] == "Robert"
     assert cached.rsa_public_pem == renamed["publicKey"]["publicKeyPem"]  # the new key
     page = await client.get("/bricks", headers={"Accept": "text/html"})
-    assert "Robert (remote.test)" in page.text and "bob (remote.test)" not in page.text
+    assert '<a href="/@bob@remote.test">Robert</a>' in page.text
+    assert '<a href="/@bob@remote.test">bob</a>' not in page.text
 
 
 async def test_after_the_owners_delete_the_brick_is_gone_from_our_pages_too(

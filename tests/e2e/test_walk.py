@@ -251,6 +251,9 @@ def walk_once(walk: Walk) -> None:
         marie.locator("#duration").fill("1 h 30")
         marie.locator("#description").fill(f"Atelier four solaire ({walk.width})")
         marie.locator("form[action='/clearing/exchanges'] button[type=submit]").click()
+        marie.wait_for_url(re.compile(r".*/clearing/exchanges$"))  # who was found: confirm
+        check(marie)
+        marie.locator("button[name=step][value=confirm]").click()
         marie.wait_for_url(re.compile(r".*/exchanges/[^/]+$"))
         check(marie)
         exchange = marie.url
@@ -303,6 +306,10 @@ def walk_offer(walk: Walk, paul: Any, marie: Any) -> None:
     assert marie.locator("#role-beneficiary").is_checked()
     assert marie.locator("#duration").input_value() == "0 h 45"
     marie.locator("form[action='/clearing/exchanges'] button[type=submit]").click()
+    marie.wait_for_url(re.compile(r".*/clearing/exchanges$"))  # who was found: confirm
+    check(marie)
+    assert title in marie.locator("main").inner_text()  # the offer it answers, kept
+    marie.locator("button[name=step][value=confirm]").click()
     marie.wait_for_url(re.compile(r".*/exchanges/[^/]+$"))
     check(marie)
     assert title in marie.locator("main").inner_text()

@@ -50,6 +50,41 @@ async def test_a_mistyped_beneficiary_keeps_the_declaration(
     assert "Votre échange est déclaré" in shown.text
 
 
+async def test_the_form_shows_who_was_found_before_declaring(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    """Issue 15: the first step finds the other member and asks to confirm; nothing is
+    declared until then; confirming declares with the person found."""
+    token = await add_member(app, "marie")
+    await add_member(app, "paul", display_name="Paul Martin")
+    await client.post("/api/v1/bricks", json=BRICK, headers=bearer(token))
+    await sign_in(client, "marie")
+    page = await client.get("/clearing", headers=HTML)
+    assert 'name="step" value="lookup"' in page.text
+    form = {
+        "csrf_token": csrf_of(page.text),
+        "role": "provider",
+        "counterparty": "@paul@lille.test",
+        "duration": "2 h",
+        "description": "Un coup de main",
+        "step": "lookup",
+    }
+    found = await client.post("/clearing/exchanges", data=form, headers=HTML)
+    assert found.status_code == 200
+    assert '<a href="/@paul">Paul Martin</a>' in found.text
+    assert 'name="step" value="confirm"' in found.text
+    listed = await client.get("/api/v1/exchanges", headers=bearer(token))
+    assert listed.json()["items"] == []  # not declared yet
+    confirmed = await client.post(
+        "/clearing/exchanges",
+        data={**form, "counterparty": "paul", "step": "confirm"},
+        headers=HTML,
+    )
+    assert confirmed.status_code == 303
+    [exchange] = (await client.get("/api/v1/exchanges", headers=bearer(token))).json()["items"]
+    assert exchange["beneficiary"].endswith("/actors/paul")
+
+
 async def _declared(app: Starlette, client: httpx.AsyncClient) -> str:
     """marie declared 1 h 30 for paul; the key of the exchange (marie still signed in)."""
     token = await add_member(app, "marie")

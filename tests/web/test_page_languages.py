@@ -18,6 +18,8 @@ from babel.messages.pofile import read_po
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from node.activitypub.models import RemoteActor
+from node.db import session_scope, utcnow
 from node.members.models import MemberRole, MemberStatus
 from node.members.notifications import NotificationType
 from node.web import labels
@@ -178,12 +180,35 @@ async def _seed(app: Starlette, client: httpx.AsyncClient) -> dict[str, str]:
     )
     assert offer.status_code == 201, offer.text
     client.cookies.clear()
+    await _remote_person(app)
     return {
         "brick": brick,
         "posted": exchanges[0],
         "proposed": exchanges[1],
         "offer": offer.json()["key"],
     }
+
+
+async def _remote_person(app: Starlette) -> None:
+    """Lotte of another chamber, as her cached actor document (her page here needs no fetch)."""
+    async with session_scope(app.state.node.sessionmaker) as session:
+        session.add(
+            RemoteActor(
+                uri="https://gand.example/actors/lotte",
+                host="gand.example",
+                inbox="https://gand.example/actors/lotte/inbox",
+                document={
+                    "id": "https://gand.example/actors/lotte",
+                    "type": "Person",
+                    "preferredUsername": "lotte",
+                    "name": "Lotte <b>Peeters</b>",
+                    "summary": "<p>Vertaalster</p>",
+                    "inbox": "https://gand.example/actors/lotte/inbox",
+                    "manuallyApprovesFollowers": True,
+                },
+                fetched_at=utcnow(),
+            )
+        )
 
 
 def _pages(app: Starlette, seeded: dict[str, str]) -> list[str]:
@@ -214,6 +239,8 @@ def _pages(app: Starlette, seeded: dict[str, str]) -> list[str]:
         "/no-such-page",
         "/bricks/no-such-brick",
         "/clearing/exchanges",  # 405: a form's address
+        "/@lotte@gand.example",  # a remote person's page here
+        "/people?q=" + "x" * 301,  # the search box's refusal
     ]
 
 
@@ -264,11 +291,27 @@ async def _forms_sent_back(client: httpx.AsyncClient) -> list[tuple[str, str]]:
     )
     assert bad_offer.status_code == 422
     no_csrf = await client.post("/clearing/exchanges", data={}, headers=HTML)
+    lookup = await client.post(
+        "/clearing/exchanges",
+        data={
+            "csrf_token": csrf_of(clearing.text),
+            "role": "provider",
+            "counterparty": "paul",
+            "duration": "1 h",
+            "description": "Un coup de main",
+            "step": "lookup",
+        },
+        headers=HTML,
+    )
     return [
         ("refused offer form", bad_offer.text),
         ("refused brick form", bad_brick.text),
         ("refused exchange form", bad_exchange.text),
         ("refused form without its token", no_csrf.text),
+        (
+            "the exchange's confirmation step",
+            lookup.text if 'value="confirm"' in lookup.text else "",
+        ),
     ]
 
 
