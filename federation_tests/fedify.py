@@ -5,6 +5,7 @@ fixtures ``fedify_node_binary`` and ``fedify_peer``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,36 @@ import pytest
 from federation_tests.harness import free_port
 
 PEER_DIR = Path(__file__).resolve().parent / "fedify_peer"
+CONTEXTS = Path(__file__).resolve().parents[1] / "node" / "activitypub" / "contexts"
 
-__all__ = ["FedifyPeer", "fedify_node_binary_fixture", "fedify_peer_fixture", "wait_for"]
+
+def read_with_fedify(node_binary: str, script: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """What Fedify's own vocabulary makes of ``obj``: ``script`` (a module beside this file)
+    parses it with our bundled JSON-LD contexts and prints what it read, as JSON."""
+    from node.activitypub.jsonld import CONTEXT_FILES
+
+    contexts = {
+        url: json.loads((CONTEXTS / name).read_text()) for url, name in CONTEXT_FILES.items()
+    }
+    result = subprocess.run(
+        [node_binary, "--input-type=module", "-e", Path(__file__).with_name(script).read_text()],
+        input=json.dumps({"object": obj, "contexts": contexts}),
+        capture_output=True,
+        text=True,
+        cwd=PEER_DIR,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+__all__ = [
+    "FedifyPeer",
+    "fedify_node_binary_fixture",
+    "fedify_peer_fixture",
+    "read_with_fedify",
+    "wait_for",
+]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:

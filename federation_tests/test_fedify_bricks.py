@@ -3,42 +3,20 @@ content, url, tags), parsed with Fedify's own vocabulary (``Article.fromJsonLd``
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
-    PEER_DIR,
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    read_with_fedify,
     wait_for,
 )
-from node.activitypub.jsonld import CONTEXT_FILES
 
 pytestmark = pytest.mark.federation
-CONTEXTS = Path(__file__).resolve().parents[1] / "node" / "activitypub" / "contexts"
-
-
-def read_with_fedify(node_binary: str, obj: dict[str, Any]) -> dict[str, Any]:
-    contexts = {
-        url: json.loads((CONTEXTS / name).read_text()) for url, name in CONTEXT_FILES.items()
-    }
-    script = Path(__file__).with_name("fedify_read_article.mjs").read_text()
-    result = subprocess.run(
-        [node_binary, "--input-type=module", "-e", script],
-        input=json.dumps({"object": obj, "contexts": contexts}),
-        capture_output=True,
-        text=True,
-        cwd=PEER_DIR,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
 
 
 def test_fedify_reads_a_brick_as_an_article(
@@ -80,7 +58,11 @@ def test_fedify_reads_a_brick_as_an_article(
     assert record["fedify"]["listener"] == "Announce"
     article = record["raw"]["object"]
     assert article["type"] == "Article"
-    read = read_with_fedify(fedify_node_binary, {"@context": record["raw"]["@context"], **article})
+    read = read_with_fedify(
+        fedify_node_binary,
+        "fedify_read_article.mjs",
+        {"@context": record["raw"]["@context"], **article},
+    )
     assert read["id"] == brick_id and read["url"] == brick_id
     assert read["name"] == brick["title"]
     assert read["summary"] == brick["summary"]

@@ -4,42 +4,20 @@ propose : ..."), its content with the description and the hashtags, its author."
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
-    PEER_DIR,
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    read_with_fedify,
     wait_for,
 )
-from node.activitypub.jsonld import CONTEXT_FILES
 
 pytestmark = pytest.mark.federation
-CONTEXTS = Path(__file__).resolve().parents[1] / "node" / "activitypub" / "contexts"
-
-
-def read_with_fedify(node_binary: str, obj: dict[str, Any]) -> dict[str, Any]:
-    contexts = {
-        url: json.loads((CONTEXTS / name).read_text()) for url, name in CONTEXT_FILES.items()
-    }
-    script = Path(__file__).with_name("fedify_read_object.mjs").read_text()
-    result = subprocess.run(
-        [node_binary, "--input-type=module", "-e", script],
-        input=json.dumps({"object": obj, "contexts": contexts}),
-        capture_output=True,
-        text=True,
-        cwd=PEER_DIR,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
 
 
 def test_fedify_reads_an_offer_as_a_proposal(
@@ -81,7 +59,11 @@ def test_fedify_reads_an_offer_as_a_proposal(
     assert record["fedify"]["listener"] == "Create"
     proposal = record["raw"]["object"]
     assert proposal["type"] == ["Note", "Proposal"] and proposal["purpose"] == "offer"
-    read = read_with_fedify(fedify_node_binary, {"@context": record["raw"]["@context"], **proposal})
+    read = read_with_fedify(
+        fedify_node_binary,
+        "fedify_read_object.mjs",
+        {"@context": record["raw"]["@context"], **proposal},
+    )
     # Fedify knows FEP-0837: it reads the object as its own Proposal class (software that
     # does not takes the Note), with the AS2 fields any reader shows.
     assert read["class"] == "Proposal"
