@@ -27,10 +27,10 @@ from sqlalchemy import func, select
 from bench._support import add_database_argument, backends
 from node.activitypub.federation import Federation
 from node.chamber import ensure_chamber_actor
-from node.clearing.ledger import LimitBreach
-from node.clearing.models import ClearingAccount
-from node.clearing.service import ClearingHouse
-from node.clearing.states import ExchangeEvent, Role
+from node.clearing.exchanges.house import ClearingHouse
+from node.clearing.exchanges.states import ExchangeEvent, Role
+from node.clearing.ledger.models import ClearingAccount
+from node.clearing.ledger.rules import LimitBreach
 from node.config import new_settings
 from node.db import make_engine, make_sessionmaker, read_only, session_scope
 from node.members.models import ClearingOverride, MemberStatus

@@ -28,15 +28,15 @@ from node.activitypub.transport import make_async_client
 from node.bricks.inbox import on_delete as delete_brick_object
 from node.bricks.inbox import register_brick_handlers, rename_remote_author
 from node.bricks.operations import BrickService
-from node.clearing.inbox import register_clearing_handlers
-from node.clearing.jobs import clearing_job_handlers
-from node.clearing.reconciliation_service import (
+from node.clearing.exchanges.house import ClearingHouse
+from node.clearing.exchanges.inbox import register_clearing_handlers
+from node.clearing.exchanges.jobs import clearing_job_handlers
+from node.clearing.reconciliation.service import (
     Reconciler,
     reconciliation_job_handlers,
     register_reconciliation_handlers,
 )
-from node.clearing.round_service import RoundService, register_round_handlers, round_job_handlers
-from node.clearing.service import ClearingHouse
+from node.clearing.rounds.service import RoundService, register_round_handlers, round_job_handlers
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker, utcnow
 from node.jobs import Handler, Worker

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from starlette.applications import Starlette
 
-from node.clearing.service import ClearingHouse
+from node.clearing.exchanges.house import ClearingHouse
 from node.config import Settings
 from node.db import session_scope
 from node.members.models import ClearingOverride, Member, MemberStatus

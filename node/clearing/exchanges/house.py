@@ -2,7 +2,8 @@
 
 Each change is one write transaction: the exchange row is locked (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers), the state machine
-(`node.clearing.states`) says whether the change is allowed, and on acceptance the involved
+(`node.clearing.exchanges.states`)
+says whether the change is allowed, and on acceptance the involved
 account rows are locked in id order, their balances and limits loaded, `ledger.apply` decides,
 and the entries and new balances are written; the signed activity is stored with
 `node.activitypub.outbox.publish` in the same transaction. Two acceptances racing for the same
@@ -36,15 +37,24 @@ from node.activitypub.federation import (
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, origin_of
-from node.clearing import history, ledger
-from node.clearing.activities import (
+from node.clearing.exchanges import history
+from node.clearing.exchanges.activities import (
     ExchangeTerms,
     event_activity,
     exchange_object,
     proposal_activity,
 )
-from node.clearing.ledger import AccountKind, Limits
-from node.clearing.models import (
+from node.clearing.exchanges.notices import notify_exchange
+from node.clearing.exchanges.states import (
+    ExchangeEvent,
+    ExchangeState,
+    Party,
+    Role,
+    next_state,
+    party_of,
+)
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
     ClearingEntry,
@@ -54,15 +64,7 @@ from node.clearing.models import (
     TransactionKind,
     member_account_key,
 )
-from node.clearing.notices import notify_exchange
-from node.clearing.states import (
-    ExchangeEvent,
-    ExchangeState,
-    Party,
-    Role,
-    next_state,
-    party_of,
-)
+from node.clearing.ledger.rules import AccountKind, Limits
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.config import Settings
 from node.db import read_only, session_scope
@@ -291,7 +293,7 @@ class ClearingHouse:
                 return await self.resolve_party(session, text)
         except CrossChamberUnavailable:
             pass
-        from node.clearing.partners import partner_for_actor  # noqa: PLC0415 (cycle)
+        from node.clearing.partners.service import partner_for_actor  # noqa: PLC0415 (cycle)
 
         try:
             actor_uri = await self.federation.resolve_handle(text)
@@ -533,7 +535,7 @@ class ClearingHouse:
         if event == ExchangeEvent.ACCEPT:
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
             if self.is_cross_chamber(found):
-                from node.clearing.settlement import prepare  # noqa: PLC0415 (cycle)
+                from node.clearing.settlement.steps import prepare  # noqa: PLC0415 (cycle)
 
                 return await prepare(self, member, key, comment=comment)
         now = self.clock()
@@ -624,7 +626,7 @@ class ClearingHouse:
         self, session: AsyncSession, accounts: Sequence[ClearingAccount]
     ) -> dict[str, tuple[int, int]]:
         """Each account's pending (debits, credits) reserved by prepared settlements."""
-        from node.clearing.partner_models import Hold, HoldState  # noqa: PLC0415
+        from node.clearing.partners.models import Hold, HoldState  # noqa: PLC0415
 
         by_id = {a.id: a.key for a in accounts}
         rows = await session.execute(

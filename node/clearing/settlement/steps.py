@@ -30,34 +30,11 @@ from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import deliver_again, publish
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing import history, ledger
-from node.clearing.activities import exchange_terms_match
-from node.clearing.models import (
-    COMMONS_FUND_KEY,
-    ClearingAccount,
-    ClearingTransaction,
-    Exchange,
-    TransactionKind,
-    member_account_key,
-    partner_account_key,
-)
-from node.clearing.notices import notify_exchange
-from node.clearing.partner_models import (
-    Hold,
-    HoldState,
-    Partner,
-    Settlement,
-    SettlementRole,
-    SettlementState,
-)
-from node.clearing.partners import (
-    URGENCY_AFTER_DEADLINE,
-    partner_by_uri,
-    partner_for_actor,
-    urgent_until,
-)
-from node.clearing.service import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
-from node.clearing.states import (
+from node.clearing.exchanges import history
+from node.clearing.exchanges.activities import exchange_terms_match
+from node.clearing.exchanges.house import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
+from node.clearing.exchanges.notices import notify_exchange
+from node.clearing.exchanges.states import (
     FINAL_STATES,
     OPEN_STATES,
     ExchangeEvent,
@@ -67,6 +44,30 @@ from node.clearing.states import (
     SettlementStates,
     next_state,
     party_of,
+)
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger.models import (
+    COMMONS_FUND_KEY,
+    ClearingAccount,
+    ClearingTransaction,
+    Exchange,
+    TransactionKind,
+    member_account_key,
+    partner_account_key,
+)
+from node.clearing.partners.models import (
+    Hold,
+    HoldState,
+    Partner,
+    Settlement,
+    SettlementRole,
+    SettlementState,
+)
+from node.clearing.partners.service import (
+    URGENCY_AFTER_DEADLINE,
+    partner_by_uri,
+    partner_for_actor,
+    urgent_until,
 )
 from node.clearing.units import format_minutes
 from node.db import insert_for, read_only, session_scope
@@ -810,7 +811,7 @@ async def _catch_up(
 ) -> None:
     """Apply the amendment the decider reports, if it is one we missed and its member signed
     it (the ``Update`` that reached us while we were settling was ignored)."""
-    from node.clearing.inbox import apply_amendment  # noqa: PLC0415 (cycle)
+    from node.clearing.exchanges.inbox import apply_amendment  # noqa: PLC0415 (cycle)
 
     if (
         not isinstance(proposal, dict)

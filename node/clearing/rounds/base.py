@@ -2,7 +2,7 @@
 
 `RoundBase` holds the federation and the clock, publishes this chamber's statement and posts a
 committed round to the ledger; the functions load and lock rounds and mirror balances. See
-`node.clearing.round_service` for the protocol.
+`node.clearing.rounds.service` for the protocol.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, same_origin
-from node.clearing import ledger
-from node.clearing.models import (
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger.models import (
     ClearingAccount,
     ClearingEntry,
     ClearingTransaction,
     TransactionKind,
     partner_account_key,
 )
-from node.clearing.partner_models import Partner
-from node.clearing.partners import urgent_until
-from node.clearing.round_models import ClearingRound, RoundParticipant
-from node.clearing.rounds import (
+from node.clearing.partners.models import Partner
+from node.clearing.partners.service import urgent_until
+from node.clearing.rounds.models import ClearingRound, RoundParticipant
+from node.clearing.rounds.protocol import (
     FINAL_ROUND_STATES,
     RoundError,
     RoundEvent,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from node.activitypub.federation import Federation
-from node.clearing.service import DEMURRAGE_JOB, EXPIRE_JOB, ClearingHouse
+from node.clearing.exchanges.house import DEMURRAGE_JOB, EXPIRE_JOB, ClearingHouse
 from node.config import Settings
 from node.db import session_scope
 from node.jobs import Done, Handler, Job, Outcome, ensure_pending, recur
@@ -59,7 +59,7 @@ def clearing_job_handlers(federation: Federation, settings: Settings) -> dict[st
             await _next(house, job, DEMURRAGE, house.terms.demurrage_period)
         return Done()
 
-    from node.clearing.settlement import settlement_job_handlers  # noqa: PLC0415 (cycle)
+    from node.clearing.settlement.steps import settlement_job_handlers  # noqa: PLC0415 (cycle)
 
     return {EXPIRE: expire, DEMURRAGE: demurrage, **settlement_job_handlers(house)}
 
