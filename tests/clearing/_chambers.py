@@ -64,11 +64,13 @@ class ClearingChamber(Chamber):
 
     @property
     def rounds(self) -> RoundService:
-        return RoundService.from_settings(self.federation, self.settings)
+        rounds: RoundService = self.app.state.node.services.rounds
+        return rounds
 
     @property
     def reconciler(self) -> Reconciler:
-        return Reconciler.from_settings(self.federation, self.settings)
+        reconciler: Reconciler = self.app.state.node.services.reconciler
+        return reconciler
 
     async def balances(self) -> dict[str, int]:
         async with read_only(self.federation.sessionmaker) as session:

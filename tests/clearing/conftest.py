@@ -21,8 +21,8 @@ MakeMember = Callable[..., Awaitable[tuple[Member, str]]]
 
 @pytest.fixture
 def house(app: Starlette) -> ClearingHouse:
-    node = app.state.node
-    return ClearingHouse(node.federation, node.settings)
+    house: ClearingHouse = app.state.node.services.clearing
+    return house
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from node.clearing.reconciliation.models import Reconciliation
 from node.clearing.reconciliation.service import (
     RECONCILE_JOB,
     UnknownPartner,
-    schedule_reconciliation,
 )
 from node.cli.reconciliation import add_reconciliation_commands
 from node.config import Settings
@@ -547,8 +546,8 @@ async def test_a_signed_statement_with_bad_fields_is_refused(
 
 async def test_the_periodic_job_sends_statements_and_schedules_the_next(pair: Pair) -> None:
     lille = pair.lille
-    assert await schedule_reconciliation(lille.node.federation, lille.settings) is True
-    assert await schedule_reconciliation(lille.node.federation, lille.settings) is False
+    assert await lille.node.services.reconciler.schedule() is True
+    assert await lille.node.services.reconciler.schedule() is False
     async with session_scope(lille.node.sessionmaker) as session:
         job = (await session.execute(select(Job).where(Job.kind == RECONCILE_JOB))).scalar_one()
         interval = timedelta(minutes=lille.settings.clearing_reconcile_interval_minutes)

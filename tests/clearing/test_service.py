@@ -200,7 +200,7 @@ async def test_periodic_jobs_keep_one_pending_run(house: ClearingHouse, app: Sta
     assert not await schedule(house, EXPIRE, now)
     assert await schedule(house, DEMURRAGE, now + timedelta(days=1))
     assert not await schedule(house, DEMURRAGE, now + timedelta(days=2))
-    handlers = clearing_job_handlers(node.federation, node.settings)
+    handlers = clearing_job_handlers(house)
     assert {EXPIRE, DEMURRAGE} <= set(handlers)
     await node.worker.run_once()
     pending: dict[str, int] = {}

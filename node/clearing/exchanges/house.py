@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -54,6 +54,7 @@ from node.clearing.exchanges.states import (
     party_of,
 )
 from node.clearing.ledger import rules as ledger
+from node.clearing.ledger import store
 from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
@@ -228,6 +229,14 @@ def _fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class Settle(Protocol):
+    """Settle an acceptance across chambers (the preparer's first step)."""
+
+    async def __call__(
+        self, house: ClearingHouse, member: Member, key: str, *, comment: str = ""
+    ) -> Exchange: ...
+
+
 class ClearingHouse:
     """Everything that changes the clearing house; built from the federation and settings."""
 
@@ -237,8 +246,12 @@ class ClearingHouse:
         settings: Settings,
         *,
         clock: Callable[[], datetime] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self.federation = federation
+        self.settle = settle
+        """How an acceptance across chambers settles (`node.clearing.settlement.steps.prepare`,
+        handed in by the runtime: the settlement depends on the house, not the reverse)."""
         self.settings = settings
         self.sessionmaker: async_sessionmaker[AsyncSession] = federation.sessionmaker
         self.terms = ClearingTerms.from_settings(settings)
@@ -463,7 +476,7 @@ class ClearingHouse:
                 history.start(session, exchange, now=now, by=self.actor_uri(member))
                 session.add(exchange)
                 await session.flush()
-                await self._record(session, exchange, "declare", member, now)
+                await self.record(session, exchange, "declare", member, now)
                 await ensure_pending(session, EXPIRE_JOB, exchange.expires_at, now=now)
         except IntegrityError:
             if idempotency_key is None:
@@ -528,20 +541,20 @@ class ClearingHouse:
         if event == ExchangeEvent.CONTEST and not comment.strip():
             raise InvalidExchange("comment", "say what is wrong, so that it can be amended")
         async with read_only(self.sessionmaker) as session:
-            found = await self._get(session, key)
+            found = await self.get(session, key)
             member_ids = [
                 m for m in (found.provider_member_id, found.beneficiary_member_id) if m is not None
             ]
         if event == ExchangeEvent.ACCEPT:
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
             if self.is_cross_chamber(found):
-                from node.clearing.settlement.steps import prepare  # noqa: PLC0415 (cycle)
-
-                return await prepare(self, member, key, comment=comment)
+                if self.settle is None:
+                    raise CrossChamberUnavailable(found.uri)
+                return await self.settle(self, member, key, comment=comment)
         now = self.clock()
         async with session_scope(self.sessionmaker) as session:
-            exchange = await self._get(session, key, lock=True)
-            role = self._role_of(exchange, member)
+            exchange = await self.get(session, key, lock=True)
+            role = self.role_of(exchange, member)
             party = party_of(role, Role(exchange.initiator))
             new_state = next_state(ExchangeState(exchange.state), event, party)
             if event == ExchangeEvent.AMEND:
@@ -565,17 +578,17 @@ class ClearingHouse:
             if event in (ExchangeEvent.CONTEST, ExchangeEvent.AMEND):
                 exchange.comment = comment.strip() if event == ExchangeEvent.CONTEST else ""
             history.move(session, exchange, new_state, now=now, by=self.actor_uri(member))
-            await self._record(session, exchange, event.value, member, now, comment=comment)
+            await self.record(session, exchange, event.value, member, now, comment=comment)
         return exchange
 
-    def _role_of(self, exchange: Exchange, member: Member) -> Role:
+    def role_of(self, exchange: Exchange, member: Member) -> Role:
         if exchange.provider_member_id == member.id:
             return Role.PROVIDER
         if exchange.beneficiary_member_id == member.id:
             return Role.BENEFICIARY
         raise NotAParty("you are neither the provider nor the beneficiary of this exchange")
 
-    async def _get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
+    async def get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
         query = select(Exchange).where(Exchange.key == key)
         if lock:
             query = query.with_for_update()
@@ -597,7 +610,7 @@ class ClearingHouse:
             levy,
             COMMONS_FUND_KEY if levy else None,
         )
-        await self._write(
+        await self.write(
             session,
             transaction,
             ClearingTransaction(
@@ -608,41 +621,7 @@ class ClearingHouse:
             ),
         )
 
-    async def lock_accounts(
-        self, session: AsyncSession, keys: Sequence[str]
-    ) -> dict[str, ClearingAccount]:
-        """The accounts ``keys``, locked in id order (the one order every writer uses)."""
-        accounts = (
-            await session.execute(
-                select(ClearingAccount)
-                .where(ClearingAccount.key.in_(list(keys)))
-                .order_by(ClearingAccount.id)
-                .with_for_update()
-            )
-        ).scalars()
-        return {a.key: a for a in accounts}
-
-    async def pending_holds(
-        self, session: AsyncSession, accounts: Sequence[ClearingAccount]
-    ) -> dict[str, tuple[int, int]]:
-        """Each account's pending (debits, credits) reserved by prepared settlements."""
-        from node.clearing.partners.models import Hold, HoldState  # noqa: PLC0415
-
-        by_id = {a.id: a.key for a in accounts}
-        rows = await session.execute(
-            select(Hold.account_id, Hold.amount).where(
-                Hold.account_id.in_(list(by_id)), Hold.state == HoldState.PENDING
-            )
-        )
-        holds: dict[str, tuple[int, int]] = {}
-        for account_id, amount in rows.all():
-            debits, credits = holds.get(by_id[account_id], (0, 0))
-            holds[by_id[account_id]] = (
-                (debits + amount, credits) if amount < 0 else (debits, credits + amount)
-            )
-        return holds
-
-    async def _write(
+    async def write(
         self,
         session: AsyncSession,
         transaction: ledger.Transaction,
@@ -650,37 +629,10 @@ class ClearingHouse:
         *,
         decided: bool = False,
     ) -> None:
-        """Lock the accounts (id order), apply the transaction, write entries and balances.
-
-        Limits are checked counting the pending holds of prepared settlements, unless the
-        transaction was ``decided`` already (a settlement's commit, a clearing round)."""
-        by_key = await self.lock_accounts(session, [p.account for p in transaction])
-        accounts = list(by_key.values())
-        balances = {a.key: a.balance for a in accounts}
-        if decided:
-            missing = {p.account for p in transaction} - set(by_key)
-            if missing:
-                raise ledger.UnknownAccount(sorted(missing)[0])
-            after = ledger.apply_decided(balances, transaction)
-        else:
-            limits = {a.key: self.terms.limits_of(a) for a in accounts}
-            holds = await self.pending_holds(session, accounts)
-            after = ledger.apply_with_holds(balances, holds, limits, transaction)
-        session.add(row)
-        await session.flush()
-        for posting in transaction:
-            account = by_key[posting.account]
-            account.balance = after[posting.account]
-            session.add(
-                ClearingEntry(
-                    transaction_id=row.id,
-                    account_id=account.id,
-                    amount=posting.amount,
-                    balance_after=account.balance,
-                    posted_at=row.posted_at,
-                )
-            )
-        await session.flush()
+        """Post ``transaction`` under this chamber's limits (`node.clearing.ledger.store.write`)."""
+        await store.write(
+            session, transaction, row, limits_of=self.terms.limits_of, decided=decided
+        )
 
     # --- activities -----------------------------------------------------------------------
 
@@ -703,7 +655,7 @@ class ClearingHouse:
             self.terms_of(exchange), state=ExchangeState(exchange.state), attributed_to=initiator
         )
 
-    async def _record(
+    async def record(
         self,
         session: AsyncSession,
         exchange: Exchange,
@@ -802,14 +754,14 @@ class ClearingHouse:
         expired = 0
         for key in keys:
             async with session_scope(self.sessionmaker) as session:
-                exchange = await self._get(session, key, lock=True)
+                exchange = await self.get(session, key, lock=True)
                 if exchange.state not in open_states or exchange.expires_at > now:
                     continue  # answered meanwhile
                 expired_state = next_state(
                     ExchangeState(exchange.state), ExchangeEvent.EXPIRE, Party.CHAMBER
                 )
                 history.move(session, exchange, expired_state, now=now, reason="expired")
-                await self._record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
+                await self.record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
                 expired += 1
         return expired
 
@@ -850,9 +802,9 @@ class ClearingHouse:
             if not postings:
                 return 0
             transaction = ledger.Transaction(postings)
-            # Balances are re-read under lock by _write; a race that moved one since is
+            # Balances are re-read under lock by write; a race that moved one since is
             # refused by the ledger or simply melts from the fresh balance on the next period.
-            await self._write(
+            await self.write(
                 session,
                 transaction,
                 ClearingTransaction(
@@ -965,9 +917,6 @@ class ClearingHouse:
         if before is not None:
             query = query.where(Exchange.id < before)
         return list((await session.execute(query)).scalars())
-
-    async def get(self, session: AsyncSession, key: str) -> Exchange:
-        return await self._get(session, key)
 
     async def events_of(self, session: AsyncSession, exchange: Exchange) -> list[ClearingEvent]:
         return list(

@@ -40,7 +40,6 @@ from node.clearing.exchanges.states import (
 from node.clearing.ledger.models import ClearingEvent, Exchange
 from node.clearing.partners.partnership import register_partnership_handlers
 from node.clearing.partners.service import partner_for_actor
-from node.clearing.settlement.steps import register_settlement_handlers
 from node.members.models import Member, MemberStatus
 
 __all__ = ["apply_amendment", "register_clearing_handlers"]
@@ -303,5 +302,4 @@ def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse
     for kind in ("TentativeReject", "Reject", "Undo"):  # of the current proposal
         for proposal in ("Offer", "Update"):
             dispatcher.register(kind, (proposal, ECONOMIC_EVENT), answer)
-    register_settlement_handlers(dispatcher, house)
     register_partnership_handlers(dispatcher)

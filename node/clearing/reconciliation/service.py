@@ -70,7 +70,6 @@ __all__ = [
     "partner_name",
     "reconciliation_job_handlers",
     "register_reconciliation_handlers",
-    "schedule_reconciliation",
 ]
 
 RECONCILE_JOB = "clearing.reconcile"
@@ -521,12 +520,6 @@ def register_reconciliation_handlers(dispatcher: InboxDispatcher, reconciler: Re
     dispatcher.register(ACTIVITY_TYPE, STATEMENT_TYPE, on_add)
 
 
-def reconciliation_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    """The periodic job: ``clearing.reconcile``."""
-    reconciler = Reconciler.from_settings(federation, settings)
+def reconciliation_job_handlers(reconciler: Reconciler) -> dict[str, Handler]:
+    """The periodic job: ``clearing.reconcile``, run by the node's one ``Reconciler``."""
     return {RECONCILE_JOB: reconciler.run}
-
-
-async def schedule_reconciliation(federation: Federation, settings: Settings) -> bool:
-    """Start the periodic cycle (idempotent): call it when a partner is added."""
-    return await Reconciler.from_settings(federation, settings).schedule()

@@ -69,7 +69,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.activitypub.federation import Federation
 from node.activitypub.inbox import Handler as InboxHandler
 from node.activitypub.inbox import InboxContext, InboxDispatcher
 from node.clearing.rounds.base import (
@@ -92,7 +91,6 @@ from node.clearing.rounds.protocol import (
     read_statement,
 )
 from node.clearing.rounds.views import ParticipantView, RoundDetail, RoundSummary, public_document
-from node.config import Settings
 from node.db import session_scope
 from node.jobs import Done, Fail, Handler, Job, Outcome, Retry
 
@@ -204,9 +202,8 @@ def register_round_handlers(dispatcher: InboxDispatcher, service: RoundService) 
         dispatcher.register(activity_type, object_type, handler(name))
 
 
-def round_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    """The durable jobs of clearing rounds, for the worker."""
-    service = RoundService.from_settings(federation, settings)
+def round_job_handlers(service: RoundService) -> dict[str, Handler]:
+    """The durable jobs of clearing rounds, for the worker, run by the node's one service."""
 
     async def review(job: Job) -> Outcome:
         return await service.review(str(job.payload["round"]))

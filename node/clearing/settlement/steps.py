@@ -46,6 +46,7 @@ from node.clearing.exchanges.states import (
     party_of,
 )
 from node.clearing.ledger import rules as ledger
+from node.clearing.ledger import store
 from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
@@ -219,8 +220,8 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
     now = house.clock()
     deadline = now + timedelta(seconds=house.settings.clearing_settlement_timeout_seconds)
     async with session_scope(house.sessionmaker) as session:
-        exchange = await house._get(session, key, lock=True)
-        role = house._role_of(exchange, member)
+        exchange = await house.get(session, key, lock=True)
+        role = house.role_of(exchange, member)
         next_state(
             ExchangeState(exchange.state),
             ExchangeEvent.ACCEPT,
@@ -228,10 +229,10 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         )
         previous = exchange.state
         transaction = _postings(house, exchange, partner.chamber_uri)
-        accounts = await house.lock_accounts(session, [p.account for p in transaction])
+        accounts = await store.lock_accounts(session, [p.account for p in transaction])
         limits = {k: house.terms.limits_of(a) for k, a in accounts.items()}
         balances = {k: a.balance for k, a in accounts.items()}
-        holds = await house.pending_holds(session, list(accounts.values()))
+        holds = await store.pending_holds(session, list(accounts.values()))
         try:
             ledger.apply_with_holds(balances, holds, limits, transaction)
         except ledger.LimitBreach as exc:
@@ -240,7 +241,7 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             raise
         by = house.actor_uri(member)
         history.move(session, exchange, ExchangeStates.settling, now=now, by=by)
-        accept = await house._record(
+        accept = await house.record(
             session,
             exchange,
             ExchangeEvent.ACCEPT.value,
@@ -600,7 +601,7 @@ async def _post_here(
     if any(p.account == COMMONS_FUND_KEY for p in transaction):
         await _ensure_commons(house, session, now)
     try:
-        await house._write(
+        await house.write(
             session,
             transaction,
             ClearingTransaction(
@@ -753,7 +754,7 @@ async def _finish(
         )
     ).all()
     if committed:
-        await house._write(
+        await house.write(
             session,
             ledger.Transaction(ledger.Posting(key, hold.amount) for hold, key in rows),
             ClearingTransaction(
