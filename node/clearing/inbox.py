@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
 from node.activitypub.keys import public_keys_of
+from node.activitypub.notes import keep_as_signed
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
 from node.clearing import history
@@ -297,6 +298,7 @@ def _on_answer(house: ClearingHouse) -> Any:
 def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
     """Exchanges with members of partner chambers, their settlement between chambers, and the
     partnerships' confirmations."""
+    keep_as_signed(ECONOMIC_EVENT)  # each proposal's signed document is a step of its proof
     dispatcher.register("Offer", ECONOMIC_EVENT, _on_proposal(house))
     dispatcher.register("Update", ECONOMIC_EVENT, _on_amend(house))
     answer = _on_answer(house)
