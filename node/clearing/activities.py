@@ -43,6 +43,7 @@ from node.clearing.states import (
     ExchangeState,
     InvalidTransition,
     Party,
+    crossing_correction,
     next_state,
 )
 from node.clearing.units import MINUTES_PER_HOUR, format_minutes
@@ -345,12 +346,26 @@ class _Replay:
         self.terms, self.proposal_id, self.initiator = _terms(obj), str(activity.get("id")), actor
         return "declare"
 
-    def _transition(self, event: ExchangeEvent, party: Party) -> None:
+    def _transition(
+        self, event: ExchangeEvent, party: Party, amended_version: int | None = None
+    ) -> None:
+        """The member's (or chamber's) step, or the correction of a copy whose refusal
+        crossed the declaring side's step (`crossing_correction`, as the inbox does)."""
         assert self.state is not None
         try:
             self.state = next_state(self.state, event, party)
         except InvalidTransition as exc:
-            raise _Refused(str(exc), event.value) from None
+            version = self.terms.get("version")
+            corrected = crossing_correction(
+                self.state,
+                event,
+                party,
+                version=version if isinstance(version, int) else 1,
+                amended_version=amended_version,
+            )
+            if corrected is None:
+                raise _Refused(str(exc), event.value) from None
+            self.state = corrected
 
     def _member(self, activity: Mapping[str, Any], actor: str, kind: Any) -> str:
         party = Party.INITIATOR if actor == self.initiator else Party.COUNTERPARTY
@@ -370,7 +385,9 @@ class _Replay:
         if event != ExchangeEvent.AMEND and obj != self.proposal_id:
             raise _Refused(f"answers {obj}, not the current proposal {self.proposal_id}", event)
         before = self.state
-        self._transition(event, party)
+        amended = obj.get("version") if isinstance(obj, Mapping) else None
+        valid = isinstance(amended, int) and not isinstance(amended, bool)
+        self._transition(event, party, amended if valid else None)
         if event == ExchangeEvent.AMEND:
             assert isinstance(obj, Mapping)
             parties = (obj.get("provider"), obj.get("receiver"))

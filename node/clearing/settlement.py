@@ -32,6 +32,7 @@ from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
 from node.clearing import history, ledger
 from node.clearing.activities import exchange_terms_match
+from node.clearing.copies import after_decision
 from node.clearing.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
@@ -803,6 +804,8 @@ async def _finish(
     if not committed and isinstance(result, dict) and exchange.state in open_states:
         await _catch_up(house, session, exchange, result.get("proposal"), now)
         await session.flush()
+    # What the declaring side did while we were settling (kept by node.clearing.copies).
+    await after_decision(session, exchange, now=now, expiry=house.terms.declaration_expiry)
 
 
 async def _catch_up(
