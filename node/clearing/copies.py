@@ -30,6 +30,7 @@ from node.clearing import history
 from node.clearing.models import DeferredStep, Exchange
 from node.clearing.notices import notify_exchange
 from node.clearing.states import (
+    OPEN_STATES,
     ExchangeEvent,
     ExchangeState,
     InvalidTransition,
@@ -217,8 +218,8 @@ async def after_decision(
     session: AsyncSession, exchange: Exchange, *, now: datetime, expiry: timedelta
 ) -> list[str]:
     """Once the settlement of our (locked) copy is decided: each step kept meanwhile, oldest
-    first, is applied if it still is one (after an abort), else dropped. Returns what was
-    applied."""
+    first, is applied if it still is one (after an abort), else dropped; if the abort left
+    the exchange open, its members are told (``reopened``). Returns what was applied."""
     rows = (
         await session.execute(
             select(DeferredStep, StoredActivity)
@@ -240,6 +241,8 @@ async def after_decision(
             log.info("kept %s of %s dropped: %s", stored.activity_type, exchange.uri, exc)
             continue
         applied.append(done)
+    if exchange.state in OPEN_STATES:
+        await notify_exchange(session, exchange, "reopened", exchange.initiator_uri)
     await session.flush()
     return applied
 

@@ -564,6 +564,8 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
             }
         else:
             _settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
+            if exchange.state in {s.value for s in OPEN_STATES}:  # its acceptance was not settled
+                await notify_exchange(session, exchange, "reopened", context.actor_uri)
         await session.flush()
         session.add(_event(exchange, "prepare", context.actor_uri, context.stored, now, comment=""))
         decision = await _answer(
