@@ -425,7 +425,15 @@ class _Replay:
             self.terms["receiver"],
             self.terms["minutes"],
         )
-        if stated != agreed:
+        assert self.state is not None
+        # At the declaring chamber, an acceptance of terms since amended is refused: its
+        # settlement states the older proposal's terms (and cannot commit).
+        stale = (
+            stated != agreed
+            and self.state != ExchangeState.SETTLING
+            and self._states_an_older_proposal(stated, obj.get("evidence"))
+        )
+        if stated != agreed and not stale:
             differ = ", ".join(
                 f"{name} {got!r} instead of {want!r}"
                 for name, got, want in zip(
@@ -435,7 +443,6 @@ class _Replay:
             )
             raise _Refused(f"the settlement differs from the exchange: {differ}", "prepare")
         accept = self._evidence_accept(obj.get("evidence"), counterparty)
-        assert self.state is not None
         if self.state == ExchangeState.SETTLING:
             if accept.get("id") != self.accept_id:
                 raise _Refused("the settlement carries another acceptance", "prepare")
@@ -443,11 +450,27 @@ class _Replay:
         else:
             # The decider records the member's Accept only with a commit: otherwise the
             # acceptance is known from the settlement's evidence alone.
-            back_to, may_commit = self.state, self._acceptable(accept)
+            back_to, may_commit = self.state, not stale and self._acceptable(accept)
             if may_commit:
                 self.state, self.accept_id = ExchangeState.SETTLING, str(accept.get("id"))
         self.in_flight = _InFlight(str(activity.get("id")), uri, actor, back_to, may_commit)
         return "prepare"
+
+    def _states_an_older_proposal(self, stated: tuple[Any, ...], evidence: Any) -> bool:
+        """Whether the settlement's terms are those of the proposal in its evidence, signed
+        by the member who declared the exchange (an acceptance that crossed an amendment)."""
+        if not isinstance(evidence, list) or not evidence or not isinstance(evidence[0], Mapping):
+            return False
+        proposal = evidence[0]
+        terms = proposal.get("object")
+        if proposal.get("type") not in ("Offer", "Update") or not isinstance(terms, Mapping):
+            return False
+        try:
+            self.check_proof(proposal, self.initiator)
+        except _Refused:
+            return False
+        keys = ("id", "provider", "receiver", "minutes")
+        return tuple(terms.get(key) for key in keys) == stated
 
     def _evidence_accept(self, evidence: Any, counterparty: str) -> Mapping[str, Any]:
         if (

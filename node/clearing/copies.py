@@ -146,8 +146,8 @@ async def amend(
     if not isinstance(obj, dict):
         raise _bad("an Update carries the exchange itself")
     amended = terms_of(obj)["version"]
-    if update.get("id") == exchange.proposal_activity_id:
-        raise InboxIgnored("this amendment is already the current proposal")
+    if update.get("id") == exchange.proposal_activity_id or amended <= exchange.version:
+        raise InboxIgnored(f"version {amended} is not newer than the current proposal's")
     state = ExchangeState(exchange.state)
     correction = False
     try:
@@ -228,23 +228,39 @@ async def after_decision(
             .order_by(DeferredStep.id)
         )
     ).all()
-    applied: list[str] = []
-    for step, stored in rows:
+    for step, _ in rows:
         await session.delete(step)
-        activity = stored.document
-        try:
-            if activity.get("type") == "Update":
-                done = await amend(session, exchange, activity, stored, now=now, expiry=expiry)
-            else:
-                done = await _deferred_answer(session, exchange, activity, stored, now=now)
-        except (InboxIgnored, InboxRejected) as exc:
-            log.info("kept %s of %s dropped: %s", stored.activity_type, exchange.uri, exc)
-            continue
-        applied.append(done)
+    applied: list[str] = []
+    pending = [stored for _, stored in rows]
+    while pending:  # a withdrawal of an amendment that arrived before it applies after it
+        left = []
+        for stored in pending:
+            try:
+                applied.append(await _apply_kept(session, exchange, stored, now, expiry))
+            except (InboxIgnored, InboxRejected):
+                left.append(stored)
+        if len(left) == len(pending):
+            break
+        pending = left
+    for stored in pending:
+        log.info("kept %s of %s dropped", stored.activity_type, exchange.uri)
     if exchange.state in OPEN_STATES:
         await notify_exchange(session, exchange, "reopened", exchange.initiator_uri)
     await session.flush()
     return applied
+
+
+async def _apply_kept(
+    session: AsyncSession,
+    exchange: Exchange,
+    stored: StoredActivity,
+    now: datetime,
+    expiry: timedelta,
+) -> str:
+    activity = stored.document
+    if activity.get("type") == "Update":
+        return await amend(session, exchange, activity, stored, now=now, expiry=expiry)
+    return await _deferred_answer(session, exchange, activity, stored, now=now)
 
 
 async def _deferred_answer(

@@ -231,3 +231,26 @@ async def test_an_amendment_crossing_an_accept_reaches_the_copy_after_the_abort(
         await lille.deliver()
         assert await pair.states() == ("posted", "posted")
         await pair.verified()
+
+
+async def test_amendments_kept_while_settling_that_the_decision_reports_are_not_taken_twice(
+    settings: Settings, archipelago: OpenArchipelago
+) -> None:
+    """Alice amends twice while Gand settles; Lille refuses the settlement (the terms
+    changed) and its decision carries the last amendment: Gand takes it once, and drops the
+    two Updates it kept (one older, one the same)."""
+    async with two_chambers(archipelago, settings) as (lille, gand):
+        pair = await _declared(lille, gand)
+        await pair.act("gand", "accept")
+        await pair.act("lille", "amend", minutes=50)
+        await pair.act("lille", "amend", minutes=40)
+        await lille.deliver()  # both Updates reach the settling copy: kept
+        await gand.deliver()  # the Offer: Lille refuses it, the accepted terms are old
+        await lille.deliver()  # its Reject, with the current proposal (version 3)
+        assert await pair.states() == ("proposed", "proposed")
+        at_lille, at_gand = await pair.verified()
+        assert at_lille["version"] == at_gand["version"] == 3
+        assert at_lille["minutes"] == at_gand["minutes"] == 40
+        assert [a["type"] for a in at_gand["history"]][-1] == "Update"
+        async with read_only(gand.node.sessionmaker) as session:
+            assert (await session.execute(select(DeferredStep))).all() == []
