@@ -7,7 +7,8 @@ current proposal, and a ``Reject`` by the declaring chamber expires it. Acceptan
 it is settled by the two chambers (`node.clearing.settlement`).
 
 Only members of partner chambers are heard; every activity must carry its actor's proof, since
-it is evidence later.
+it is evidence later. Once checked, a step is applied to our copy by `node.clearing.copies`
+(which also makes the copy follow the declaring chamber when two steps crossed).
 """
 
 from __future__ import annotations

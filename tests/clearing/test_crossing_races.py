@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 
 from node.activitypub.models import StoredActivity
 from node.clearing.activities import verify_exchange
-from node.clearing.models import DeferredStep
+from node.clearing.models import DeferredStep, Exchange
+from node.clearing.service import ClearingHouse
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState
@@ -254,3 +255,24 @@ async def test_amendments_kept_while_settling_that_the_decision_reports_are_not_
         assert [a["type"] for a in at_gand["history"]][-1] == "Update"
         async with read_only(gand.node.sessionmaker) as session:
             assert (await session.execute(select(DeferredStep))).all() == []
+
+
+async def test_a_refusal_crossing_an_expiry_ends_expired_on_both(
+    settings: Settings, archipelago: OpenArchipelago
+) -> None:
+    async with two_chambers(archipelago, settings) as (lille, gand):
+        pair = await _declared(lille, gand)
+        async with session_scope(lille.node.sessionmaker) as session:
+            await session.execute(
+                update(Exchange)
+                .where(Exchange.key == pair.at_lille)
+                .values(expires_at=utcnow() - timedelta(minutes=1))
+            )
+        assert await ClearingHouse(lille.federation, lille.settings).expire_due() == 1
+        await pair.act("gand", "refuse")
+        await gand.deliver()  # Lille ignores a refusal of what it expired
+        await lille.deliver()  # its expiry reaches Gand's refused copy
+        assert await pair.states() == ("expired", "expired")
+        assert await _corrections(gand) == [("refused", "expired")]
+        _, at_gand = await pair.verified()
+        assert [a["type"] for a in at_gand["history"]] == ["Offer", "Reject", "Reject"]
