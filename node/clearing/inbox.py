@@ -13,7 +13,6 @@ it is evidence later. Once checked, a step is applied to our copy by `node.clear
 
 from __future__ import annotations
 
-import logging
 import secrets
 from typing import Any
 
@@ -41,8 +40,6 @@ from node.clearing.states import (
 from node.members.models import Member, MemberStatus
 
 __all__ = ["apply_amendment", "register_clearing_handlers"]
-
-log = logging.getLogger(__name__)
 
 ECONOMIC_EVENT = "EconomicEvent"
 
