@@ -66,7 +66,14 @@ from node.clearing.ledger.models import (
     member_account_key,
 )
 from node.clearing.ledger.rules import AccountKind, Limits
-from node.clearing.units import ClearingError, format_minutes, require_minutes
+from node.clearing.units import (
+    MAX_BRICKS,
+    MAX_DESCRIPTION,
+    MAX_MINUTES,
+    ClearingError,
+    format_minutes,
+    require_minutes,
+)
 from node.config import Settings
 from node.db import read_only, session_scope
 from node.jobs import ensure_pending
@@ -93,9 +100,6 @@ __all__ = [
 
 EXPIRE_JOB = "clearing.expire"
 DEMURRAGE_JOB = "clearing.demurrage"
-MAX_MINUTES = 1000 * 60
-MAX_DESCRIPTION = 2000
-MAX_BRICKS = 20
 
 
 class ExchangeNotFound(ClearingError):

@@ -32,6 +32,7 @@ from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
 from node.clearing.exchanges import history
 from node.clearing.exchanges.activities import exchange_terms_match
+from node.clearing.exchanges.copies import after_decision
 from node.clearing.exchanges.house import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
 from node.clearing.exchanges.notices import notify_exchange
 from node.clearing.exchanges.states import (
@@ -565,6 +566,8 @@ def _on_settlement_offer(house: ClearingHouse) -> Any:
             }
         else:
             _settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
+            if exchange.state in {s.value for s in OPEN_STATES}:  # its acceptance was not settled
+                await notify_exchange(session, exchange, "reopened", context.actor_uri)
         await session.flush()
         session.add(_event(exchange, "prepare", context.actor_uri, context.stored, now, comment=""))
         decision = await _answer(
@@ -805,6 +808,8 @@ async def _finish(
     if not committed and isinstance(result, dict) and exchange.state in open_states:
         await _catch_up(house, session, exchange, result.get("proposal"), now)
         await session.flush()
+    # What the declaring side did while we were settling (kept by node.clearing.exchanges.copies).
+    await after_decision(session, exchange, now=now, expiry=house.terms.declaration_expiry)
 
 
 async def _catch_up(
