@@ -175,7 +175,7 @@ class StateGraph:
         target = cls.state(after)
         if target in source.targets or (correction and target in source.corrections):
             return target.name
-        if source.corrections and target in source.corrections:
+        if target in source.corrections:
             why = f"{source} → {target} is only a correction"
         elif source.final:
             why = "it is final"
