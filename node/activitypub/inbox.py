@@ -15,16 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, authority_of, id_of
+from node.activitypub.inbox_store import Received, store_received, why_not_stored
 from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.proofs import verify_proof
 from node.activitypub.signatures import PublicKey, averify_request
 from node.activitypub.urls import same_origin
-from node.db import read_only
+from node.jobs import Job
 from node.ops.metrics import INBOX_RECEIVED, INBOX_REJECTIONS
 
 __all__ = [
@@ -100,6 +100,8 @@ class InboxResult:
     status: int
     message: str
     reason: str = "accepted"
+    #: A handler added a job: the worker has something to do.
+    enqueued: bool = False
 
 
 @dataclass
@@ -334,21 +336,15 @@ async def _receive(
 async def _check_sender(
     federation: Federation, actor_uri: str, recipient_username: str | None
 ) -> None:
+    """Refuse a blocked host or a missing recipient before any signature work, from the
+    caches (which confirm a refusal in the database; the store checks again)."""
     if federation.is_local(actor_uri):
         raise InboxRejected(403, "activities of local actors are not accepted here", "localActor")
-    async with read_only(federation.sessionmaker) as session:
-        if await federation.is_blocked(session, actor_uri):
-            raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
-        recipient_exists = (
-            recipient_username is None
-            or (
-                await session.execute(
-                    select(LocalActor.id).where(LocalActor.username == recipient_username)
-                )
-            ).first()
-            is not None
-        )
-    if not recipient_exists:
+    if await federation.senders.blocked(actor_uri):
+        raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
+    if recipient_username is not None and not await federation.senders.has_recipient(
+        recipient_username
+    ):
         raise InboxRejected(404, f"no actor {recipient_username!r} here", "noRecipient")
 
 
@@ -379,6 +375,8 @@ async def _verify(
             method, url, headers, body, resolve_key=resolver(True), now=now
         )
     if not result.ok:
+        if await federation.senders.blocked_now(actor_uri):  # blocked since it was cached
+            raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
         log.info("inbox refused %s from %s: %s", activity["id"], actor_uri, result.message)
         raise InboxRejected(401, f"signature refused: {result.message}", str(result.reason))
     signer = owners.get(result.key_id or "")
@@ -422,45 +420,29 @@ async def _dispatch(
     recipient_username: str | None,
     dispatcher: InboxDispatcher,
 ) -> InboxResult:
-    """Store the activity and run its handler, in one transaction."""
+    """Store the activity and run its handlers, in one transaction whose first write is the
+    insert that also checks the sender's host and the recipient (``inbox_store``)."""
     async with federation.sessionmaker() as session:
-        recipient = None
-        if recipient_username is not None:
-            recipient = (
-                await session.execute(
-                    select(LocalActor).where(LocalActor.username == recipient_username)
-                )
-            ).scalar_one_or_none()
-        existing = await session.execute(
-            select(StoredActivity.id).where(StoredActivity.activity_id == activity["id"])
-        )
-        if existing.first() is not None:
-            return InboxResult(202, "already received", "duplicate")
         routed = await _routed_items(session, dispatcher, activity)
         if not any(handler is not None for _, handler, _ in routed):
             return _ignored(dispatcher, activity, routed[0][2])
-        stored = StoredActivity(
-            activity_id=activity["id"],
-            direction="in",
-            actor_uri=actor_uri,
-            activity_type=activity["type"],
-            object_id=id_of(routed[0][0].get("object")),
-            public=_is_public(activity),
-            document=activity,
-            created_at=federation.clock(),
+        received = Received(
+            activity,
+            actor_uri,
+            id_of(routed[0][0].get("object")),
+            _is_public(activity),
+            federation.clock(),
+            recipient_username,
         )
-        try:
-            async with session.begin_nested():
-                session.add(stored)
-                await session.flush()
-        except IntegrityError:
-            return InboxResult(202, "already received", "duplicate")
+        stored = await store_received(session, received)
+        if stored is None:
+            return await _not_stored(federation, session, received)
         contexts: list[InboxContext] = []
         try:
             for item, handler, _ in routed:
                 if handler is None:
                     continue  # this item is ignored, the others are handled
-                context = InboxContext(federation, session, item, actor_uri, recipient, stored)
+                context = InboxContext(federation, session, item, actor_uri, None, stored)
                 contexts.append(context)
                 await handler(context)
         except InboxRejected:
@@ -472,11 +454,26 @@ async def _dispatch(
         except FederationError as exc:
             await session.rollback()
             raise InboxRejected(422, str(exc), "unprocessable") from exc
+        enqueued = any(isinstance(obj, Job) for obj in session.identity_map.values())
         await session.commit()
     for context in contexts:
         for callback in context.after_commit:
             callback()
-    return InboxResult(202, "accepted")
+    return InboxResult(202, "accepted", enqueued=enqueued)
+
+
+async def _not_stored(
+    federation: Federation, session: AsyncSession, received: Received
+) -> InboxResult:
+    reason = await why_not_stored(session, received)
+    await session.rollback()
+    if reason == "duplicate":
+        return InboxResult(202, "already received", "duplicate")
+    if reason == "blockedDomain":
+        raise InboxRejected(403, f"{authority_of(received.actor_uri)} is blocked", "blockedDomain")
+    assert received.recipient_username is not None
+    federation.senders.not_a_recipient(received.recipient_username)
+    raise InboxRejected(404, f"no actor {received.recipient_username!r} here", "noRecipient")
 
 
 async def _signed_by_actor(
