@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -148,6 +149,30 @@ def start_fedify() -> subprocess.Popen[bytes] | None:
     process = subprocess.Popen(argv, cwd=FEDIFY_DIR, stdout=subprocess.DEVNULL)
     wait_listening(port, process, "the Fedify peer")
     process.port = port  # type: ignore[attr-defined]
+    return process
+
+
+def profile_node(directory: Path | None, label: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the node during the rounds (its own CPU shows in the node's figures:
+    profile and measure in separate runs)."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"node-{label.lower()}.txt"
+    beside = Path(sys.executable).parent / "py-spy"
+    argv = [
+        str(beside) if beside.exists() else "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+    ]
+    argv += ["--nonblocking", "--output", str(output)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
     return process
 
 
@@ -304,6 +329,7 @@ async def run_database(
             statuses.update(more)
             if set(statuses) != {202}:
                 raise SystemExit(f"[{label}] {target.label} warm-up answered {dict(statuses)}")
+        profiler = profile_node(args.profile, label, node.process.pid)
         for round_number in range(args.rounds):
             start = WARM_UP + round_number * args.count
             shift = round_number % len(targets)
@@ -317,6 +343,9 @@ async def run_database(
                     f"{(target.cpu - cpu) / args.count * 1000:6.2f} ms CPU/req",
                     flush=True,
                 )
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
     finally:
         node.stop()
         stop(one_tx)
@@ -388,6 +417,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
     parser.add_argument("--no-fedify", action="store_true", help="leave the Fedify peer out")
+    parser.add_argument(
+        "--profile", type=Path, help="write py-spy samples of the node here (skews its CPU)"
+    )
     add_database_argument(parser)
     args = parser.parse_args()
     try:
