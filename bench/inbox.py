@@ -170,7 +170,7 @@ def profile_node(directory: Path | None, label: str, pid: int) -> subprocess.Pop
         "--format",
         "raw",
     ]
-    argv += ["--nonblocking", "--output", str(output)]
+    argv += ["--gil", "--nonblocking", "--output", str(output)]  # Python CPU only
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches
     return process
