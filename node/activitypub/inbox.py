@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, authority_of, id_of
 from node.activitypub.inbox_store import Received, store_received, why_not_stored
@@ -421,52 +421,77 @@ async def _dispatch(
     dispatcher: InboxDispatcher,
 ) -> InboxResult:
     """Store the activity and run its handlers, in one transaction whose first write is the
-    insert that also checks the sender's host and the recipient (``inbox_store``)."""
-    async with federation.sessionmaker() as session:
-        routed = await _routed_items(session, dispatcher, activity)
-        if not any(handler is not None for _, handler, _ in routed):
-            return _ignored(dispatcher, activity, routed[0][2])
-        received = Received(
-            activity,
-            actor_uri,
-            id_of(routed[0][0].get("object")),
-            _is_public(activity),
-            federation.clock(),
-            recipient_username,
-        )
-        stored = await store_received(session, received)
-        if stored is None:
-            return await _not_stored(federation, session, received)
-        contexts: list[InboxContext] = []
+    insert that also checks the sender's host and the recipient (``inbox_store``).
+
+    The transaction is a Core connection's; the handlers' ORM session joins it, and costs
+    nothing (no session transaction, no flush) when a handler does not touch it.
+    """
+    engine = federation.sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        await connection.begin()
+        session = federation.sessionmaker(bind=connection)
         try:
-            for item, handler, _ in routed:
-                if handler is None:
-                    continue  # this item is ignored, the others are handled
-                context = InboxContext(federation, session, item, actor_uri, None, stored)
-                contexts.append(context)
-                await handler(context)
-        except InboxRejected:
-            await session.rollback()
-            raise
-        except InboxIgnored as exc:
-            await session.rollback()
-            return InboxResult(202, str(exc), "ignored")
-        except FederationError as exc:
-            await session.rollback()
-            raise InboxRejected(422, str(exc), "unprocessable") from exc
-        enqueued = any(isinstance(obj, Job) for obj in session.identity_map.values())
-        await session.commit()
+            result, contexts = await _store_and_handle(
+                federation, connection, session, activity, actor_uri, recipient_username, dispatcher
+            )
+            if result.reason == "accepted":
+                if session.in_transaction():
+                    await session.flush()
+                result = replace(
+                    result, enqueued=any(isinstance(o, Job) for o in session.identity_map.values())
+                )
+                await session.close()
+                await connection.commit()
+        finally:
+            await session.close()  # anything not committed is rolled back with the connection
     for context in contexts:
         for callback in context.after_commit:
             callback()
-    return InboxResult(202, "accepted", enqueued=enqueued)
+    return result
+
+
+async def _store_and_handle(
+    federation: Federation,
+    connection: AsyncConnection,
+    session: AsyncSession,
+    activity: dict[str, Any],
+    actor_uri: str,
+    recipient_username: str | None,
+    dispatcher: InboxDispatcher,
+) -> tuple[InboxResult, list[InboxContext]]:
+    routed = await _routed_items(session, dispatcher, activity)
+    if not any(handler is not None for _, handler, _ in routed):
+        return _ignored(dispatcher, activity, routed[0][2]), []
+    received = Received(
+        activity,
+        actor_uri,
+        id_of(routed[0][0].get("object")),
+        _is_public(activity),
+        federation.clock(),
+        recipient_username,
+    )
+    stored = await store_received(connection, received)
+    if stored is None:
+        return await _not_stored(federation, connection, received), []
+    contexts: list[InboxContext] = []
+    try:
+        for item, handler, _ in routed:
+            if handler is None:
+                continue  # this item is ignored, the others are handled
+            context = InboxContext(federation, session, item, actor_uri, None, stored)
+            contexts.append(context)
+            await handler(context)
+    except InboxIgnored as exc:
+        return InboxResult(202, str(exc), "ignored"), []
+    except FederationError as exc:
+        raise InboxRejected(422, str(exc), "unprocessable") from exc
+    return InboxResult(202, "accepted"), contexts
 
 
 async def _not_stored(
-    federation: Federation, session: AsyncSession, received: Received
+    federation: Federation, connection: AsyncConnection, received: Received
 ) -> InboxResult:
-    reason = await why_not_stored(session, received)
-    await session.rollback()
+    reason = await why_not_stored(connection, received)
     if reason == "duplicate":
         return InboxResult(202, "already received", "duplicate")
     if reason == "blockedDomain":

@@ -18,7 +18,7 @@ from typing import cast as cast_type
 
 from sqlalchemy import ColumnElement, Table, bindparam, cast, exists, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import make_transient_to_detached
 
 from node.activitypub.caches import block_candidates
@@ -80,9 +80,10 @@ def _statement(dialect: str, with_recipient: bool) -> Any:
     return statement
 
 
-async def store_received(session: AsyncSession, received: Received) -> StoredActivity | None:
+async def store_received(connection: AsyncConnection, received: Received) -> StoredActivity | None:
     """Insert the activity unless it is a duplicate, its sender's host is blocked or its
-    recipient does not exist; the stored row (in ``session``), or None."""
+    recipient does not exist; the stored row (detached: a session adopts it when a handler
+    links to it), or None."""
     activity = received.activity
     authority, hostname = block_candidates(received.actor_uri)
     parameters: dict[str, Any] = {
@@ -99,9 +100,8 @@ async def store_received(session: AsyncSession, received: Received) -> StoredAct
     }
     if received.recipient_username is not None:
         parameters["recipient"] = received.recipient_username
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     statement = _statement(dialect, received.recipient_username is not None)
-    connection = await session.connection()
     pk = (await connection.execute(statement, parameters)).scalar_one_or_none()
     if pk is None:
         return None
@@ -116,21 +116,19 @@ async def store_received(session: AsyncSession, received: Received) -> StoredAct
         document=activity,
         created_at=received.received_at,
     )
-    # The row exists: the session knows it without reading it back.
-    make_transient_to_detached(stored)
-    session.add(stored)
+    make_transient_to_detached(stored)  # the row exists: no session needs to read it back
     return stored
 
 
-async def why_not_stored(session: AsyncSession, received: Received) -> str:
+async def why_not_stored(connection: AsyncConnection, received: Received) -> str:
     """``"duplicate"``, ``"blockedDomain"`` or ``"noRecipient"``: why ``store_received``
     inserted nothing."""
-    duplicate = await session.execute(
+    duplicate = await connection.execute(
         select(StoredActivity.id).where(StoredActivity.activity_id == received.activity["id"])
     )
     if duplicate.first() is not None:
         return "duplicate"
-    blocked = await session.execute(
+    blocked = await connection.execute(
         select(DomainBlock.host).where(DomainBlock.host.in_(block_candidates(received.actor_uri)))
     )
     if blocked.first() is not None:
