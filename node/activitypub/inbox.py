@@ -112,6 +112,7 @@ class InboxContext:
     session: AsyncSession
     activity: dict[str, Any]
     actor_uri: str
+    #: Not loaded by the inbox (None): no handler needs it, and a POST reads nothing it need not.
     recipient: LocalActor | None
     stored: StoredActivity
     extra: dict[str, Any] = field(default_factory=dict)
