@@ -302,7 +302,7 @@ async def run_database(
     node.init()
     one_tx_url = database_url or f"sqlite:///{tmp}/one-tx-{label}.db"
     one_tx = start_floor("one-tx", shared.key_file, one_tx_url)
-    node.start()
+    node.start(timeout=180)  # a loaded machine can take a while to import and migrate
     try:
         assert node.process is not None
         chamber = f"{node.url}/actors/{CHAMBER}"
