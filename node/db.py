@@ -138,7 +138,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping on every checkout (a round trip per transaction): connections are recycled
+    # after ``pool_recycle`` seconds instead, below the idle timeouts of proxies and
+    # servers, and a connection that died meanwhile fails one transaction, not every one.
+    kwargs.setdefault("pool_recycle", 300)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
     return create_async_engine(url, **kwargs)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from node.activitypub.actors import ActorUrls, get_local_actor
+from node.activitypub.caches import KeyCache, SenderDirectory
 from node.activitypub.fetch import BadStatus, FetchError, Unreachable, fetch_document
 from node.activitypub.http_auth import HttpSignatureAuth, InMemorySignatureSchemeMemory
 from node.activitypub.keys import load_rsa_public_pem, unseal_ed25519, unseal_rsa
@@ -86,6 +87,14 @@ class Federation:
         default_factory=InMemorySignatureSchemeMemory
     )
     _signing_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    #: Parsed remote RSA keys by key id, with their owner (``resolve_key``).
+    key_cache: KeyCache = field(default_factory=KeyCache)
+    #: Blocked hosts and local recipients as the inbox checks them before verifying.
+    senders: SenderDirectory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.senders = SenderDirectory(self.sessionmaker, clock=self.clock)
+        self.key_cache.clock = self.clock
 
     # --- local actors -------------------------------------------------------------------------
 
@@ -218,6 +227,8 @@ class Federation:
         ).scalar_one_or_none()
         if cached is None:
             return None
+        if cached.rsa_key_id is not None:
+            self.key_cache.discard(cached.rsa_key_id)  # the key may change with the document
         for name, value in self._actor_values(uri, document).items():
             setattr(cached, name, value)
         cached.fetched_at = self.clock()
@@ -262,16 +273,27 @@ class Federation:
     async def resolve_key(
         self, key_id: str, *, refresh: bool = False
     ) -> tuple[rsa.RSAPublicKey, str]:
-        """The RSA key ``key_id`` and its owner's URI, through ``publicKey.owner`` if needed."""
+        """The RSA key ``key_id`` and its owner's URI, through ``publicKey.owner`` if needed:
+        from this process's ``key_cache``, else the stored actor, else fetched (``refresh``:
+        fetched again, for a key that no longer verifies)."""
         if not refresh:
+            hit = self.key_cache.get(key_id)
+            if hit is not None:
+                return hit  # type: ignore[no-any-return]
             async with read_only(self.sessionmaker) as session:
-                cached = (
+                row = (
                     await session.execute(
-                        select(RemoteActor).where(RemoteActor.rsa_key_id == key_id)
+                        select(RemoteActor.rsa_public_pem, RemoteActor.uri).where(
+                            RemoteActor.rsa_key_id == key_id
+                        )
                     )
-                ).scalar_one_or_none()
-            if cached is not None and cached.rsa_public_pem:
-                return load_rsa_public_pem(cached.rsa_public_pem), cached.uri
+                ).first()
+            if row is not None and row.rsa_public_pem:
+                found = (load_rsa_public_pem(row.rsa_public_pem), row.uri)
+                self.key_cache.put(key_id, found)
+                return found
+        else:
+            self.key_cache.discard(key_id)
         key_url = key_id.split("#")[0]
         owner_uri = key_url  # "actor#main-key": the actor document holds the key
         if key_url == key_id:
@@ -287,7 +309,9 @@ class Federation:
         actor = await self.get_remote_actor(owner_uri, refresh=refresh)
         if actor.rsa_key_id != key_id or actor.rsa_public_pem is None:
             raise FederationError(f"actor {owner_uri} does not publish the key {key_id}")
-        return load_rsa_public_pem(actor.rsa_public_pem), actor.uri
+        fetched = (load_rsa_public_pem(actor.rsa_public_pem), actor.uri)
+        self.key_cache.put(key_id, fetched)
+        return fetched
 
     async def resolve_handle(self, handle: str) -> str:
         """An actor URI from ``@user@host`` (WebFinger) or from an actor URL (checked)."""

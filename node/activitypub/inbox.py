@@ -10,21 +10,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, authority_of, id_of
+from node.activitypub.inbox_store import Received, store_received, why_not_stored
 from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.proofs import verify_proof
 from node.activitypub.signatures import PublicKey, averify_request
 from node.activitypub.urls import same_origin
-from node.db import read_only
+from node.jobs import Job
 from node.ops.metrics import INBOX_RECEIVED, INBOX_REJECTIONS
 
 __all__ = [
@@ -100,6 +100,8 @@ class InboxResult:
     status: int
     message: str
     reason: str = "accepted"
+    #: A handler added a job: the worker has something to do.
+    enqueued: bool = False
 
 
 @dataclass
@@ -110,6 +112,7 @@ class InboxContext:
     session: AsyncSession
     activity: dict[str, Any]
     actor_uri: str
+    #: Not loaded by the inbox (None): no handler needs it, and a POST reads nothing it need not.
     recipient: LocalActor | None
     stored: StoredActivity
     extra: dict[str, Any] = field(default_factory=dict)
@@ -334,21 +337,15 @@ async def _receive(
 async def _check_sender(
     federation: Federation, actor_uri: str, recipient_username: str | None
 ) -> None:
+    """Refuse a blocked host or a missing recipient before any signature work, from the
+    caches (which confirm a refusal in the database; the store checks again)."""
     if federation.is_local(actor_uri):
         raise InboxRejected(403, "activities of local actors are not accepted here", "localActor")
-    async with read_only(federation.sessionmaker) as session:
-        if await federation.is_blocked(session, actor_uri):
-            raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
-        recipient_exists = (
-            recipient_username is None
-            or (
-                await session.execute(
-                    select(LocalActor.id).where(LocalActor.username == recipient_username)
-                )
-            ).first()
-            is not None
-        )
-    if not recipient_exists:
+    if await federation.senders.blocked(actor_uri):
+        raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
+    if recipient_username is not None and not await federation.senders.has_recipient(
+        recipient_username
+    ):
         raise InboxRejected(404, f"no actor {recipient_username!r} here", "noRecipient")
 
 
@@ -379,6 +376,8 @@ async def _verify(
             method, url, headers, body, resolve_key=resolver(True), now=now
         )
     if not result.ok:
+        if await federation.senders.blocked_now(actor_uri):  # blocked since it was cached
+            raise InboxRejected(403, f"{authority_of(actor_uri)} is blocked", "blockedDomain")
         log.info("inbox refused %s from %s: %s", activity["id"], actor_uri, result.message)
         raise InboxRejected(401, f"signature refused: {result.message}", str(result.reason))
     signer = owners.get(result.key_id or "")
@@ -422,61 +421,85 @@ async def _dispatch(
     recipient_username: str | None,
     dispatcher: InboxDispatcher,
 ) -> InboxResult:
-    """Store the activity and run its handler, in one transaction."""
-    async with federation.sessionmaker() as session:
-        recipient = None
-        if recipient_username is not None:
-            recipient = (
-                await session.execute(
-                    select(LocalActor).where(LocalActor.username == recipient_username)
+    """Store the activity and run its handlers, in one transaction whose first write is the
+    insert that also checks the sender's host and the recipient (``inbox_store``).
+
+    The transaction is a Core connection's; the handlers' ORM session joins it, and costs
+    nothing (no session transaction, no flush) when a handler does not touch it.
+    """
+    engine = federation.sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        await connection.begin()
+        session = federation.sessionmaker(bind=connection)
+        try:
+            result, contexts = await _store_and_handle(
+                federation, connection, session, activity, actor_uri, recipient_username, dispatcher
+            )
+            if result.reason == "accepted":
+                if session.in_transaction():
+                    await session.flush()
+                result = replace(
+                    result, enqueued=any(isinstance(o, Job) for o in session.identity_map.values())
                 )
-            ).scalar_one_or_none()
-        existing = await session.execute(
-            select(StoredActivity.id).where(StoredActivity.activity_id == activity["id"])
-        )
-        if existing.first() is not None:
-            return InboxResult(202, "already received", "duplicate")
-        routed = await _routed_items(session, dispatcher, activity)
-        if not any(handler is not None for _, handler, _ in routed):
-            return _ignored(dispatcher, activity, routed[0][2])
-        stored = StoredActivity(
-            activity_id=activity["id"],
-            direction="in",
-            actor_uri=actor_uri,
-            activity_type=activity["type"],
-            object_id=id_of(routed[0][0].get("object")),
-            public=_is_public(activity),
-            document=activity,
-            created_at=federation.clock(),
-        )
-        try:
-            async with session.begin_nested():
-                session.add(stored)
-                await session.flush()
-        except IntegrityError:
-            return InboxResult(202, "already received", "duplicate")
-        contexts: list[InboxContext] = []
-        try:
-            for item, handler, _ in routed:
-                if handler is None:
-                    continue  # this item is ignored, the others are handled
-                context = InboxContext(federation, session, item, actor_uri, recipient, stored)
-                contexts.append(context)
-                await handler(context)
-        except InboxRejected:
-            await session.rollback()
-            raise
-        except InboxIgnored as exc:
-            await session.rollback()
-            return InboxResult(202, str(exc), "ignored")
-        except FederationError as exc:
-            await session.rollback()
-            raise InboxRejected(422, str(exc), "unprocessable") from exc
-        await session.commit()
+                await session.close()
+                await connection.commit()
+        finally:
+            await session.close()  # anything not committed is rolled back with the connection
     for context in contexts:
         for callback in context.after_commit:
             callback()
-    return InboxResult(202, "accepted")
+    return result
+
+
+async def _store_and_handle(
+    federation: Federation,
+    connection: AsyncConnection,
+    session: AsyncSession,
+    activity: dict[str, Any],
+    actor_uri: str,
+    recipient_username: str | None,
+    dispatcher: InboxDispatcher,
+) -> tuple[InboxResult, list[InboxContext]]:
+    routed = await _routed_items(session, dispatcher, activity)
+    if not any(handler is not None for _, handler, _ in routed):
+        return _ignored(dispatcher, activity, routed[0][2]), []
+    received = Received(
+        activity,
+        actor_uri,
+        id_of(routed[0][0].get("object")),
+        _is_public(activity),
+        federation.clock(),
+        recipient_username,
+    )
+    stored = await store_received(connection, received)
+    if stored is None:
+        return await _not_stored(federation, connection, received), []
+    contexts: list[InboxContext] = []
+    try:
+        for item, handler, _ in routed:
+            if handler is None:
+                continue  # this item is ignored, the others are handled
+            context = InboxContext(federation, session, item, actor_uri, None, stored)
+            contexts.append(context)
+            await handler(context)
+    except InboxIgnored as exc:
+        return InboxResult(202, str(exc), "ignored"), []
+    except FederationError as exc:
+        raise InboxRejected(422, str(exc), "unprocessable") from exc
+    return InboxResult(202, "accepted"), contexts
+
+
+async def _not_stored(
+    federation: Federation, connection: AsyncConnection, received: Received
+) -> InboxResult:
+    reason = await why_not_stored(connection, received)
+    if reason == "duplicate":
+        return InboxResult(202, "already received", "duplicate")
+    if reason == "blockedDomain":
+        raise InboxRejected(403, f"{authority_of(received.actor_uri)} is blocked", "blockedDomain")
+    assert received.recipient_username is not None
+    federation.senders.not_a_recipient(received.recipient_username)
+    raise InboxRejected(404, f"no actor {received.recipient_username!r} here", "noRecipient")
 
 
 async def _signed_by_actor(

@@ -125,6 +125,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=settings.trusted_proxies if args.proxy_headers else None,
         server_header=False,
+        loop="uvloop",  # the fast event loop and HTTP parser (pyproject's uvloop, httptools)
+        http="httptools",
     )
 
 

@@ -55,7 +55,8 @@ async def inbox(request: Request) -> Response:
         )
     except InboxRejected as exc:
         raise ApiError(exc.status, exc.message, reason=exc.reason) from None
-    node.worker.wakeup.set()
+    if result.enqueued:
+        node.worker.wakeup.set()
     return JSONResponse(
         {"status": result.message, "reason": result.reason}, status_code=result.status
     )
