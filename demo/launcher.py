@@ -9,7 +9,10 @@ Each command is a process of its own, with its own environment, arguments, outpu
 status, as ``python -m node.cli ARGS`` would be; but it is forked from a server that has
 imported the node once (``multiprocessing``'s forkserver, single-threaded), instead of
 starting a new interpreter that imports everything again: that import costs about a second
-of CPU per command, and the federation tests run hundreds of commands.
+of CPU per command, and the federation tests run hundreds of commands. As with any
+``multiprocessing`` start method but fork, the caller's main script is imported again in each
+command (as ``__mp_main__``): it must keep its work under ``if __name__ == "__main__"`` (pytest,
+the demo and ``python -m`` modules do).
 """
 
 from __future__ import annotations
