@@ -6,10 +6,11 @@ DATA ?= data
 PORT ?= 8000
 DEMO_PORT ?= 8101
 STAMP := $(VENV)/.installed
-#: pytest-xdist workers; the tests that start real processes all run on one of them
+#: pytest-xdist workers; the tests of one module that starts real processes run on one of them
+#: (federation_tests/conftest.py makes the units of work)
 TEST_WORKERS ?= 2
 
-.PHONY: run demo test lint install clean
+.PHONY: run demo test check fedify-peer bovine-peer lint install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,16 +40,25 @@ demo: $(STAMP)
 	$(BIN)/python -m demo.archipelago --base-port $(DEMO_PORT) $(DEMO_ARGS)
 
 ## make test: lint, type-check and run every test (PostgreSQL ones when ARCHIPEL_TEST_POSTGRES_URL is set)
-test: $(STAMP)
+## (the interop peers install while the project installs and is checked: the first is mostly
+## waiting on the network, the second on the processor)
+test:
+	@$(MAKE) --no-print-directory -j3 fedify-peer bovine-peer check
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$status
+
+check: $(STAMP)
 	$(BIN)/ruff check node tests federation_tests bench demo
 	$(BIN)/ruff format --check node tests federation_tests bench demo
 	$(BIN)/mypy node demo
+
+fedify-peer:
 	@bash federation_tests/fedify_peer/install.sh >/dev/null || \
 	  echo "warning: the Fedify peer could not be installed; its interop tests will be skipped"
+
+bovine-peer:
 	@bash federation_tests/bovine_peer/install.sh >/dev/null || \
 	  echo "warning: the bovine peer could not be installed; its interop test will be skipped"
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
-	if [ $$status -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check node tests federation_tests bench demo

@@ -8,7 +8,6 @@ them one by one (SIGTERM, then SIGKILL after a grace period).
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ class Chamber:
     #: (username, display name); the first one is the chamber's administrator.
     members: list[tuple[str, str]]
     tokens: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
+    process: launcher.NodeCommand | None = None
 
     @property
     def data_dir(self) -> Path:

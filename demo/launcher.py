@@ -4,18 +4,30 @@ tests (``federation_tests/harness.py`` builds on it; nothing here imports pytest
 ``archipel`` runs one CLI command; ``start_serve`` runs ``archipel serve`` until it answers
 ``/healthz``; ``stop`` ends it (SIGTERM, then SIGKILL after a grace period), ``kill`` as a
 crash would.
+
+Each command is a process of its own, with its own environment, arguments, output and exit
+status, as ``python -m node.cli ARGS`` would be; but it is forked from a server that has
+imported the node once (``multiprocessing``'s forkserver, single-threaded), instead of
+starting a new interpreter that imports everything again: that import costs about a second
+of CPU per command, and the federation tests run hundreds of commands. As with any
+``multiprocessing`` start method but fork, the caller's main script is imported again in each
+command (as ``__mp_main__``): it must keep its work under ``if __name__ == "__main__"`` (pytest,
+the demo and ``python -m`` modules do).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +36,7 @@ import httpx
 __all__ = [
     "HOST",
     "LaunchError",
+    "NodeCommand",
     "archipel",
     "free_port",
     "kill",
@@ -91,19 +104,122 @@ def without_archipel_settings(extra: Mapping[str, str]) -> dict[str, str]:
     return {**env, "NO_PROXY": no_proxy, "no_proxy": no_proxy, **extra}
 
 
+#: What the command server imports before it forks (a module missing here is imported by
+#: each command, as before).
+_PRELOAD = ["node.cli", "node.web.app", "uvicorn"]
+
+
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def _run_command(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdout: str,
+    stderr: str,
+    new_session: bool,
+) -> None:
+    """In the forked process: the environment, directory and output files of the command,
+    then ``archipel ARGV`` (its exit status is the process's)."""
+    if new_session:
+        os.setsid()
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, stdout), (2, stderr)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    from node.cli import main
+
+    sys.argv = ["archipel", *argv]
+    try:
+        code = main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
+
+
+class NodeCommand:
+    """A running ``archipel`` command, with the parts of ``subprocess.Popen`` the launcher's
+    callers use (``poll``, ``wait``, ``terminate``, ``kill``, ``send_signal``, ``pid``)."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path | None = None,
+        new_session: bool = False,
+    ) -> None:
+        self.args = ["archipel", *argv]
+        self._process: BaseProcess = _context().Process(
+            target=_run_command,
+            args=(list(argv), dict(env), os.getcwd(), str(stdout), str(stderr or stdout)),
+            kwargs={"new_session": new_session},
+            name=f"archipel {argv[0] if argv else ''}",
+            # a node a test forgot is ended with its test run instead of keeping it waiting
+            daemon=True,
+        )
+        self._process.start()
+
+    @property
+    def pid(self) -> int:
+        pid = self._process.pid
+        assert pid is not None
+        return pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        self._process.join(0)
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self._process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 def archipel(*argv: str, env: Mapping[str, str] | None = None) -> str:
-    """Run ``archipel ARGV...`` with this interpreter; its output. Raises ``LaunchError`` with
-    the output if it fails."""
-    result = subprocess.run(
-        [sys.executable, "-m", "node.cli", *argv],
-        capture_output=True,
-        text=True,
-        env=dict(env) if env is not None else None,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise LaunchError(f"archipel {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+    """Run ``archipel ARGV...`` (a process of its own, see the module's note); its output.
+    Raises ``LaunchError`` with the output if it fails."""
+    with tempfile.TemporaryDirectory(prefix="archipel-command-") as outputs:
+        stdout, stderr = Path(outputs, "stdout"), Path(outputs, "stderr")
+        command = NodeCommand(
+            argv, env=dict(os.environ if env is None else env), stdout=stdout, stderr=stderr
+        )
+        try:
+            code = command.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            command.kill()
+            command.wait()
+            raise
+        out = stdout.read_text() if stdout.exists() else ""
+        err = stderr.read_text() if stderr.exists() else ""
+    if code != 0:
+        raise LaunchError(f"archipel {' '.join(argv)} failed:\n{out}\n{err}")
+    return out
 
 
 def _log_tail(log_path: Path, chars: int = 3000) -> str:
@@ -122,34 +238,29 @@ def start_serve(
     new_session: bool = False,
     stopping: threading.Event | None = None,
     note: str = "",
-) -> subprocess.Popen[bytes]:
+) -> NodeCommand:
     """``archipel serve`` on ``HOST:port``, its output appended to ``log_path`` (after a line
     ``--- start NOTE``), once it answers ``/healthz``. ``new_session`` keeps a Ctrl-C meant
     for the caller from reaching it; ``stopping`` gives up the wait."""
     with log_path.open("ab") as log:
         log.write(f"--- start {note}\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "node.cli",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                *serve_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=new_session,
-        )
+    process = NodeCommand(
+        [
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *serve_args,
+        ],
+        env=env,
+        stdout=log_path,
+        new_session=new_session,
+    )
     deadline = time.monotonic() + timeout
     while stopping is None or not stopping.is_set():
         if process.poll() is not None:
@@ -166,7 +277,7 @@ def start_serve(
     return process
 
 
-def stop(process: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+def stop(process: NodeCommand | None, grace: float = 15.0) -> None:
     """SIGTERM (the server finishes its requests and its worker's current job), then SIGKILL
     if it has not ended after ``grace`` seconds."""
     if process is None:
@@ -180,7 +291,7 @@ def stop(process: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
         process.wait()
 
 
-def kill(process: subprocess.Popen[bytes] | None) -> None:
+def kill(process: NodeCommand | None) -> None:
     """SIGKILL: no shutdown handler runs, as in a crash."""
     if process is not None and process.poll() is None:
         process.kill()

@@ -60,7 +60,7 @@ class NodeProcess:
     #: The public port (the one in the node's URL): the proxy's when ``behind_proxy``.
     port: int = field(default_factory=free_port)
     database_url: str | None = None
-    process: subprocess.Popen[bytes] | None = None
+    process: launcher.NodeCommand | None = None
     #: Put a ``federation_tests.proxy.Proxy`` on the public port, the node on ``inner_port``.
     behind_proxy: bool = False
     #: Where ``serve`` listens: the public ``port`` unless something else (a proxy, Caddy)
