@@ -7,6 +7,11 @@ connection if any resolved address is not public (`addresses.forbidden_reason`),
 to the checked IP *literal*. The address connected to is therefore the address checked: there is
 no second DNS lookup a rebinding attacker could answer differently.
 
+Connections are kept alive and reused per host (`_DEFAULT_LIMITS`); over TLS the client offers
+HTTP/2 by ALPN (`http2=True`, the `h2` package) and one connection then carries every concurrent
+request to that host. Either way a connection is only ever opened by `connect_tcp`: reuse never
+skips the guard, it only saves a new, guarded, connection.
+
 TLS is unaffected: httpcore's `AsyncHTTPConnection._connect` (httpcore 1.0) calls
 `connect_tcp(host=origin.host, ...)` and then, separately,
 `stream.start_tls(ssl_context, server_hostname=sni_hostname or origin.host)` — SNI and certificate
@@ -52,7 +57,11 @@ Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 _SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
-_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: Deliveries go to many hosts: keep a connection open per recently used host (HTTP/1.1
+#: keep-alive, or one multiplexed HTTP/2 connection where the host offers it through ALPN).
+_DEFAULT_LIMITS = httpx.Limits(
+    max_connections=200, max_keepalive_connections=200, keepalive_expiry=30.0
+)
 
 
 class UnknownHostError(httpx.ConnectError):
@@ -204,7 +213,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         allow_private_addresses: bool,
         resolver: Resolver | None = None,
         verify: ssl.SSLContext | bool = True,
-        http2: bool = False,
+        http2: bool = True,
         limits: httpx.Limits = _DEFAULT_LIMITS,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
