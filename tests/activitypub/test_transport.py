@@ -36,6 +36,7 @@ from node.activitypub.transport import (
     ForbiddenAddressError,
     GuardedNetworkBackend,
     GuardedTransport,
+    HostPools,
     make_async_client,
     system_resolver,
 )
@@ -503,6 +504,27 @@ async def test_http1__keep_alive_reuses_the_guarded_connection(
     assert resolver.lookups == ["public.example"]
 
 
+async def test_each_host_has_its_own_pool_and_idle_ones_close(
+    serve: Callable[..., _Server],
+) -> None:
+    server = serve()
+    resolver = _Resolver({"a.example": [PUBLIC_A], "b.example": [PUBLIC_B]})
+    internet = _Internet({PUBLIC_A: server.port, PUBLIC_B: server.port})
+    client = _guarded_client(resolver=resolver, internet=internet)
+    pools = client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pools, HostPools)
+    now = [0.0]
+    pools.clock = lambda: now[0]
+    async with client:
+        for host in ("a.example", "b.example", "a.example"):
+            assert (await client.get(f"http://{host}:{server.port}/")).status_code == 200
+        assert sorted(host for _, host, _ in pools.pools) == [b"a.example", b"b.example"]
+        assert internet.attempts == [PUBLIC_A, PUBLIC_B]  # a.example's connection reused
+        now[0] = pools.idle_expiry + 1
+        await client.get(f"http://{PUBLIC_A}:{server.port}/")  # a new host: idle pools close
+        assert [host for _, host, _ in pools.pools] == [PUBLIC_A.encode()]
+
+
 # --- failures that are not refusals -----------------------------------------------------------
 
 
@@ -550,12 +572,15 @@ def test_make_async_client__wires_the_guard() -> None:
     client = make_async_client(allow_private_addresses=False, user_agent=UA, timeout=7)
     guarded = client._transport
     assert isinstance(guarded, GuardedTransport)
-    assert isinstance(guarded._pool, httpcore.AsyncConnectionPool)
-    assert guarded._pool._network_backend is guarded.network_backend
+    pools = guarded._pool
+    assert isinstance(pools, HostPools)
+    pool = pools.make_pool()  # what each host gets
+    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert pool._network_backend is guarded.network_backend
     assert isinstance(guarded.network_backend, GuardedNetworkBackend)
     assert guarded.network_backend.allow_private_addresses is False
-    assert guarded._pool._http2 is True  # offered by ALPN over TLS
-    assert guarded._pool._max_keepalive_connections >= 100  # one kept per recent host
+    assert pool._http2 is True  # offered by ALPN over TLS
+    assert pool._max_keepalive_connections >= 1  # kept alive between requests to a host
     assert client._mounts == {}
     assert client.trust_env is False
     assert client.follow_redirects is False
