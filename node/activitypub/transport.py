@@ -273,19 +273,25 @@ class HostPools:
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port)
+        self._used[origin] = self.clock()  # before any await: never closed as idle now
         pool = self.pools.get(origin)
         if pool is None:
-            await self._close_idle()
             pool = self.pools[origin] = self.make_pool()
-        self._used[origin] = self.clock()
+            await self._close_idle()
         return await pool.handle_async_request(request)
 
     async def _close_idle(self) -> None:
         cutoff = self.clock() - self.idle_expiry
-        for origin, used in list(self._used.items()):
-            pool = self.pools[origin]
-            if used < cutoff and all(c.is_idle() or c.is_closed() for c in pool.connections):
-                del self.pools[origin], self._used[origin]
+        idle = [
+            origin
+            for origin, used in self._used.items()
+            if used < cutoff
+            and all(c.is_idle() or c.is_closed() for c in self.pools[origin].connections)
+        ]
+        for origin in idle:
+            if self._used.get(origin, cutoff) < cutoff:  # not used again while closing others
+                pool = self.pools.pop(origin)
+                del self._used[origin]
                 await pool.aclose()
 
     async def aclose(self) -> None:
