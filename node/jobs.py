@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    insert,
     or_,
     select,
     text,
@@ -48,6 +49,7 @@ __all__ = [
     "Retry",
     "Worker",
     "enqueue",
+    "enqueue_many",
     "ensure_pending",
     "next_delay",
     "recur",
@@ -159,6 +161,40 @@ async def enqueue(
     session.add(job)
     await session.flush()
     return job
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    kind: str,
+    items: list[tuple[dict[str, Any], str | None]],
+    *,
+    activity_pk: int | None = None,
+    give_up_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> None:
+    """`enqueue` of one job per ``(payload, host)``, in one INSERT (a fan-out's deliveries)."""
+    if not items:
+        return
+    now = now or utcnow()
+    give_up_at = now + give_up_after if give_up_after else None
+    await session.execute(
+        insert(Job),
+        [
+            {
+                "kind": kind,
+                "state": JobState.PENDING,
+                "payload": payload,
+                "host": host,
+                "activity_pk": activity_pk,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "give_up_at": give_up_at,
+                "last_error": "",
+                "created_at": now,
+            }
+            for payload, host in items
+        ],
+    )
 
 
 async def ensure_pending(

@@ -33,7 +33,7 @@ from node.activitypub.models import (
     StoredActivity,
 )
 from node.db import insert_for
-from node.jobs import enqueue
+from node.jobs import enqueue, enqueue_many
 
 __all__ = [
     "DELIVER",
@@ -185,24 +185,17 @@ async def publish(
     )
     session.add(stored)
     await session.flush()
-    blocked: set[str] = set()
-    sent: list[str] = []
-    for inbox in _unique(targets):
-        if federation.is_local(inbox) or inbox in blocked:
-            continue
-        if await federation.is_blocked(session, inbox):
-            blocked.add(inbox)
-            continue
-        sent.append(inbox)
-        await enqueue(
-            session,
-            DELIVER,
-            _payload(inbox, actor.username, urgent_until),
-            host=authority_of(inbox),
-            activity_pk=stored.id,
-            give_up_after=DeliveryPolicy.give_up_after,
-            now=now,
-        )
+    remote = [inbox for inbox in _unique(targets) if not federation.is_local(inbox)]
+    blocked = await federation.blocked_among(session, remote)  # one query for all
+    sent = [inbox for inbox in remote if inbox not in blocked]
+    await enqueue_many(
+        session,
+        DELIVER,
+        [(_payload(inbox, actor.username, urgent_until), authority_of(inbox)) for inbox in sent],
+        activity_pk=stored.id,
+        give_up_after=DeliveryPolicy.give_up_after,
+        now=now,
+    )
     if stored.activity_type in RECORDED_TYPES and stored.object_id is not None:
         await _record_deliveries(session, stored.object_id, sent, now)
     return stored
