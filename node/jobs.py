@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,7 +23,10 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
+    bindparam,
+    insert,
     or_,
     select,
     text,
@@ -45,6 +49,7 @@ __all__ = [
     "Retry",
     "Worker",
     "enqueue",
+    "enqueue_many",
     "ensure_pending",
     "next_delay",
     "recur",
@@ -158,6 +163,40 @@ async def enqueue(
     return job
 
 
+async def enqueue_many(
+    session: AsyncSession,
+    kind: str,
+    items: list[tuple[dict[str, Any], str | None]],
+    *,
+    activity_pk: int | None = None,
+    give_up_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> None:
+    """`enqueue` of one job per ``(payload, host)``, in one INSERT (a fan-out's deliveries)."""
+    if not items:
+        return
+    now = now or utcnow()
+    give_up_at = now + give_up_after if give_up_after else None
+    await session.execute(
+        insert(Job),
+        [
+            {
+                "kind": kind,
+                "state": JobState.PENDING,
+                "payload": payload,
+                "host": host,
+                "activity_pk": activity_pk,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "give_up_at": give_up_at,
+                "last_error": "",
+                "created_at": now,
+            }
+            for payload, host in items
+        ],
+    )
+
+
 async def ensure_pending(
     session: AsyncSession,
     kind: str,
@@ -207,7 +246,15 @@ async def recur(
 
 
 class Worker:
-    """Claims due jobs and runs their handler; ``run_once`` is what tests step."""
+    """Claims due jobs and runs their handler; ``run_once`` is what tests step.
+
+    Up to ``concurrency`` jobs run at once, at most ``per_host`` of them for one host: a claim
+    skips the jobs of a host that already has its share (they stay due for the next claim).
+    A handler with a ``prepare(jobs)`` method is given the jobs of its kind as soon as they
+    are claimed, to load what they need in one read instead of one per job. Finished jobs are
+    written together: whoever finishes while another write is in flight joins the next one
+    (one transaction for all of them), and ``_finish`` returns once its job is written.
+    """
 
     def __init__(
         self,
@@ -228,9 +275,12 @@ class Worker:
         self.retry_base = retry_base
         self.clock = clock
         self.wakeup = asyncio.Event()
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_running: Counter[str] = Counter()
+        self._unwritten: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        self._write_lock = asyncio.Lock()
 
     async def claim(self, limit: int) -> list[Job]:
+        """Lease up to ``limit`` due jobs, oldest first, within each host's share."""
         now = self.clock()
         async with self.sessionmaker() as session, session.begin():
             await session.connection(execution_options=WRITE)
@@ -243,10 +293,10 @@ class Worker:
                     or_(Job.locked_until.is_(None), Job.locked_until < now),
                 )
                 .order_by(Job.next_attempt_at, Job.id)
-                .limit(limit)
+                .limit(limit * 4)
                 .with_for_update(skip_locked=True)
             )
-            jobs = list((await session.execute(query)).scalars())
+            jobs = self._within_host_shares(list((await session.execute(query)).scalars()), limit)
             if jobs:
                 await session.execute(
                     update(Job)
@@ -255,7 +305,33 @@ class Worker:
                 )
             return jobs
 
-    async def _finish(self, job: Job, outcome: Outcome) -> None:
+    def _within_host_shares(self, candidates: list[Job], limit: int) -> list[Job]:
+        taken: Counter[str] = Counter(self._host_running)
+        chosen: list[Job] = []
+        for job in candidates:
+            if job.host is not None:
+                if taken[job.host] >= self.per_host:
+                    continue  # left unleased: the lock ends with this transaction
+                taken[job.host] += 1
+            chosen.append(job)
+            if len(chosen) == limit:
+                break
+        return chosen
+
+    async def _prepare(self, jobs: list[Job]) -> None:
+        by_kind: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_kind.setdefault(job.kind, []).append(job)
+        for kind, batch in by_kind.items():
+            prepare = getattr(self.handlers[kind], "prepare", None)
+            if prepare is None:
+                continue
+            try:
+                await prepare(batch)
+            except Exception:  # the handler loads what it needs itself then
+                log.exception("preparing %d %s jobs failed", len(batch), kind)
+
+    def _finish_values(self, job: Job, outcome: Outcome) -> dict[str, Any]:
         now = self.clock()
         values: dict[str, Any] = {"attempts": job.attempts + 1, "locked_until": None}
         if isinstance(outcome, Done):
@@ -279,59 +355,141 @@ class Worker:
             )
             values |= {"next_attempt_at": now + delay, "last_error": outcome.error[:2000]}
             JOBS_FINISHED.inc(kind=job.kind, outcome="retry")
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Job).where(Job.id == job.id, Job.state == JobState.PENDING).values(**values)
-            )
+        return values
+
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        """Record the outcome; returns once it is committed (with the others finished
+        meanwhile: a group commit)."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unwritten.append((job.id, self._finish_values(job, outcome), written))
+        async with self._write_lock:
+            if not written.done():
+                batch, self._unwritten = self._unwritten, []
+                try:
+                    await self._write_finished(batch)
+                except Exception as exc:
+                    for _, _, future in batch:
+                        future.set_exception(exc)
+                except BaseException:  # cancelled: the next writer takes them
+                    self._unwritten[:0] = batch
+                    raise
+                else:
+                    for _, _, future in batch:
+                        future.set_result(None)
+        await written
+
+    async def _write_finished(
+        self, batch: list[tuple[int, dict[str, Any], asyncio.Future[None]]], tries: int = 3
+    ) -> None:
+        """One transaction, one ``executemany`` per shape of outcome. Retried a little: a job
+        whose outcome is lost runs again after its lease (its POST sent twice)."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for job_id, values, _ in batch:
+            params = {"job_id": job_id, **{f"v_{key}": value for key, value in values.items()}}
+            shapes.setdefault(tuple(sorted(values)), []).append(params)
+        table = cast(Table, Job.__table__)
+        for attempt in range(tries):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    await session.connection(execution_options=WRITE)
+                    for keys, rows in shapes.items():
+                        statement = (
+                            update(table)
+                            .where(
+                                table.c.id == bindparam("job_id"),
+                                table.c.state == JobState.PENDING,
+                            )
+                            .values(
+                                {
+                                    key: bindparam(f"v_{key}", type_=table.c[key].type)
+                                    for key in keys
+                                }
+                            )
+                        )
+                        await session.execute(statement, rows)
+                return
+            except Exception:
+                if attempt == tries - 1:
+                    raise
+                log.warning("writing %d finished jobs failed; again", len(batch), exc_info=True)
+                await asyncio.sleep(0.1 * (attempt + 1))
 
     async def _run(self, job: Job) -> None:
-        slot = self._host_slots.setdefault(job.host or "", asyncio.Semaphore(self.per_host))
-        async with slot:
+        try:
             try:
                 outcome = await self.handlers[job.kind](job)
             except Exception as exc:  # a bug or an unexpected failure: retry later, keep the job
                 log.exception("job %s (%s) raised", job.id, job.kind)
                 outcome = Retry(f"{type(exc).__name__}: {exc}")
+        finally:
+            if job.host is not None:
+                self._host_running[job.host] -= 1
+                if self._host_running[job.host] <= 0:
+                    del self._host_running[job.host]
         await self._finish(job, outcome)
+
+    def _start(self, jobs: list[Job], running: set[asyncio.Task[None]]) -> None:
+        for job in jobs:
+            if job.host is not None:
+                self._host_running[job.host] += 1
+            running.add(asyncio.create_task(self._run(job)))
 
     async def run_once(self) -> int:
         """Claim and run one batch of due jobs; return how many ran."""
         jobs = await self.claim(self.concurrency)
         if jobs:
-            await asyncio.gather(*(self._run(job) for job in jobs))
+            running: set[asyncio.Task[None]] = set()
+            await self._prepare(jobs)
+            self._start(jobs, running)
+            await asyncio.gather(*running)
         return len(jobs)
 
     async def run_until_idle(self, max_batches: int = 1000) -> int:
-        total = 0
-        for _ in range(max_batches):
-            ran = await self.run_once()
-            if ran == 0:
-                break
-            total += ran
-        return total
+        """Run due jobs, several in flight as in `run_forever`, until none is due and none
+        runs; at most ``max_batches`` × ``concurrency`` jobs. Return how many ran."""
+        return await self._pump(until_idle=True, max_jobs=max_batches * self.concurrency)
 
     async def run_forever(self, idle_sleep: float = 1.0) -> None:
         """Keep up to ``concurrency`` jobs running: a new one is claimed as each finishes,
         so one slow host never holds the others back."""
+        await self._pump(until_idle=False, idle_sleep=idle_sleep)
+
+    async def _pump(
+        self, *, until_idle: bool, max_jobs: int | None = None, idle_sleep: float = 1.0
+    ) -> int:
         running: set[asyncio.Task[None]] = set()
+        total = 0
+        batch = max(1, self.concurrency // 4)  # claim when this many slots are free (or all)
         try:
             while True:
                 claimed: list[Job] = []
                 free = self.concurrency - len(running)
-                if free > 0:
+                if max_jobs is not None:
+                    free = min(free, max_jobs - total)
+                if free > 0 and (free >= batch or not running):
                     self.wakeup.clear()
                     try:
                         claimed = await self.claim(free)
                     except Exception:  # the database may be briefly unreachable: keep going
+                        if until_idle and not running:
+                            raise
                         log.exception("worker loop error")
-                for job in claimed:
-                    running.add(asyncio.create_task(self._run(job)))
-                if claimed and len(running) < self.concurrency:
-                    continue  # there may be more due jobs
+                if claimed:
+                    total += len(claimed)
+                    await self._prepare(claimed)
+                    self._start(claimed, running)
+                    if len(running) < self.concurrency and (max_jobs is None or total < max_jobs):
+                        continue  # there may be more due jobs
+                elif until_idle and not running:
+                    return total
                 waiters: set[asyncio.Future[Any]] = set(running)
                 wakeup = asyncio.ensure_future(self.wakeup.wait())
                 waiters.add(wakeup)
-                await asyncio.wait(waiters, timeout=idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    waiters,
+                    timeout=None if until_idle and running else idle_sleep,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 wakeup.cancel()
                 finished = {task for task in running if task.done()}
                 running -= finished

@@ -1,8 +1,11 @@
-"""The long-running worker keeps its slots busy: a slow job does not hold the others back."""
+"""The worker keeps its slots busy: a slow job does not hold the others back; a claim leaves
+each host its share."""
 
 import asyncio
 
-from node.db import make_engine, make_sessionmaker, session_scope
+from sqlalchemy import select
+
+from node.db import make_engine, make_sessionmaker, read_only, session_scope
 from node.jobs import Done, Job, Worker, enqueue
 
 
@@ -38,5 +41,57 @@ async def test_fast_jobs_finish_while_a_slow_one_runs(database_url: str) -> None
         assert "slow" in finished
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await engine.dispose()
+
+
+async def test_run_until_idle_keeps_slots_busy_too(database_url: str) -> None:
+    """``run_until_idle`` (the CLI's and the benchmarks' mode) does not wait for a batch's
+    slowest job: the slow one is released only once every fast one has finished."""
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def handler(job: Job) -> Done:
+        if job.payload["name"] == "slow":
+            await release.wait()
+        finished.append(job.payload["name"])
+        if len(finished) == 10:
+            release.set()
+        return Done()
+
+    try:
+        async with session_scope(sessionmaker) as session:
+            await enqueue(session, "test", {"name": "slow"}, host="slow.example")
+            for i in range(10):
+                await enqueue(session, "test", {"name": f"fast{i}"}, host=f"h{i}.example")
+        worker = Worker(sessionmaker, {"test": handler}, concurrency=2)
+        # a batch worker would wait for "slow" forever; the guard turns that into a failure
+        assert await asyncio.wait_for(worker.run_until_idle(), timeout=120) == 11
+        assert finished[-1] == "slow"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_claim_takes_at_most_per_host_jobs_of_one_host(database_url: str) -> None:
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+
+    async def handler(job: Job) -> Done:
+        return Done()
+
+    try:
+        async with session_scope(sessionmaker) as session:
+            busy = [await enqueue(session, "test", {}, host="busy.example") for _ in range(5)]
+            others = [await enqueue(session, "test", {}, host=f"h{i}.example") for i in range(3)]
+        worker = Worker(sessionmaker, {"test": handler}, concurrency=8, per_host=2)
+        claimed = await worker.claim(8)
+        assert [job.id for job in claimed] == [busy[0].id, busy[1].id] + [j.id for j in others]
+        async with read_only(sessionmaker) as session:
+            leased = (
+                await session.execute(select(Job.id).where(Job.locked_until.is_not(None)))
+            ).scalars()
+            assert sorted(leased) == sorted(job.id for job in claimed)  # the rest stay free
     finally:
         await engine.dispose()

@@ -7,7 +7,7 @@ One instance per process, built in the app's lifespan (or by ``archipel worker``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,6 +70,13 @@ def id_of(value: Any) -> str | None:
 def authority_of(url: str) -> str:
     """``host`` or ``host:port`` of a URL, lower-cased (what domain blocks match)."""
     return urlsplit(url).netloc.lower().rsplit("@", 1)[-1]
+
+
+def _block_names(url: str) -> set[str]:
+    """What a domain block on ``url`` may name: its ``host:port``, or its host alone."""
+    authority = authority_of(url)
+    hostname = authority.split(":")[0] if not authority.startswith("[") else authority
+    return {authority, hostname}
 
 
 @dataclass
@@ -144,12 +151,18 @@ class Federation:
     # --- blocks -------------------------------------------------------------------------------
 
     async def is_blocked(self, session: AsyncSession, url: str) -> bool:
-        authority = authority_of(url)
-        hostname = authority.split(":")[0] if not authority.startswith("[") else authority
-        rows = await session.execute(
-            select(DomainBlock.host).where(DomainBlock.host.in_({authority, hostname}))
-        )
-        return rows.first() is not None
+        return bool(await self.blocked_among(session, [url]))
+
+    async def blocked_among(self, session: AsyncSession, urls: Iterable[str]) -> set[str]:
+        """Which of ``urls`` are on a blocked domain (its ``host:port`` or its host name), in
+        one query."""
+        names = {url: _block_names(url) for url in urls}
+        if not names:
+            return set()
+        wanted = set().union(*names.values())
+        rows = await session.execute(select(DomainBlock.host).where(DomainBlock.host.in_(wanted)))
+        blocked = set(rows.scalars())
+        return {url for url, candidates in names.items() if candidates & blocked}
 
     # --- fetching -----------------------------------------------------------------------------
 

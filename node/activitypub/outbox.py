@@ -4,39 +4,36 @@ Shared inboxes are used when a remote actor offers one, so a host gets each acti
 Where a ``Create`` or an ``Announce`` of an object went is recorded (``Delivery``): the
 object's ``Update`` and ``Delete`` go to the same inboxes (``publish(..., to_recipients_of=)``),
 even those that got it by mention or through a boost.
-Delivery handles 410 Gone (the follower is removed) and pauses hosts that keep failing. An
-activity published with ``urgent_until`` (a message with a deadline) is not held back by a
-paused host until then: it keeps its own backoff, and honours the pause again afterwards.
+Delivery (``node.activitypub.delivery``) handles 410 Gone (the follower is removed) and
+pauses hosts that keep failing. An activity published with ``urgent_until`` (a message with a
+deadline) is not held back by a paused host until then: it keeps its own backoff, and honours
+the pause again afterwards.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import httpx
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.activitypub.actors import get_local_actor
+from node.activitypub.delivery import DELIVER, DeliveryPolicy, deliver_job
 from node.activitypub.federation import Federation, authority_of, id_of
 from node.activitypub.jsonld import default_context
 from node.activitypub.models import (
     Delivery,
     Follow,
     FollowState,
-    HostHealth,
     LocalActor,
     RemoteActor,
     StoredActivity,
 )
-from node.db import insert_for, read_only
-from node.jobs import Done, Fail, Handler, Job, Outcome, Retry, enqueue
-from node.ops.metrics import DELIVERY_ATTEMPTS, status_class
+from node.db import insert_for
+from node.jobs import enqueue, enqueue_many
 
 __all__ = [
     "DELIVER",
@@ -54,19 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DELIVER = "deliver"
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 #: Activities whose deliveries are recorded for their object (its later Update / Delete).
 RECORDED_TYPES = frozenset({"Create", "Announce"})
-
-
-class DeliveryPolicy:
-    """Give up after three days; pause a host after 5 failures in a row, for 20 retry bases
-    (except for urgent deliveries, until their ``urgent_until``)."""
-
-    give_up_after = timedelta(days=3)
-    pause_after_failures = 5
-    pause_in_retry_bases = 20
 
 
 def new_activity_id(federation: Federation, actor: LocalActor) -> str:
@@ -198,24 +185,17 @@ async def publish(
     )
     session.add(stored)
     await session.flush()
-    blocked: set[str] = set()
-    sent: list[str] = []
-    for inbox in _unique(targets):
-        if federation.is_local(inbox) or inbox in blocked:
-            continue
-        if await federation.is_blocked(session, inbox):
-            blocked.add(inbox)
-            continue
-        sent.append(inbox)
-        await enqueue(
-            session,
-            DELIVER,
-            _payload(inbox, actor.username, urgent_until),
-            host=authority_of(inbox),
-            activity_pk=stored.id,
-            give_up_after=DeliveryPolicy.give_up_after,
-            now=now,
-        )
+    remote = [inbox for inbox in _unique(targets) if not federation.is_local(inbox)]
+    blocked = await federation.blocked_among(session, remote)  # one query for all
+    sent = [inbox for inbox in remote if inbox not in blocked]
+    await enqueue_many(
+        session,
+        DELIVER,
+        [(_payload(inbox, actor.username, urgent_until), authority_of(inbox)) for inbox in sent],
+        activity_pk=stored.id,
+        give_up_after=DeliveryPolicy.give_up_after,
+        now=now,
+    )
     if stored.activity_type in RECORDED_TYPES and stored.object_id is not None:
         await _record_deliveries(session, stored.object_id, sent, now)
     return stored
@@ -226,17 +206,6 @@ def _payload(inbox: str, username: str, urgent_until: datetime | None) -> dict[s
     if urgent_until is not None:
         payload["urgent_until"] = urgent_until.isoformat()
     return payload
-
-
-def _urgent_until(job: Job) -> datetime | None:
-    raw = job.payload.get("urgent_until")
-    if not isinstance(raw, str):
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def deliver_again(
@@ -268,125 +237,3 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-async def _host_paused_until(session: AsyncSession, host: str, now: datetime) -> datetime | None:
-    health = await session.get(HostHealth, host)
-    if health and health.paused_until and health.paused_until > now:
-        return health.paused_until
-    return None
-
-
-async def _record_host(
-    session: AsyncSession, host: str, ok: bool, error: str, now: datetime, pause_for: timedelta
-) -> None:
-    """Count consecutive failures per host atomically (several workers deliver at once)."""
-    if ok:
-        await session.execute(
-            update(HostHealth)
-            .where(HostHealth.host == host, HostHealth.consecutive_failures > 0)
-            .values(consecutive_failures=0, paused_until=None, last_error="")
-        )
-        return
-    values = insert_for(session, HostHealth).values(
-        host=host, consecutive_failures=1, last_error=error[:500], paused_until=None
-    )
-    statement = values.on_conflict_do_update(
-        index_elements=[HostHealth.host],
-        set_={
-            "consecutive_failures": HostHealth.consecutive_failures + 1,
-            "last_error": error[:500],
-        },
-    ).returning(HostHealth.consecutive_failures)
-    failures = (await session.execute(statement)).scalar_one()
-    if failures >= DeliveryPolicy.pause_after_failures:
-        await session.execute(
-            update(HostHealth).where(HostHealth.host == host).values(paused_until=now + pause_for)
-        )
-
-
-async def _remove_gone_inbox(session: AsyncSession, inbox: str, now: datetime) -> None:
-    """410 Gone: the actors behind that inbox no longer exist; stop following and sending."""
-    actors = list(
-        (
-            await session.execute(
-                select(RemoteActor).where(
-                    (RemoteActor.inbox == inbox) | (RemoteActor.shared_inbox == inbox)
-                )
-            )
-        ).scalars()
-    )
-    personal = [a for a in actors if a.inbox == inbox]
-    for actor in personal:
-        actor.gone_at = now
-        await session.execute(
-            delete(Follow).where(
-                (Follow.follower_uri == actor.uri) | (Follow.followee_uri == actor.uri)
-            )
-        )
-
-
-def deliver_job(federation: Federation, *, retry_base: float = 30.0) -> Handler:
-    """The job handler that POSTs one stored activity to one inbox, signed as its actor."""
-    pause_for = timedelta(seconds=retry_base * DeliveryPolicy.pause_in_retry_bases)
-
-    async def handle(job: Job) -> Outcome:
-        inbox = job.payload["inbox"]
-        host = job.host or authority_of(inbox)
-        now = federation.clock()
-        async with read_only(federation.sessionmaker) as session:
-            paused = await _host_paused_until(session, host, now)
-            urgent_until = _urgent_until(job)
-            if paused is not None and (urgent_until is None or urgent_until <= now):
-                DELIVERY_ATTEMPTS.inc(result="paused")
-                return Retry(f"{host} is paused after repeated failures", delay=paused - now)
-            if await federation.is_blocked(session, inbox):
-                DELIVERY_ATTEMPTS.inc(result="blocked")
-                return Fail(f"{host} is blocked")
-            stored = await session.get(StoredActivity, job.activity_pk)
-            actor = await get_local_actor(session, job.payload["actor"])
-        if stored is None or actor is None:
-            return Fail("the activity or its actor no longer exists")
-        body = json.dumps(stored.document, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            response = await federation.http.post(
-                inbox,
-                content=body,
-                headers={
-                    "Content-Type": "application/activity+json",
-                    "Accept": "application/activity+json, application/ld+json, application/json",
-                },
-                auth=federation.signer(actor),
-            )
-            await response.aread()
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            DELIVERY_ATTEMPTS.inc(result="network")
-            async with federation.sessionmaker() as session, session.begin():
-                await _record_host(session, host, False, error, now, pause_for)
-            return Retry(error)
-        status = response.status_code
-        DELIVERY_ATTEMPTS.inc(result="gone" if status == 410 else status_class(status))
-        async with federation.sessionmaker() as session, session.begin():
-            if 200 <= status < 300:
-                await _record_host(session, host, True, "", now, pause_for)
-                return Done()
-            if status == 410:
-                await _remove_gone_inbox(session, inbox, now)
-                return Fail("410 Gone: removed")
-            error = f"HTTP {status}: {response.text[:200]}"
-            if status in (408, 429) or status >= 500:
-                await _record_host(session, host, False, error, now, pause_for)
-                retry_after = response.headers.get("retry-after", "")
-                delay = (
-                    timedelta(seconds=min(int(retry_after), 3600))
-                    if retry_after.isdigit()
-                    else None
-                )
-                return Retry(error, delay=delay)
-            await _record_host(
-                session, host, True, "", now, pause_for
-            )  # the host answers; we were refused
-            return Fail(error)
-
-    return handle

@@ -7,6 +7,11 @@ connection if any resolved address is not public (`addresses.forbidden_reason`),
 to the checked IP *literal*. The address connected to is therefore the address checked: there is
 no second DNS lookup a rebinding attacker could answer differently.
 
+Connections are kept alive and reused, in one small pool per host (`HostPools`); over TLS the
+client offers HTTP/2 by ALPN (`http2=True`, the `h2` package) and one connection then carries
+every concurrent request to that host. Either way a connection is only ever opened by
+`connect_tcp`: reuse never skips the guard, it only saves a new, guarded, connection.
+
 TLS is unaffected: httpcore's `AsyncHTTPConnection._connect` (httpcore 1.0) calls
 `connect_tcp(host=origin.host, ...)` and then, separately,
 `stream.start_tls(ssl_context, server_hostname=sni_hostname or origin.host)` — SNI and certificate
@@ -15,7 +20,8 @@ from the URL as well.
 
 Injection: `httpx.AsyncHTTPTransport` builds its `httpcore.AsyncConnectionPool` inside
 `__init__` and exposes no `network_backend` argument, so `GuardedTransport` subclasses it and
-replaces `self._pool` with a pool built the same way plus `network_backend=`. Request/response
+replaces `self._pool` with `HostPools`, whose per-host pools are built the same way plus
+`network_backend=`. Request/response
 mapping, exception mapping and streaming stay httpx's own code. `_pool` is a private attribute:
 the tests assert the swap took effect, so an httpx upgrade that renames it fails loudly.
 Proxies are never configured (`proxy=None`, `trust_env=False`), so `HTTP(S)_PROXY`/`ALL_PROXY`
@@ -28,6 +34,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
@@ -39,6 +46,7 @@ __all__ = [
     "ForbiddenAddressError",
     "GuardedNetworkBackend",
     "GuardedTransport",
+    "HostPools",
     "Resolver",
     "make_async_client",
     "system_resolver",
@@ -52,7 +60,11 @@ Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 _SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
-_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: Per host (`HostPools`): connections kept open between requests (HTTP/1.1 keep-alive, or
+#: one multiplexed HTTP/2 connection where the host offers it through ALPN).
+_DEFAULT_LIMITS = httpx.Limits(
+    max_connections=16, max_keepalive_connections=4, keepalive_expiry=30.0
+)
 
 
 class UnknownHostError(httpx.ConnectError):
@@ -204,7 +216,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         allow_private_addresses: bool,
         resolver: Resolver | None = None,
         verify: ssl.SSLContext | bool = True,
-        http2: bool = False,
+        http2: bool = True,
         limits: httpx.Limits = _DEFAULT_LIMITS,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
@@ -215,16 +227,83 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             resolver=resolver,
             backend=network_backend,
         )
-        # Same arguments httpx passes (httpx 0.28 AsyncHTTPTransport.__init__), plus the backend.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=self.network_backend,
+        # One pool per host (`HostPools`), each built with the arguments httpx passes
+        # (httpx 0.28 AsyncHTTPTransport.__init__) plus the guarded backend.
+        self._pool = HostPools(  # type: ignore[assignment]
+            lambda: httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                http1=True,
+                http2=http2,
+                network_backend=self.network_backend,
+            ),
+            idle_expiry=limits.keepalive_expiry or 5.0,
         )
+
+
+_OriginKey = tuple[bytes, bytes, int | None]
+"""(scheme, host, port) of a request: what a pool serves (`httpcore.Origin` is not hashable)."""
+
+
+class HostPools:
+    """One `httpcore.AsyncConnectionPool` per origin, made on first use by ``make_pool``.
+
+    httpcore's pool walks all its connections, several times over, on every request and
+    response (its bookkeeping is quadratic in the number of connections): one pool for
+    hundreds of hosts spends milliseconds per delivery there. Per host, the pool holds a
+    few connections and that walk is short. A host's pool unused for ``idle_expiry`` seconds
+    with no connection busy is closed when another host's pool is made.
+    """
+
+    def __init__(
+        self,
+        make_pool: Callable[[], httpcore.AsyncConnectionPool],
+        *,
+        idle_expiry: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.make_pool = make_pool
+        self.idle_expiry = idle_expiry
+        self.clock = clock
+        self.pools: dict[_OriginKey, httpcore.AsyncConnectionPool] = {}
+        self._used: dict[_OriginKey, float] = {}
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        url = request.url
+        origin = (url.scheme, url.host, url.port)
+        self._used[origin] = self.clock()  # before any await: never closed as idle now
+        pool = self.pools.get(origin)
+        if pool is None:
+            pool = self.pools[origin] = self.make_pool()
+            await self._close_idle()
+        return await pool.handle_async_request(request)
+
+    async def _close_idle(self) -> None:
+        cutoff = self.clock() - self.idle_expiry
+        idle = [
+            origin
+            for origin, used in self._used.items()
+            if used < cutoff
+            and all(c.is_idle() or c.is_closed() for c in self.pools[origin].connections)
+        ]
+        for origin in idle:
+            if self._used.get(origin, cutoff) < cutoff:  # not used again while closing others
+                pool = self.pools.pop(origin)
+                del self._used[origin]
+                await pool.aclose()
+
+    async def aclose(self) -> None:
+        pools, self.pools, self._used = list(self.pools.values()), {}, {}
+        for pool in pools:
+            await pool.aclose()
+
+    async def __aenter__(self) -> HostPools:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.aclose()
 
 
 def make_async_client(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -25,8 +27,8 @@ from node.activitypub.models import (
 from node.activitypub.outbox import DELIVER, DeliveryPolicy, deliver_job, publish
 from node.activitypub.signatures import verify_request
 from node.config import Settings
-from node.db import read_only, session_scope, utcnow
-from node.jobs import Done, Fail, Job, JobState, Retry
+from node.db import make_engine, make_sessionmaker, read_only, session_scope, utcnow
+from node.jobs import Done, Fail, Job, JobState, Retry, Worker
 from tests.activitypub._remote import (
     BOB,
     BOB_INBOX,
@@ -294,3 +296,57 @@ async def test_delivery_is_signed_by_the_local_actor(app: Starlette, remote: Fak
     assert result.key_id == key_id
     assert request.headers["content-type"] == "application/activity+json"
     assert json.loads(request.content)["id"] == stored.activity_id
+
+
+async def _fan_out_to_one_host(app: Starlette, followers: int) -> list[Job]:
+    for i in range(followers):
+        await add_follower(app, f"https://remote.test/users/f{i}")
+    await publish_note(app, to_followers=True)
+    found = await jobs(app)
+    assert len(found) == followers and {j.host for j in found} == {"remote.test"}
+    return found
+
+
+def _workers(app: Starlette, database_url: str, n: int) -> tuple[list[Worker], list[Any]]:
+    """``n`` workers on engines of their own, delivering to one host all at once."""
+    handler = deliver_job(federation_of(app))
+    engines = [make_engine(database_url) for _ in range(n)]
+    workers = [
+        Worker(make_sessionmaker(engine), {DELIVER: handler}, concurrency=8, per_host=8)
+        for engine in engines
+    ]
+    return workers, engines
+
+
+@pytest.mark.parametrize("status", [202, 503])
+async def test_concurrent_first_deliveries_to_a_host_post_once_per_job(
+    app: Starlette, remote: FakeRemote, database_url: str, status: int
+) -> None:
+    """Concurrent first deliveries to a host never know its health row yet: counting them
+    must not fail on its primary key after the POST (the job would run, and POST, again).
+    On PostgreSQL two workers really race; SQLite's single writer hides it."""
+    remote.inbox_status = [status]
+    found = await _fan_out_to_one_host(app, 16)
+    workers, engines = _workers(app, database_url, 2)
+    try:
+        totals = await asyncio.gather(*(worker.run_until_idle() for worker in workers))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert sum(totals) == len(found)
+    posted = Counter(str(request.url) for request in remote.posts)
+    assert set(posted.values()) == {1}  # never a second POST for a job
+    after = [await _state(app, job.id) for job in found]
+    async with read_only(app.state.node.sessionmaker) as session:
+        health = await session.get(HostHealth, "remote.test")
+    if status == 202:
+        assert sorted(posted) == sorted(j.payload["inbox"] for j in found)  # one POST per job
+        assert {job.state for job in after} == {JobState.DONE}
+        assert health is None  # nothing changed: nothing written
+    else:  # every failure counted; once paused, the jobs not yet sent wait without a POST
+        assert {(job.state, job.attempts) for job in after} == {(JobState.PENDING, 1)}
+        sent = [job for job in after if job.payload["inbox"] in posted]
+        assert {job.last_error for job in sent} == {"HTTP 503: status 503"}
+        assert all("paused" in job.last_error for job in after if job not in sent)
+        assert health is not None and health.consecutive_failures == len(sent)
+        assert len(sent) >= DeliveryPolicy.pause_after_failures

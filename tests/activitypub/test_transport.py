@@ -7,6 +7,7 @@ test addresses to loopback ports: the guard sees a public address, the socket re
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import socket
@@ -18,6 +19,9 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import httpcore
 import httpx
 import pytest
@@ -32,6 +36,7 @@ from node.activitypub.transport import (
     ForbiddenAddressError,
     GuardedNetworkBackend,
     GuardedTransport,
+    HostPools,
     make_async_client,
     system_resolver,
 )
@@ -412,6 +417,114 @@ async def test_tls_uses_the_hostname_for_sni_and_verification(
     assert server.requests == [("/secure", f"public.example:{server.port}")]
 
 
+class _H2Server:
+    """A loopback TLS server that speaks only HTTP/2 (ALPN "h2"); counts its connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.paths: list[str] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, tls: ssl.SSLContext) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2c.initiate_connection()
+        writer.write(h2c.data_to_send())
+        paths: dict[int, str] = {}
+        try:
+            while data := await reader.read(65535):
+                for event in h2c.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        paths[event.stream_id] = dict(event.headers)[b":path"].decode()
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self.paths.append(paths.pop(event.stream_id))
+                        body = b'{"ok":true}'
+                        h2c.send_headers(
+                            event.stream_id,
+                            [(":status", "200"), ("content-length", str(len(body)))],
+                        )
+                        h2c.send_data(event.stream_id, body, end_stream=True)
+                writer.write(h2c.data_to_send())
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_http2__one_guarded_connection_carries_concurrent_requests(tmp_path: Path) -> None:
+    """Where a host offers HTTP/2, requests share one connection; it was opened through the
+    guard (to the checked address), and a hostile name is still refused on the same client."""
+    cert_path, key_path = _self_signed("public.example", tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_path, key_path)
+    server_tls.set_alpn_protocols(["h2"])
+    server = _H2Server()
+    await server.start(server_tls)
+    resolver = _Resolver({"public.example": [PUBLIC_A], "evil.example": [PUBLIC_B, "10.0.0.1"]})
+    internet = _Internet({PUBLIC_A: server.port})
+    trust = ssl.create_default_context(cafile=str(cert_path))
+    client = _guarded_client(resolver=resolver, internet=internet, verify=trust)
+    base = f"https://public.example:{server.port}"
+    try:
+        async with client:
+            first = await client.get(f"{base}/first")
+            rest = await asyncio.gather(*(client.get(f"{base}/n{i}") for i in range(5)))
+            with pytest.raises(ForbiddenAddressError):
+                await client.get(f"https://evil.example:{server.port}/")
+    finally:
+        await server.stop()
+    assert {r.http_version for r in [first, *rest]} == {"HTTP/2"}
+    assert server.connections == 1
+    assert internet.attempts == [PUBLIC_A]  # evil.example never reached the network
+    assert sorted(server.paths) == sorted(["/first", *(f"/n{i}" for i in range(5))])
+
+
+async def test_http1__keep_alive_reuses_the_guarded_connection(
+    serve: Callable[..., _Server],
+) -> None:
+    server = serve()
+    resolver = _Resolver({"public.example": [PUBLIC_A]})
+    internet = _Internet({PUBLIC_A: server.port})
+    async with _guarded_client(resolver=resolver, internet=internet) as client:
+        for i in range(3):
+            response = await client.get(f"http://public.example:{server.port}/n{i}")
+            assert response.status_code == 200
+    assert server.connections == 1
+    assert internet.attempts == [PUBLIC_A]
+    assert resolver.lookups == ["public.example"]
+
+
+async def test_each_host_has_its_own_pool_and_idle_ones_close(
+    serve: Callable[..., _Server],
+) -> None:
+    server = serve()
+    resolver = _Resolver({"a.example": [PUBLIC_A], "b.example": [PUBLIC_B]})
+    internet = _Internet({PUBLIC_A: server.port, PUBLIC_B: server.port})
+    client = _guarded_client(resolver=resolver, internet=internet)
+    pools = client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pools, HostPools)
+    now = [0.0]
+    pools.clock = lambda: now[0]
+    async with client:
+        for host in ("a.example", "b.example", "a.example"):
+            assert (await client.get(f"http://{host}:{server.port}/")).status_code == 200
+        assert sorted(host for _, host, _ in pools.pools) == [b"a.example", b"b.example"]
+        assert internet.attempts == [PUBLIC_A, PUBLIC_B]  # a.example's connection reused
+        now[0] = pools.idle_expiry + 1
+        await client.get(f"http://{PUBLIC_A}:{server.port}/")  # a new host: idle pools close
+        assert [host for _, host, _ in pools.pools] == [PUBLIC_A.encode()]
+
+
 # --- failures that are not refusals -----------------------------------------------------------
 
 
@@ -459,10 +572,15 @@ def test_make_async_client__wires_the_guard() -> None:
     client = make_async_client(allow_private_addresses=False, user_agent=UA, timeout=7)
     guarded = client._transport
     assert isinstance(guarded, GuardedTransport)
-    assert isinstance(guarded._pool, httpcore.AsyncConnectionPool)
-    assert guarded._pool._network_backend is guarded.network_backend
+    pools = guarded._pool
+    assert isinstance(pools, HostPools)
+    pool = pools.make_pool()  # what each host gets
+    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert pool._network_backend is guarded.network_backend
     assert isinstance(guarded.network_backend, GuardedNetworkBackend)
     assert guarded.network_backend.allow_private_addresses is False
+    assert pool._http2 is True  # offered by ALPN over TLS
+    assert pool._max_keepalive_connections >= 1  # kept alive between requests to a host
     assert client._mounts == {}
     assert client.trust_env is False
     assert client.follow_redirects is False
