@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -55,10 +56,36 @@ class LaunchError(RuntimeError):
     (with the command's output or the end of the process's log)."""
 
 
+#: Ports handed out by this process, never handed twice (a server may not be listening yet).
+_HANDED_PORTS: set[int] = set()
+_PORT_BLOCK = 2500
+
+
+def _outgoing_ports_start() -> int:
+    """Where Linux starts handing ports to outgoing connections (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A port no server listens on, for a node about to start.
+
+    It is taken *below* the range of outgoing connections' ports, so that no connection made
+    meanwhile (by this process or any other) can take it before the node binds it; and in a
+    block of its own for each pytest-xdist worker, so two workers never hand out the same one.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % 4 if worker.isdigit() else 0
+    start = max(1024, _outgoing_ports_start() - 4 * _PORT_BLOCK) + index * _PORT_BLOCK
+    offset = random.randrange(_PORT_BLOCK)
+    for step in range(_PORT_BLOCK):
+        port = start + (offset + step) % _PORT_BLOCK
+        if port not in _HANDED_PORTS and port_is_free(port):
+            _HANDED_PORTS.add(port)
+            return port
+    raise RuntimeError(f"no free port between {start} and {start + _PORT_BLOCK}")
 
 
 def port_is_free(port: int) -> bool:
