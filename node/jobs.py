@@ -35,6 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from node.db import WRITE, Base, UTCDateTime, utcnow
 from node.ops.metrics import JOBS_FINISHED
 from node.process import State, StateGraph
+from node.wake import notify_jobs
 
 __all__ = [
     "Done",
@@ -155,6 +156,7 @@ async def enqueue(
     )
     session.add(job)
     await session.flush()
+    await notify_jobs(session)  # workers in other processes hear of it at commit
     return job
 
 
