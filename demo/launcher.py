@@ -2,8 +2,8 @@
 tests (``federation_tests/harness.py`` builds on it; nothing here imports pytest).
 
 ``archipel`` runs one CLI command; ``start_serve`` runs ``archipel serve`` until it answers
-``/healthz``; ``stop`` ends it (SIGTERM, then SIGKILL after a grace period), ``kill`` as a
-crash would.
+``/healthz``; ``start_worker`` runs an ``archipel worker``; ``stop`` ends either (SIGTERM,
+then SIGKILL after a grace period), ``kill`` as a crash would.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "kill",
     "port_is_free",
     "start_serve",
+    "start_worker",
     "stop",
     "wait_for",
     "without_archipel_settings",
@@ -164,6 +165,35 @@ def start_serve(
             raise LaunchError(f"{name} did not answer in {timeout:.0f}s:\n{_log_tail(log_path)}")
         time.sleep(0.1)
     return process
+
+
+def start_worker(
+    data_dir: Path,
+    log_path: Path,
+    *,
+    env: Mapping[str, str],
+    note: str = "",
+) -> subprocess.Popen[bytes]:
+    """``archipel worker`` on ``data_dir``'s jobs, its output appended to ``log_path`` (after
+    a line ``--- start NOTE``). There is nothing to wait for: it claims due jobs at once."""
+    with log_path.open("ab") as log:
+        log.write(f"--- start {note}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "node.cli",
+                "worker",
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+        )
 
 
 def stop(process: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
