@@ -24,7 +24,8 @@ import os
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,20 +233,38 @@ def scene(tmp_path: Path, make_node: NodeFactory) -> Iterator[Scene]:
         # Leases far longer than any job here: a job is then claimed by one worker only.
         lille.env["ARCHIPEL_JOB_LEASE_SECONDS"] = "60"
         try:
-            lille.init()
-            lille.start(timeout=60)
-            lille.start_workers(2)
-            servers = ServerProcesses(lille, 2)
-            gand = make_node("gand", behind_proxy=True)
-            lille.add_partner(gand, 600)
-            gand.add_partner(lille, 600)
+            # Each chamber starts, then each adds the other and its members, side by side.
+            servers, gand = _together(
+                lambda: _start_scaled(lille), lambda: make_node("gand", behind_proxy=True)
+            )
+
+            def lille_side() -> Trader:
+                lille.add_partner(gand, 600)
+                lille.cli("member", "add", "carol", "--password", PASSWORD)
+                return lille.add_trader("alice")
+
+            def gand_side() -> Trader:
+                gand.add_partner(lille, 600)
+                return gand.add_trader("bob")
+
+            alice, bob = _together(lille_side, gand_side)
             lille.wait_partnered(gand)
-            alice = lille.add_trader("alice")
-            lille.cli("member", "add", "carol", "--password", PASSWORD)
-            bob = gand.add_trader("bob")
             yield Scene(lille, gand, servers, alice, bob)
         finally:
             lille.close()
+
+
+def _together(*jobs: Callable[[], Any]) -> list[Any]:
+    """Run ``jobs`` in threads (each mostly waits for a process); their results."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return [future.result() for future in [pool.submit(job) for job in jobs]]
+
+
+def _start_scaled(lille: ScaledNode) -> ServerProcesses:
+    lille.init()
+    lille.start(timeout=60)
+    lille.start_workers(2)
+    return ServerProcesses(lille, 2)
 
 
 def _declare(scene: Scene, pid: int, minutes: int) -> str:
