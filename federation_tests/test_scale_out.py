@@ -10,7 +10,8 @@ where each request lands, and shows that:
   ledgers agree;
 - every activity Lille's two workers deliver reaches Gand exactly once;
 - wrong passwords spread over both server processes are counted together: the throttle holds;
-  the session (and its CSRF token) made by one process is honoured by the other.
+  the session (and its CSRF token) made by one process is honoured by the other;
+- the server processes end when their supervisor is killed.
 
 Skipped, with the reason, when ``ARCHIPEL_TEST_POSTGRES_URL`` is not set.
 """
@@ -134,6 +135,14 @@ def _connection_owner(server_port: int, client_port: int, pids: list[int]) -> in
             except OSError:  # closed meanwhile
                 continue
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
@@ -348,3 +357,10 @@ def test_two_servers_and_two_workers_settle_deliver_once_and_throttle(scene: Sce
         answer = scene.servers.request(pid, "POST", "/login", form=right, cookie=cookie)
         assert answer.status == 429, (pid, answer.status)
         assert int(answer.headers["retry-after"]) > 0
+
+    # The supervisor killed as a crash would: its server processes end too.
+    lille.kill()
+    wait_for(
+        lambda: not any(_alive(pid) for pid in scene.servers.pids),
+        what="the server processes to end with their supervisor",
+    )

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,12 +119,29 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 #: job worker inside.
 SERVE_DATA_DIR_ENV = "ARCHIPEL_SERVE_DATA_DIR"
 SERVE_WORKER_ENV = "ARCHIPEL_SERVE_WORKER"
+SERVE_PARENT_ENV = "ARCHIPEL_SERVE_PARENT"
+
+
+def _end_with_supervisor() -> None:
+    """On Linux, this server process is sent SIGTERM when the supervisor dies, even killed
+    (the OOM killer, a ``kill -9``), rather than serving on alone with the port and the
+    database connections."""
+    parent = os.environ.get(SERVE_PARENT_ENV)
+    if sys.platform != "linux" or not parent:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def server_process_app() -> Starlette:
     """The app of one of ``serve --workers N``'s processes (uvicorn's ``factory``)."""
     from node.web.app import create_app
 
+    _end_with_supervisor()
     settings = load_settings(os.environ[SERVE_DATA_DIR_ENV])
     return create_app(settings, run_worker=os.environ.get(SERVE_WORKER_ENV) == "1")
 
@@ -164,6 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         )
     os.environ[SERVE_DATA_DIR_ENV] = str(settings.data_dir)  # inherited by each process
     os.environ[SERVE_WORKER_ENV] = "0" if args.no_worker else "1"
+    os.environ[SERVE_PARENT_ENV] = str(os.getpid())
     uvicorn.run(f"{__name__}:server_process_app", factory=True, workers=args.workers, **options)
 
 
