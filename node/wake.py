@@ -5,13 +5,14 @@ In one process the code that enqueues sets the event itself; when servers and wo
 separate processes (``archipel serve --workers N --no-worker`` beside ``archipel worker``),
 the news crosses the database:
 
-- **PostgreSQL**: ``enqueue`` calls ``notify_jobs`` in the enqueuing transaction, which sends
-  ``pg_notify('archipel_jobs', '')`` once per transaction; PostgreSQL delivers it when (and
-  only if) the transaction commits. Each process that runs a worker holds one extra
-  connection that ``LISTEN``s on the channel (``listening``) and sets the worker's event. The
-  connection is checked every ``keepalive`` seconds and opened again when lost (the worker is
-  then woken once: a job may have been enqueued meanwhile). It must be a direct connection
-  to PostgreSQL: a pooler in transaction mode (PgBouncer) does not carry ``LISTEN``.
+- **PostgreSQL**: ``enqueue`` calls ``notify_jobs`` in the enqueuing transaction (so must
+  code that inserts jobs without ``enqueue``), which sends ``pg_notify('archipel_jobs', '')``
+  once per transaction; PostgreSQL delivers it when (and only if) the transaction commits.
+  Each process that runs a worker holds one extra connection that ``LISTEN``s on the channel
+  (``listening``) and sets the worker's event. The connection is checked every ``keepalive``
+  seconds and opened again when lost (the worker is then woken once: a job may have been
+  enqueued meanwhile). It must be a direct connection to PostgreSQL: a pooler in
+  transaction mode (PgBouncer) does not carry ``LISTEN``.
 - **SQLite**: no notifications; ``listening`` reads the highest job id every
   ``poll_interval`` seconds (a read that waits for no writer) and wakes the worker when it
   grew (and once when it starts).
