@@ -162,6 +162,7 @@ def start_serve(
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
+            kill(process)  # nobody else holds it: it would outlive the caller
             raise LaunchError(f"{name} did not answer in {timeout:.0f}s:\n{_log_tail(log_path)}")
         time.sleep(0.1)
     return process
