@@ -2,8 +2,8 @@
 tests (``federation_tests/harness.py`` builds on it; nothing here imports pytest).
 
 ``archipel`` runs one CLI command; ``start_serve`` runs ``archipel serve`` until it answers
-``/healthz``; ``stop`` ends it (SIGTERM, then SIGKILL after a grace period), ``kill`` as a
-crash would.
+``/healthz``; ``start_worker`` runs an ``archipel worker``; ``stop`` ends either (SIGTERM,
+then SIGKILL after a grace period), ``kill`` as a crash would.
 
 Each command is a process of its own, with its own environment, arguments, output and exit
 status, as ``python -m node.cli ARGS`` would be; but it is forked from a server that has
@@ -43,6 +43,7 @@ __all__ = [
     "kill",
     "port_is_free",
     "start_serve",
+    "start_worker",
     "stop",
     "wait_for",
     "without_archipel_settings",
@@ -299,9 +300,28 @@ def start_serve(
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
+            kill(process)  # nobody else holds it: it would outlive the caller
             raise LaunchError(f"{name} did not answer in {timeout:.0f}s:\n{_log_tail(log_path)}")
         time.sleep(0.1)
     return process
+
+
+def start_worker(
+    data_dir: Path,
+    log_path: Path,
+    *,
+    env: Mapping[str, str],
+    note: str = "",
+) -> NodeCommand:
+    """``archipel worker`` on ``data_dir``'s jobs, its output appended to ``log_path`` (after
+    a line ``--- start NOTE``). There is nothing to wait for: it claims due jobs at once."""
+    with log_path.open("ab") as log:
+        log.write(f"--- start {note}\n".encode())
+    return NodeCommand(
+        ["worker", "--data-dir", str(data_dir), "--log-level", "warning"],
+        env=env,
+        stdout=log_path,
+    )
 
 
 def stop(process: NodeCommand | None, grace: float = 15.0) -> None:

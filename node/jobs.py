@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from node.db import WRITE, Base, UTCDateTime, utcnow
 from node.ops.metrics import JOBS_FINISHED
 from node.process import State, StateGraph
+from node.wake import notify_jobs
 
 __all__ = [
     "Done",
@@ -160,6 +161,7 @@ async def enqueue(
     )
     session.add(job)
     await session.flush()
+    await notify_jobs(session)  # workers in other processes hear of it at commit
     return job
 
 
@@ -195,6 +197,7 @@ async def enqueue_many(
             for payload, host in items
         ],
     )
+    await notify_jobs(session)
 
 
 async def ensure_pending(

@@ -50,6 +50,7 @@ from node.members.notifications import (
 )
 from node.offers import forget_deleted_offer, register_offer_handlers
 from node.secretbox import SecretBox
+from node.wake import listening
 
 __all__ = ["Runtime", "Services", "open_runtime", "register_deletion_handler", "user_agent"]
 
@@ -123,6 +124,11 @@ class Runtime:
     dispatcher: InboxDispatcher
     worker: Worker
     services: Services
+
+    async def run_worker(self) -> None:
+        """The worker's loop, woken whenever any process enqueues a job (``node.wake``)."""
+        async with listening(self.engine, self.worker.wakeup):
+            await self.worker.run_forever()
 
 
 def job_handlers(

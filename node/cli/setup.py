@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import secrets
+import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.chamber import ensure_chamber_actor
 from node.cli.common import CommandError, settings_of, with_data_dir, with_session
 from node.config import (
     CONFIG_FILENAME,
+    load_settings,
     new_settings,
     write_settings,
 )
+from node.db import is_sqlite
 from node.members.models import MemberRole, MemberStatus
 from node.members.service import create_member
 from node.migrate import upgrade
 from node.ops.private_files import restrict_sqlite_file, write_private_file
 from node.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = [
     "add_operations_commands",
@@ -31,6 +40,7 @@ __all__ = [
     "cmd_restore",
     "cmd_serve",
     "cmd_worker",
+    "server_process_app",
 ]
 
 
@@ -104,33 +114,83 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("database is up to date")
 
 
+#: What ``serve --workers N`` hands each server process (uvicorn starts them from an import
+#: string, so the app factory takes no arguments): the data directory, and whether to run a
+#: job worker inside.
+SERVE_DATA_DIR_ENV = "ARCHIPEL_SERVE_DATA_DIR"
+SERVE_WORKER_ENV = "ARCHIPEL_SERVE_WORKER"
+SERVE_PARENT_ENV = "ARCHIPEL_SERVE_PARENT"
+
+
+def _end_with_supervisor() -> None:
+    """On Linux, this server process is sent SIGTERM when the supervisor dies, even killed
+    (the OOM killer, a ``kill -9``), rather than serving on alone with the port and the
+    database connections."""
+    parent = os.environ.get(SERVE_PARENT_ENV)
+    if sys.platform != "linux" or not parent:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def server_process_app() -> Starlette:
+    """The app of one of ``serve --workers N``'s processes (uvicorn's ``factory``)."""
+    from node.web.app import create_app
+
+    _end_with_supervisor()
+    settings = load_settings(os.environ[SERVE_DATA_DIR_ENV])
+    return create_app(settings, run_worker=os.environ.get(SERVE_WORKER_ENV) == "1")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
+    """One server process, or ``--workers N`` under uvicorn's supervisor (it restarts a
+    process that dies; SIGHUP replaces them one by one). Each runs a job worker unless
+    ``--no-worker``: see docs/scaling.md."""
     import uvicorn
 
     from node.ops.logs import configure_logging
     from node.web.app import create_app
 
+    if args.workers < 1:
+        raise CommandError("--workers: at least 1 server process")
     settings = settings_of(args)
     if args.proxy_headers and not settings.trusted_proxies.strip():
         raise CommandError("--proxy-headers needs trusted_proxies (the reverse proxy's address)")
     log_config = configure_logging(settings.log_format, args.log_level)
     upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        log_config=log_config,
-        access_log=False,  # node.access (node.ops.web) logs each request, with its duration
-        proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=settings.trusted_proxies if args.proxy_headers else None,
-        server_header=False,
-        loop="uvloop",  # the fast event loop and HTTP parser (pyproject's uvloop, httptools)
-        http="httptools",
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "log_config": log_config,
+        "access_log": False,  # node.access (node.ops.web) logs each request, with its duration
+        "proxy_headers": args.proxy_headers,
+        "forwarded_allow_ips": settings.trusted_proxies if args.proxy_headers else None,
+        "server_header": False,
+        "loop": "uvloop",  # the fast event loop and HTTP parser (pyproject's uvloop, httptools)
+        "http": "httptools",
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings, run_worker=not args.no_worker), workers=1, **options)
+        return
+    if is_sqlite(settings.database_url):
+        logging.getLogger(__name__).warning(
+            "%d server processes on SQLite take turns to write: use PostgreSQL to scale out"
+            " (docs/scaling.md)",
+            args.workers,
+        )
+    os.environ[SERVE_DATA_DIR_ENV] = str(settings.data_dir)  # inherited by each process
+    os.environ[SERVE_WORKER_ENV] = "0" if args.no_worker else "1"
+    os.environ[SERVE_PARENT_ENV] = str(os.getpid())
+    uvicorn.run(f"{__name__}:server_process_app", factory=True, workers=args.workers, **options)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    """A job worker: any number of them (and of servers running one) share the jobs."""
     from node.ops.logs import configure_logging
     from node.runtime import open_runtime
 
@@ -144,7 +204,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
                 ran = await runtime.worker.run_until_idle()
                 print(f"{ran} job(s) run")
             else:
-                await runtime.worker.run_forever()
+                await runtime.run_worker()
 
     asyncio.run(run())
 
@@ -217,6 +277,18 @@ def add_setup_commands(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (PostgreSQL; see docs/scaling.md)",
+    )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no job worker in the server processes (run `archipel worker` beside them)",
+    )
     serve.add_argument(
         "--proxy-headers",
         action="store_true",

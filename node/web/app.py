@@ -265,7 +265,7 @@ def create_app(
             )
             worker_task = None
             if run_worker:
-                worker_task = asyncio.create_task(runtime.worker.run_forever())
+                worker_task = asyncio.create_task(runtime.run_worker())
             try:
                 yield
             finally:
