@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
