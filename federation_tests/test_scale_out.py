@@ -55,7 +55,7 @@ class ScaledNode(NodeProcess):
     """A chamber on PostgreSQL whose ``serve`` runs several processes, with ``archipel worker``
     processes beside it."""
 
-    workers: list[NodeCommand] = field(default_factory=list)
+    workers: list[launcher.NodeCommand] = field(default_factory=list)
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
         """Read the node's PostgreSQL database (``$1``-style parameters)."""
