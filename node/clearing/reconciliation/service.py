@@ -49,10 +49,9 @@ from node.clearing.reconciliation.statements import (
     Statement,
     compare,
     format_time,
-    parse_statement,
     signed_minutes,
-    statement_document,
 )
+from node.clearing.reconciliation.wire import parse_statement, statement_document
 from node.clearing.units import ClearingError
 from node.config import Settings
 from node.db import read_only, session_scope

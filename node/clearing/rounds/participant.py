@@ -41,11 +41,11 @@ from node.clearing.rounds.protocol import (
     format_time,
     read_invite,
     refusal_activity,
-    review_proposal,
     signature_activity,
     stale_changes,
     undo_activity,
 )
+from node.clearing.rounds.review import review_proposal
 from node.db import read_only, session_scope
 from node.jobs import Done, Fail, Outcome, Retry, enqueue
 
