@@ -39,6 +39,7 @@ import rfc8785
 
 from node.activitypub.proofs import verify_proof
 from node.clearing.rounds.netting import NettingResult, Obligation
+from node.clearing.rounds.states import RoundStates
 from node.clearing.units import ClearingError
 
 __all__ = [
@@ -122,21 +123,19 @@ class RoundEvent(StrEnum):
 
 
 FINAL_ROUND_STATES = frozenset({RoundState.COMMITTED, RoundState.ABORTED})
-_TRANSITIONS: dict[RoundEvent, tuple[frozenset[RoundState], RoundState]] = {
-    RoundEvent.PROPOSE: (frozenset({RoundState.COLLECTING}), RoundState.PROPOSED),
-    RoundEvent.SIGN: (frozenset({RoundState.PROPOSED}), RoundState.SIGNED),
-    RoundEvent.COMMIT: (frozenset({RoundState.PROPOSED, RoundState.SIGNED}), RoundState.COMMITTED),
-    RoundEvent.ABORT: (
-        frozenset({RoundState.COLLECTING, RoundState.PROPOSED, RoundState.SIGNED}),
-        RoundState.ABORTED,
-    ),
+_TARGETS = {
+    RoundEvent.PROPOSE: RoundState.PROPOSED,
+    RoundEvent.SIGN: RoundState.SIGNED,
+    RoundEvent.COMMIT: RoundState.COMMITTED,
+    RoundEvent.ABORT: RoundState.ABORTED,
 }
 
 
 def next_round_state(state: RoundState, event: RoundEvent) -> RoundState:
-    """The state after ``event``, or `InvalidRoundTransition` (final states never change)."""
-    allowed, after = _TRANSITIONS[event]
-    if state not in allowed:
+    """The state after ``event``, or `InvalidRoundTransition`: the moves are `RoundStates`'
+    (final states never change)."""
+    after = _TARGETS[event]
+    if not RoundStates.allows(state, after):
         raise InvalidRoundTransition(state, event)
     return after
 

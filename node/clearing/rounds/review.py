@@ -46,6 +46,35 @@ class ProposalReview:
         return not self.problems
 
 
+def _read_statements(
+    review: ProposalReview,
+    statements: list[Any],
+    keys: Mapping[str, Any],
+    round_uri: str,
+    members: list[str],
+) -> dict[str, dict[str, int]]:
+    """Each chamber's signed positions (kept in ``review.statements``); problems noted."""
+    positions: dict[str, dict[str, int]] = {}
+    for statement in statements:
+        if not isinstance(statement, Mapping):
+            review.problems.append("a statement is a signed Add")
+            continue
+        if problem := proof_problem(statement, keys, None):
+            review.problems.append(f"statement: {problem}")
+            continue
+        try:
+            chamber, balances = read_statement(statement, round_uri=round_uri, participants=members)
+        except InvalidRoundDocument as exc:
+            review.problems.append(f"statement of {statement.get('actor')}: {exc}")
+            continue
+        if chamber in positions:
+            review.problems.append(f"two statements of {chamber}")
+            continue
+        positions[chamber] = balances
+        review.statements[chamber] = statement
+    return positions
+
+
 def _review(
     proposal: Mapping[str, Any],
     keys: Mapping[str, Any],
@@ -84,24 +113,7 @@ def _review(
     if not isinstance(statements, list) or len(statements) != len(members):
         problems.append("the proposal must carry one statement per participant")
         return review
-    positions: dict[str, dict[str, int]] = {}
-    for statement in statements:
-        if not isinstance(statement, Mapping):
-            problems.append("a statement is a signed Add")
-            continue
-        if problem := proof_problem(statement, keys, None):
-            problems.append(f"statement: {problem}")
-            continue
-        try:
-            chamber, balances = read_statement(statement, round_uri=round_uri, participants=members)
-        except InvalidRoundDocument as exc:
-            problems.append(f"statement of {statement.get('actor')}: {exc}")
-            continue
-        if chamber in positions:
-            problems.append(f"two statements of {chamber}")
-            continue
-        positions[chamber] = balances
-        review.statements[chamber] = statement
+    positions = _read_statements(review, statements, keys, round_uri, members)
     if problems:
         return review
     try:
@@ -180,6 +192,35 @@ class RoundVerification:
         return changes_for(chamber, self.lines) if self.state == RoundState.COMMITTED else {}
 
 
+def _signers(
+    signatures: Any,
+    keys: Mapping[str, Any],
+    proposal: Mapping[str, Any],
+    digest: str,
+    problems: list[str],
+) -> set[str]:
+    """The chambers whose signed ``Accept`` is of this very proposal; problems noted."""
+    signed: set[str] = set()
+    for signature in signatures if isinstance(signatures, list) else []:
+        if not isinstance(signature, Mapping):
+            problems.append("a signature is a signed Accept")
+            continue
+        if problem := proof_problem(signature, keys, None):
+            problems.append(f"signature: {problem}")
+            continue
+        result = signature.get("result")
+        if (
+            signature.get("type") != "Accept"
+            or signature.get("object") != proposal.get("id")
+            or not isinstance(result, Mapping)
+            or result.get("digest") != digest
+        ):
+            problems.append(f"the signature of {signature.get('actor')} is not for this proposal")
+            continue
+        signed.add(str(signature.get("actor")))
+    return signed
+
+
 def verify_round(
     document: Mapping[str, Any], actors: Iterable[Mapping[str, Any]]
 ) -> RoundVerification:
@@ -245,25 +286,7 @@ def verify_round(
             problems.append("the proposer committed after the deadline")
     except InvalidRoundDocument as exc:
         problems.append(f"the decision's published time: {exc}")
-    signatures = decided.get("signatures")
-    signed: set[str] = set()
-    for signature in signatures if isinstance(signatures, list) else []:
-        if not isinstance(signature, Mapping):
-            problems.append("a signature is a signed Accept")
-            continue
-        if problem := proof_problem(signature, keys, None):
-            problems.append(f"signature: {problem}")
-            continue
-        result = signature.get("result")
-        if (
-            signature.get("type") != "Accept"
-            or signature.get("object") != proposal.get("id")
-            or not isinstance(result, Mapping)
-            or result.get("digest") != review.digest
-        ):
-            problems.append(f"the signature of {signature.get('actor')} is not for this proposal")
-            continue
-        signed.add(str(signature.get("actor")))
+    signed = _signers(decided.get("signatures"), keys, proposal, review.digest, problems)
     missing = set(members) - {proposer} - signed
     if missing:
         problems.append(f"not signed by {', '.join(sorted(missing))}")

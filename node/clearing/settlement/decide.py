@@ -36,6 +36,7 @@ from node.clearing.ledger.models import (
 )
 from node.clearing.partners.models import (
     Partner,
+    Settlement,
     SettlementState,
 )
 from node.clearing.settlement.common import (
@@ -109,99 +110,137 @@ async def _check_member_acceptance(
 
 
 def on_settlement_offer(house: ClearingHouse) -> Any:
+    """The decider's walk of an incoming settlement ``Offer``, one transaction: read it,
+    claim its row, find the exchange, check the member's signed acceptance, then post it
+    through the ledger's one write (or refuse it) and answer (`_decide`)."""
+
     async def handle(context: InboxContext) -> None:
         obj = context.object
         if not isinstance(obj, dict) or obj.get("type") != SETTLEMENT_TYPE:
             return
         session = context.session
         partner = await partner_of_sender(context)
-        uri = text_of(obj, "id")
-        exchange_uri = text_of(obj, "exchange")
-        if not same_origin(uri, context.actor_uri):
-            raise InboxRejected(403, "a settlement's id is on its sender's host", "originMismatch")
-        minutes = obj.get("minutes")
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes <= 0:
-            raise InboxRejected(422, "minutes: a positive whole number", "invalidSettlement")
-        deadline = parse_time(obj.get("endTime"))
+        uri, exchange_uri, minutes, deadline = _read_offer(context, obj)
         now = house.clock()
         settlement, created = await claim(session, uri, partner, now)
         if not created:
             # A duplicate, or an Offer arriving after we recorded an abort for it.
-            existing = settlement
-            if existing.partner_uri != context.actor_uri:
+            if settlement.partner_uri != context.actor_uri:
                 raise InboxRejected(403, "this settlement belongs to another chamber", "notOwner")
-            if existing.decision_activity_id:
-                await redeliver(house, session, partner, existing)
+            if settlement.decision_activity_id:
+                await redeliver(house, session, partner, settlement)
             return
-        exchange = (
-            await session.execute(
-                select(Exchange).where(Exchange.uri == exchange_uri).with_for_update()
-            )
-        ).scalar_one_or_none()
-        if exchange is None or not house.federation.is_local(exchange.uri):
-            raise InboxRejected(404, f"no exchange {exchange_uri} was declared here", "noExchange")
-        remote = house.remote_party_of(exchange)
-        if remote is None or not same_origin(remote, context.actor_uri):
-            raise InboxRejected(
-                403, "only the other member's chamber can settle this exchange", "notParty"
-            )
-        if (obj.get("provider"), obj.get("receiver"), minutes) != (
-            exchange.provider_uri,
-            exchange.beneficiary_uri,
-            exchange.minutes,
-        ):
-            reason: str | None = "the settlement's terms differ from the exchange"
-            accept: dict[str, Any] | None = None
-        else:
-            accept, reason = await _check_member_acceptance(
-                house, session, exchange, remote, obj.get("evidence")
-            )
+        exchange, remote = await _offered_exchange(house, context, exchange_uri)
+        accept, reason = await _acceptance(house, session, exchange, remote, obj, minutes)
         if reason is None and now > deadline:
             reason = "the settlement arrived after its deadline"
         settlement.exchange_id = exchange.id
         settlement.minutes, settlement.deadline = minutes, deadline
         settlement.prepare_activity_id = context.activity["id"]
         settlement.evidence = {"prepare": context.activity}
-        if reason is None:
-            assert accept is not None
-            reason = await _post_here(house, session, exchange, partner, uri, now)
-        if reason is None:
-            assert accept is not None
-            settle(session, settlement, SettlementStates.committed.name, now)
-            member_accept = await store_incoming(session, accept, now)
-            session.add(
-                history.event(exchange, ExchangeEvent.ACCEPT.value, remote, member_accept, now)
-            )
-            settlement.evidence = {
-                "proposal": await stored_document(session, exchange.proposal_activity_id),
-                "accept": accept,
-                "prepare": context.activity,
-            }
-        else:
-            settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
-        await session.flush()
-        session.add(
-            history.event(exchange, "prepare", context.actor_uri, context.stored, now, comment="")
-        )
-        decision = await answer(
-            house, session, partner, settlement, context.activity["id"], exchange, now
-        )
-        settlement.evidence = {**settlement.evidence, "decision": decision.document}
-        session.add(
-            history.event(
-                exchange,
-                "commit" if settlement.state == SettlementState.COMMITTED else "abort",
-                decision.actor_uri,
-                decision,
-                now,
-                comment=settlement.reason,
-            )
-        )
-        await session.flush()
+        await _decide(house, context, partner, settlement, exchange, accept, reason, now)
         crash_point("settlement.deciding")
         context.after_commit.append(lambda: crash_point("settlement.decided"))
 
     return handle
+
+
+def _read_offer(context: InboxContext, obj: dict[str, Any]) -> tuple[str, str, int, datetime]:
+    """The settlement's id, its exchange, its minutes and its deadline, checked."""
+    uri = text_of(obj, "id")
+    exchange_uri = text_of(obj, "exchange")
+    if not same_origin(uri, context.actor_uri):
+        raise InboxRejected(403, "a settlement's id is on its sender's host", "originMismatch")
+    minutes = obj.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes <= 0:
+        raise InboxRejected(422, "minutes: a positive whole number", "invalidSettlement")
+    return uri, exchange_uri, minutes, parse_time(obj.get("endTime"))
+
+
+async def _offered_exchange(
+    house: ClearingHouse, context: InboxContext, exchange_uri: str
+) -> tuple[Exchange, str]:
+    """The exchange declared here that the offer settles (locked), and its remote party."""
+    exchange = (
+        await context.session.execute(
+            select(Exchange).where(Exchange.uri == exchange_uri).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if exchange is None or not house.federation.is_local(exchange.uri):
+        raise InboxRejected(404, f"no exchange {exchange_uri} was declared here", "noExchange")
+    remote = house.remote_party_of(exchange)
+    if remote is None or not same_origin(remote, context.actor_uri):
+        raise InboxRejected(
+            403, "only the other member's chamber can settle this exchange", "notParty"
+        )
+    return exchange, remote
+
+
+async def _acceptance(
+    house: ClearingHouse,
+    session: AsyncSession,
+    exchange: Exchange,
+    remote: str,
+    obj: dict[str, Any],
+    minutes: int,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The remote member's signed acceptance, or why the offer is refused."""
+    if (obj.get("provider"), obj.get("receiver"), minutes) != (
+        exchange.provider_uri,
+        exchange.beneficiary_uri,
+        exchange.minutes,
+    ):
+        return None, "the settlement's terms differ from the exchange"
+    return await _check_member_acceptance(house, session, exchange, remote, obj.get("evidence"))
+
+
+async def _decide(
+    house: ClearingHouse,
+    context: InboxContext,
+    partner: Partner,
+    settlement: Settlement,
+    exchange: Exchange,
+    accept: dict[str, Any] | None,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    """Post the exchange here (or refuse it), move the settlement to its final state, answer
+    the preparer and record the steps in the exchange's history."""
+    session = context.session
+    if reason is None:
+        reason = await _post_here(house, session, exchange, partner, settlement.uri, now)
+    if reason is None:
+        assert accept is not None
+        settle(session, settlement, SettlementStates.committed.name, now)
+        member_accept = await store_incoming(session, accept, now)
+        remote = str(accept.get("actor", ""))
+        session.add(history.event(exchange, ExchangeEvent.ACCEPT.value, remote, member_accept, now))
+        settlement.evidence = {
+            "proposal": await stored_document(session, exchange.proposal_activity_id),
+            "accept": accept,
+            "prepare": context.activity,
+        }
+    else:
+        settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
+    await session.flush()
+    session.add(
+        history.event(exchange, "prepare", context.actor_uri, context.stored, now, comment="")
+    )
+    decision = await answer(
+        house, session, partner, settlement, context.activity["id"], exchange, now
+    )
+    settlement.evidence = {**settlement.evidence, "decision": decision.document}
+    session.add(
+        history.event(
+            exchange,
+            "commit" if settlement.state == SettlementState.COMMITTED else "abort",
+            decision.actor_uri,
+            decision,
+            now,
+            comment=settlement.reason,
+        )
+    )
+    await session.flush()
 
 
 async def _post_here(

@@ -25,6 +25,7 @@ from node.clearing.exchanges.states import (
     SettlementStates,
 )
 from node.clearing.ledger import rules as ledger
+from node.clearing.ledger.holds import HoldStates, hold_subject
 from node.clearing.ledger.models import (
     ClearingAccount,
     ClearingTransaction,
@@ -33,7 +34,6 @@ from node.clearing.ledger.models import (
 )
 from node.clearing.partners.models import (
     Hold,
-    HoldState,
     Settlement,
     SettlementRole,
     SettlementState,
@@ -44,6 +44,7 @@ from node.clearing.settlement.common import (
 )
 from node.faults import crash_point
 from node.jobs import ensure_pending
+from node.process_store import move as move_process
 
 __all__ = ["on_decision"]
 
@@ -147,8 +148,10 @@ async def _finish(
         reason = content[:2000] if isinstance(content, str) else ""
         settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
         exchange.comment = f"not settled: {settlement.reason}" if settlement.reason else ""
-    for hold, _ in rows:
-        hold.state = HoldState.POSTED if committed else HoldState.VOIDED
+    for hold, key in rows:
+        to = HoldStates.posted if committed else HoldStates.voided
+        subject = hold_subject(settlement.uri, key)
+        move_process(session, HoldStates, hold, to, subject=subject, now=now)
     settlement.decision_activity_id = context.activity["id"]
     settlement.evidence = {**settlement.evidence, "decision": context.activity}
     session.add(

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from node.activitypub.models import StoredActivity
 from node.activitypub.outbox import publish
 from node.clearing.exchanges import history
 from node.clearing.exchanges.house import ClearingHouse, InvalidExchange
@@ -21,13 +24,15 @@ from node.clearing.exchanges.states import (
 )
 from node.clearing.ledger import rules as ledger
 from node.clearing.ledger import store
+from node.clearing.ledger.holds import HoldStates, hold_subject
 from node.clearing.ledger.models import (
+    ClearingAccount,
     Exchange,
     partner_account_key,
 )
 from node.clearing.partners.models import (
     Hold,
-    HoldState,
+    Partner,
     Settlement,
     SettlementRole,
 )
@@ -81,16 +86,7 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         )
         previous = exchange.state
         transaction = postings(house, exchange, partner.chamber_uri)
-        accounts = await store.lock_accounts(session, [p.account for p in transaction])
-        limits = {k: house.terms.limits_of(a) for k, a in accounts.items()}
-        balances = {k: a.balance for k, a in accounts.items()}
-        holds = await store.pending_holds(session, list(accounts.values()))
-        try:
-            ledger.apply_with_holds(balances, holds, limits, transaction)
-        except ledger.LimitBreach as exc:
-            if exc.account == partner_account_key(partner.chamber_uri):
-                raise ledger.LedgerError(limit_message(exc)) from exc
-            raise
+        accounts = await _check_limits(house, session, transaction, partner)
         by = house.actor_uri(member)
         history.move(session, exchange, ExchangeStates.settling, now=now, by=by)
         accept = await house.record(
@@ -124,40 +120,8 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         )
         session.add(settlement)
         await session.flush()
-        for posting in transaction:
-            session.add(
-                Hold(
-                    settlement_id=settlement.id,
-                    account_id=accounts[posting.account].id,
-                    amount=posting.amount,
-                    state=HoldState.PENDING,
-                    created_at=now,
-                )
-            )
-        chamber = await chamber_actor(house, session)
-        offer = await publish(
-            house.federation,
-            session,
-            chamber,
-            {
-                "type": "Offer",
-                "to": [partner.chamber_uri],
-                "context": exchange.uri,
-                "object": {
-                    "type": SETTLEMENT_TYPE,
-                    "id": uri,
-                    "exchange": exchange.uri,
-                    "provider": exchange.provider_uri,
-                    "receiver": exchange.beneficiary_uri,
-                    "minutes": exchange.minutes,
-                    "endTime": deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "evidence": [proposal, accept.document],
-                },
-            },
-            inboxes=[partner.inbox],
-            now=now,
-            urgent_until=urgent_until(deadline, now),
-        )
+        _reserve(session, settlement, transaction, accounts, now)
+        offer = await _offer(house, session, exchange, partner, settlement, now)
         settlement.prepare_activity_id = offer.activity_id
         settlement.evidence = {**settlement.evidence, "prepare": offer.document}
         session.add(history.event(exchange, "prepare", offer.actor_uri, offer, now))
@@ -171,3 +135,75 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         )
     crash_point("settlement.prepared")
     return exchange
+
+
+async def _check_limits(
+    house: ClearingHouse, session: AsyncSession, transaction: ledger.Transaction, partner: Partner
+) -> dict[str, ClearingAccount]:
+    """Lock the accounts and check that the holds fit in their limits (nothing is written)."""
+    accounts = await store.lock_accounts(session, [p.account for p in transaction])
+    limits = {k: house.terms.limits_of(a) for k, a in accounts.items()}
+    balances = {k: a.balance for k, a in accounts.items()}
+    holds = await store.pending_holds(session, list(accounts.values()))
+    try:
+        ledger.apply_with_holds(balances, holds, limits, transaction)
+    except ledger.LimitBreach as exc:
+        if exc.account == partner_account_key(partner.chamber_uri):
+            raise ledger.LedgerError(limit_message(exc)) from exc
+        raise
+    return accounts
+
+
+async def _offer(
+    house: ClearingHouse,
+    session: AsyncSession,
+    exchange: Exchange,
+    partner: Partner,
+    settlement: Settlement,
+    now: datetime,
+) -> StoredActivity:
+    """The chamber's signed ``Offer`` of the settlement to the decider, delivered urgently."""
+    evidence = settlement.evidence
+    return await publish(
+        house.federation,
+        session,
+        await chamber_actor(house, session),
+        {
+            "type": "Offer",
+            "to": [partner.chamber_uri],
+            "context": exchange.uri,
+            "object": {
+                "type": SETTLEMENT_TYPE,
+                "id": settlement.uri,
+                "exchange": exchange.uri,
+                "provider": exchange.provider_uri,
+                "receiver": exchange.beneficiary_uri,
+                "minutes": exchange.minutes,
+                "endTime": settlement.deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "evidence": [evidence["proposal"], evidence["accept"]],
+            },
+        },
+        inboxes=[partner.inbox],
+        now=now,
+        urgent_until=urgent_until(settlement.deadline, now),
+    )
+
+
+def _reserve(
+    session: AsyncSession,
+    settlement: Settlement,
+    transaction: ledger.Transaction,
+    accounts: dict[str, ClearingAccount],
+    now: datetime,
+) -> None:
+    """One pending hold per posting of the settlement (each a process of `HoldStates`)."""
+    for posting in transaction:
+        hold = Hold(
+            settlement_id=settlement.id,
+            account_id=accounts[posting.account].id,
+            amount=posting.amount,
+            created_at=now,
+        )
+        subject = hold_subject(settlement.uri, posting.account)
+        start_process(session, HoldStates, hold, HoldStates.pending, subject=subject, now=now)
+        session.add(hold)
