@@ -15,6 +15,7 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.clearing.exchanges import history
 from node.clearing.exchanges.house import DEMURRAGE_JOB, ClearingHouse
+from node.clearing.exchanges.inbox import apply_amendment
 from node.clearing.exchanges.notices import notify_exchange
 from node.clearing.exchanges.states import (
     FINAL_STATES,
@@ -175,8 +176,6 @@ async def _catch_up(
 ) -> None:
     """Apply the amendment the decider reports, if it is one we missed and its member signed
     it (the ``Update`` that reached us while we were settling was ignored)."""
-    from node.clearing.exchanges.inbox import apply_amendment  # noqa: PLC0415 (cycle)
-
     if (
         not isinstance(proposal, dict)
         or proposal.get("type") != "Update"
