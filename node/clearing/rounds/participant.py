@@ -51,7 +51,7 @@ from node.clearing.rounds.protocol import (
 )
 from node.clearing.rounds.review import ProposalReview, review_proposal
 from node.db import read_only, session_scope
-from node.jobs import Done, Fail, Outcome, Retry, enqueue
+from node.jobs import Done, Fail, Outcome, Retry
 
 __all__ = ["ParticipantSide"]
 
@@ -153,7 +153,7 @@ class ParticipantSide(RoundBase):
             round_row.proposal = ctx.activity
             round_row.proposal_activity_id = ctx.activity["id"]
             set_state(session, round_row, RoundEvent.PROPOSE, now)
-            await enqueue(session, ROUND_REVIEW_JOB, {"round": round_row.uri}, now=now)
+            await schedule(session, ROUND_REVIEW_JOB, round_row.uri, now, now)
         elif state == RoundState.COMMITTED.value:
             if current == RoundState.COMMITTED:
                 return
