@@ -382,7 +382,7 @@ async def run(label: str, database_url: str | None, args: argparse.Namespace) ->
             floor = floor_validation(floor_engine, house.terms, settings.url)
             node_side, floor_side = Side(), Side()
             node_counter, floor_counter = StatementCounter(engine), StatementCounter(floor_engine)
-            profiler = cProfile.Profile() if args.profile else None
+            profiler = cProfile.Profile(time.process_time) if args.profile else None
             size = args.count // args.rounds
             for r in range(args.rounds):
                 node_batch = pending[2 * r * size : (2 * r + 1) * size]

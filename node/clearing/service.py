@@ -21,11 +21,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import (
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from node.activitypub.federation import (
     Federation,
@@ -55,6 +64,7 @@ from node.clearing.models import (
     member_account_key,
 )
 from node.clearing.notices import notify_exchange
+from node.clearing.partner_models import Hold, HoldState
 from node.clearing.states import (
     ExchangeEvent,
     ExchangeState,
@@ -222,6 +232,44 @@ class Summary:
     volume_minutes: int
 
 
+class _OtherChamber(Exception):
+    """The acceptance of an exchange with another chamber's member: a settlement."""
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """What an answer may carry: a comment, and an amendment's new terms."""
+
+    comment: str
+    minutes: Any
+    description: Any
+    performed_on: date | None
+    bricks: Sequence[str] | None
+
+
+# The statements of an acceptance, built once (`ClearingHouse._write`).
+_LOCK_ACCOUNTS = (
+    select(ClearingAccount)
+    .where(ClearingAccount.key.in_(bindparam("keys", expanding=True)))
+    .order_by(ClearingAccount.id)
+    .with_for_update()
+)
+_PENDING_HOLDS = select(Hold.account_id, Hold.amount).where(
+    Hold.account_id.in_(bindparam("ids", expanding=True)), Hold.state == HoldState.PENDING
+)
+_ACCOUNTS = cast(Table, ClearingAccount.__table__)
+_TRANSACTIONS = cast(Table, ClearingTransaction.__table__)
+_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
+_SET_BALANCE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(balance=bindparam("after"))
+)
+_INSERT_ENTRY = insert(cast(Table, ClearingEntry.__table__))
+_EXCHANGE_BY_KEY = select(Exchange).where(Exchange.key == bindparam("key"))
+_EXCHANGE_FOR_UPDATE = _EXCHANGE_BY_KEY.with_for_update()
+
+
 def _fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -241,6 +289,7 @@ class ClearingHouse:
         self.sessionmaker: async_sessionmaker[AsyncSession] = federation.sessionmaker
         self.terms = ClearingTerms.from_settings(settings)
         self.clock = clock or federation.clock
+        self._signers: dict[int | None, LocalActor] = {}
 
     # --- parties and accounts -------------------------------------------------------------
 
@@ -525,29 +574,48 @@ class ClearingHouse:
             raise InvalidExchange("comment", f"at most {MAX_DESCRIPTION} characters")
         if event == ExchangeEvent.CONTEST and not comment.strip():
             raise InvalidExchange("comment", "say what is wrong, so that it can be amended")
-        async with read_only(self.sessionmaker) as session:
-            found = await self._get(session, key)
+        changes = _Changes(comment, minutes, description, performed_on, bricks)
+        try:
+            return await self._answer(member, key, event, changes)
+        except (_OtherChamber, ledger.UnknownAccount) as detour:
+            if event != ExchangeEvent.ACCEPT:
+                raise
+            # Rare: the exchange involves another chamber (a settlement), or an account has
+            # yet to be opened (the commons fund once a levy is set). Open what is missing in
+            # its own transaction, then answer again.
+            async with read_only(self.sessionmaker) as session:
+                found = await self._get(session, key)
             member_ids = [
                 m for m in (found.provider_member_id, found.beneficiary_member_id) if m is not None
             ]
-        if event == ExchangeEvent.ACCEPT:
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
-            if self.is_cross_chamber(found):
+            if isinstance(detour, _OtherChamber):
                 from node.clearing.settlement import prepare  # noqa: PLC0415 (cycle)
 
                 return await prepare(self, member, key, comment=comment)
+            return await self._answer(member, key, event, changes)
+
+    async def _answer(
+        self, member: Member, key: str, event: ExchangeEvent, changes: _Changes
+    ) -> Exchange:
+        """One write transaction: lock the exchange, move it, post it if accepted, sign and
+        store the activity. Raises `_OtherChamber` for the acceptance of a cross-chamber
+        exchange (a settlement, `node.clearing.settlement`) before changing anything."""
         now = self.clock()
+        comment = changes.comment
         async with session_scope(self.sessionmaker) as session:
             exchange = await self._get(session, key, lock=True)
+            if event == ExchangeEvent.ACCEPT and self.is_cross_chamber(exchange):
+                raise _OtherChamber()
             role = self._role_of(exchange, member)
             party = party_of(role, Role(exchange.initiator))
             new_state = next_state(ExchangeState(exchange.state), event, party)
             if event == ExchangeEvent.AMEND:
                 new_minutes, new_description, new_date, new_bricks = self._check_terms(
-                    exchange.minutes if minutes is None else minutes,
-                    exchange.description if description is None else description,
-                    performed_on or exchange.performed_on,
-                    exchange.bricks if bricks is None else bricks,
+                    exchange.minutes if changes.minutes is None else changes.minutes,
+                    exchange.description if changes.description is None else changes.description,
+                    changes.performed_on or exchange.performed_on,
+                    exchange.bricks if changes.bricks is None else changes.bricks,
                 )
                 exchange.minutes, exchange.description = new_minutes, new_description
                 exchange.performed_on, exchange.bricks = new_date, new_bricks
@@ -574,10 +642,8 @@ class ClearingHouse:
         raise NotAParty("you are neither the provider nor the beneficiary of this exchange")
 
     async def _get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
-        query = select(Exchange).where(Exchange.key == key)
-        if lock:
-            query = query.with_for_update()
-        exchange = (await session.execute(query)).scalar_one_or_none()
+        query = _EXCHANGE_FOR_UPDATE if lock else _EXCHANGE_BY_KEY
+        exchange = (await session.execute(query, {"key": key})).scalar_one_or_none()
         if exchange is None:
             raise ExchangeNotFound(f"no exchange {key!r} on this chamber")
         return exchange
@@ -610,28 +676,15 @@ class ClearingHouse:
         self, session: AsyncSession, keys: Sequence[str]
     ) -> dict[str, ClearingAccount]:
         """The accounts ``keys``, locked in id order (the one order every writer uses)."""
-        accounts = (
-            await session.execute(
-                select(ClearingAccount)
-                .where(ClearingAccount.key.in_(list(keys)))
-                .order_by(ClearingAccount.id)
-                .with_for_update()
-            )
-        ).scalars()
+        accounts = (await session.execute(_LOCK_ACCOUNTS, {"keys": list(keys)})).scalars()
         return {a.key: a for a in accounts}
 
     async def pending_holds(
         self, session: AsyncSession, accounts: Sequence[ClearingAccount]
     ) -> dict[str, tuple[int, int]]:
         """Each account's pending (debits, credits) reserved by prepared settlements."""
-        from node.clearing.partner_models import Hold, HoldState  # noqa: PLC0415
-
         by_id = {a.id: a.key for a in accounts}
-        rows = await session.execute(
-            select(Hold.account_id, Hold.amount).where(
-                Hold.account_id.in_(list(by_id)), Hold.state == HoldState.PENDING
-            )
-        )
+        rows = await session.execute(_PENDING_HOLDS, {"ids": list(by_id)})
         holds: dict[str, tuple[int, int]] = {}
         for account_id, amount in rows.all():
             debits, credits = holds.get(by_id[account_id], (0, 0))
@@ -652,33 +705,48 @@ class ClearingHouse:
 
         Limits are checked counting the pending holds of prepared settlements, unless the
         transaction was ``decided`` already (a settlement's commit, a clearing round)."""
-        by_key = await self.lock_accounts(session, [p.account for p in transaction])
-        accounts = list(by_key.values())
-        balances = {a.key: a.balance for a in accounts}
+        keys = [p.account for p in transaction]
         if decided:
-            missing = {p.account for p in transaction} - set(by_key)
+            by_key = await self.lock_accounts(session, keys)
+            missing = set(keys) - set(by_key)
             if missing:
                 raise ledger.UnknownAccount(sorted(missing)[0])
-            after = ledger.apply_decided(balances, transaction)
+            after = ledger.apply_decided({k: a.balance for k, a in by_key.items()}, transaction)
         else:
-            limits = {a.key: self.terms.limits_of(a) for a in accounts}
-            holds = await self.pending_holds(session, accounts)
-            after = ledger.apply_with_holds(balances, holds, limits, transaction)
-        session.add(row)
-        await session.flush()
-        for posting in transaction:
-            account = by_key[posting.account]
-            account.balance = after[posting.account]
-            session.add(
-                ClearingEntry(
-                    transaction_id=row.id,
-                    account_id=account.id,
-                    amount=posting.amount,
-                    balance_after=account.balance,
-                    posted_at=row.posted_at,
-                )
+            by_key = await self.lock_accounts(session, keys)
+            # A second statement, not a subquery of the first: its snapshot is taken once the
+            # locks are held, so it sees the holds of a settlement that held them before.
+            holds = await self.pending_holds(session, list(by_key.values()))
+            after = ledger.apply_with_holds(
+                {k: a.balance for k, a in by_key.items()},
+                holds,
+                {k: self.terms.limits_of(a) for k, a in by_key.items()},
+                transaction,
             )
-        await session.flush()
+        # Written in Core with statements built once: the ORM's unit of work and building
+        # the expressions cost more than the writes themselves (bench.exchanges). The account
+        # rows in the session get their new balance as committed state: nothing to flush.
+        columns = ("kind", "exchange_id", "period", "reference", "memo", "posted_at")
+        values = {c: getattr(row, c) for c in columns if getattr(row, c) is not None}
+        row.id = (await session.execute(_INSERT_TRANSACTION, values)).scalar_one()
+        await session.execute(
+            _SET_BALANCE, [{"account_id": by_key[k].id, "after": after[k]} for k in keys]
+        )
+        await session.execute(
+            _INSERT_ENTRY,
+            [
+                {
+                    "transaction_id": row.id,
+                    "account_id": by_key[p.account].id,
+                    "amount": p.amount,
+                    "balance_after": after[p.account],
+                    "posted_at": row.posted_at,
+                }
+                for p in transaction
+            ],
+        )
+        for key in keys:
+            set_committed_value(by_key[key], "balance", after[key])
 
     # --- activities -----------------------------------------------------------------------
 
@@ -701,6 +769,24 @@ class ClearingHouse:
             self.terms_of(exchange), state=ExchangeState(exchange.state), attributed_to=initiator
         )
 
+    async def _signer_of(self, session: AsyncSession, member: Member | None) -> LocalActor:
+        """The local actor who signs for ``member`` (None: the chamber), loaded once per
+        process: only its username and its key are used, and neither ever changes."""
+        cache_key = None if member is None else member.actor_id
+        actor = self._signers.get(cache_key)
+        if actor is None:
+            if member is None:
+                query = select(LocalActor).where(
+                    LocalActor.username == self.settings.chamber_username
+                )
+            else:
+                query = select(LocalActor).where(LocalActor.id == member.actor_id)
+            actor = (await session.execute(query)).scalar_one()
+            if len(self._signers) >= 4096:
+                self._signers.clear()
+            self._signers[cache_key] = actor
+        return actor
+
     async def _record(
         self,
         session: AsyncSession,
@@ -715,16 +801,7 @@ class ClearingHouse:
         """Sign and store the activity for this change, and the event that points to it.
 
         The activity goes to the party on another chamber, if there is one (``deliver``)."""
-        if member is None:
-            actor = (
-                await session.execute(
-                    select(LocalActor).where(LocalActor.username == self.settings.chamber_username)
-                )
-            ).scalar_one()
-        else:
-            actor = (
-                await session.execute(select(LocalActor).where(LocalActor.id == member.actor_id))
-            ).scalar_one()
+        actor = await self._signer_of(session, member)
         actor_uri = self.federation.urls(actor.username).id
         other = (
             exchange.beneficiary_uri
