@@ -54,10 +54,11 @@ from node.activitypub.federation import Federation
 from node.activitypub.models import StoredActivity
 from node.activitypub.proofs import sign_eddsa_jcs_2022
 from node.chamber import ensure_chamber_actor
-from node.clearing import ledger
-from node.clearing.activities import event_activity
-from node.clearing.ledger import LimitBreach
-from node.clearing.models import (
+from node.clearing.exchanges.activities import event_activity
+from node.clearing.exchanges.house import ClearingHouse, ClearingTerms
+from node.clearing.exchanges.states import ExchangeEvent, ExchangeState, ExchangeStates, Role
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger.models import (
     ClearingAccount,
     ClearingEntry,
     ClearingEvent,
@@ -66,8 +67,6 @@ from node.clearing.models import (
     TransactionKind,
     member_account_key,
 )
-from node.clearing.service import ClearingHouse, ClearingTerms
-from node.clearing.states import ExchangeEvent, ExchangeState, ExchangeStates, Role
 from node.config import new_settings
 from node.db import make_engine, make_sessionmaker, read_only, session_scope
 from node.members.models import ClearingOverride, MemberStatus, Notification
@@ -198,7 +197,7 @@ def floor_validation(
                     {a.key: terms.limits_of(a) for a in accounts},
                     transaction,
                 )
-            except LimitBreach:
+            except ledger.LimitBreach:
                 await conn.rollback()
                 return False
             ids = {a.key: a.id for a in accounts}
@@ -375,7 +374,7 @@ async def run(label: str, database_url: str | None, args: argparse.Namespace) ->
             async def accept(item: tuple[Any, str]) -> bool:
                 try:
                     await house.act(item[0], item[1], ExchangeEvent.ACCEPT)
-                except LimitBreach:
+                except ledger.LimitBreach:
                     return False
                 return True
 

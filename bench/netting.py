@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from node.clearing.netting import Obligation, net, net_positions, verify_netting
+from node.clearing.rounds.netting import Obligation, net, net_positions, verify_netting
 from node.clearing.units import format_minutes
 
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from federation_tests.harness import (
     wait_for,
     wait_settled,
 )
-from node.clearing.rounds import RoundState, verify_round
+from node.clearing.rounds.protocol import RoundState, verify_round
 
 pytestmark = pytest.mark.federation
 HOUR = 60

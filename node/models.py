@@ -3,8 +3,10 @@
 from node import jobs, process_store
 from node.activitypub import models as activitypub_models
 from node.bricks import models as bricks_models
-from node.clearing import models as clearing_models
-from node.clearing import partner_models, reconciliation_models, round_models
+from node.clearing.ledger import models as clearing_models
+from node.clearing.partners import models as partner_models
+from node.clearing.reconciliation import models as reconciliation_models
+from node.clearing.rounds import models as round_models
 from node.db import Base
 from node.members import models as members_models
 from node.offers import models as offers_models

@@ -28,15 +28,17 @@ from node.activitypub.transport import make_async_client
 from node.bricks.inbox import on_delete as delete_brick_object
 from node.bricks.inbox import register_brick_handlers, rename_remote_author
 from node.bricks.operations import BrickService
-from node.clearing.inbox import register_clearing_handlers
-from node.clearing.jobs import clearing_job_handlers
-from node.clearing.reconciliation_service import (
+from node.clearing.exchanges.house import ClearingHouse
+from node.clearing.exchanges.inbox import register_clearing_handlers
+from node.clearing.exchanges.jobs import clearing_job_handlers
+from node.clearing.reconciliation.service import (
     Reconciler,
     reconciliation_job_handlers,
     register_reconciliation_handlers,
 )
-from node.clearing.round_service import RoundService, register_round_handlers, round_job_handlers
-from node.clearing.service import ClearingHouse
+from node.clearing.rounds.service import RoundService, register_round_handlers, round_job_handlers
+from node.clearing.settlement.steps import prepare as prepare_settlement
+from node.clearing.settlement.steps import register_settlement_handlers, settlement_job_handlers
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker, utcnow
 from node.jobs import Handler, Worker
@@ -67,6 +69,7 @@ class Services:
 
     @classmethod
     def build(cls, federation: Federation, settings: Settings, worker: Worker) -> Services:
+        clearing = ClearingHouse(federation, settings, settle=prepare_settlement)
         return cls(
             bricks=BrickService(
                 federation,
@@ -75,7 +78,7 @@ class Services:
                 settings.url,
                 wake=worker.wakeup.set,
             ),
-            clearing=ClearingHouse(federation, settings),
+            clearing=clearing,
             rounds=RoundService.from_settings(federation, settings),
             reconciler=Reconciler.from_settings(federation, settings),
         )
@@ -104,6 +107,7 @@ def inbox_dispatcher(services: Services) -> InboxDispatcher:
     register_offer_handlers(dispatcher)
     register_deletion_handler(dispatcher)
     register_clearing_handlers(dispatcher, services.clearing)
+    register_settlement_handlers(dispatcher, services.clearing)
     register_round_handlers(dispatcher, services.rounds)
     register_reconciliation_handlers(dispatcher, services.reconciler)
     return dispatcher
@@ -121,12 +125,16 @@ class Runtime:
     services: Services
 
 
-def job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
+def job_handlers(
+    federation: Federation, settings: Settings, services: Services
+) -> dict[str, Handler]:
+    """Every job kind's handler, each with the node's one service that does the work."""
     return {
         DELIVER: deliver_job(federation, retry_base=settings.retry_base_seconds),
-        **clearing_job_handlers(federation, settings),
-        **round_job_handlers(federation, settings),
-        **reconciliation_job_handlers(federation, settings),
+        **clearing_job_handlers(services.clearing),
+        **settlement_job_handlers(services.clearing),
+        **round_job_handlers(services.rounds),
+        **reconciliation_job_handlers(services.reconciler),
         MAIL_JOB: mail_job(settings, federation.sessionmaker),
         NOTIFICATION_MAIL_JOB: notification_mail_job(settings, federation.sessionmaker),
     }
@@ -161,12 +169,13 @@ async def open_runtime(
     )
     worker = Worker(
         sessionmaker,
-        job_handlers(federation, settings),
+        {},
         lease=timedelta(seconds=settings.job_lease_seconds),
         retry_base=settings.retry_base_seconds,
         clock=clock,
     )
     services = Services.build(federation, settings, worker)
+    worker.handlers.update(job_handlers(federation, settings, services))
     dispatcher = inbox_dispatcher(services)
     try:
         yield Runtime(settings, engine, sessionmaker, box, federation, dispatcher, worker, services)

@@ -20,11 +20,13 @@ PURE_MODULES = [
     "node/activitypub/urls.py",
     "node/config.py",
     "node/secretbox.py",
-    "node/clearing/ledger.py",
-    "node/clearing/netting.py",
+    "node/clearing/ledger/rules.py",
+    "node/clearing/rounds/netting.py",
+    "node/clearing/rounds/protocol.py",
+    "node/clearing/reconciliation/statements.py",
     "node/clearing/units.py",
-    "node/clearing/states.py",
-    "node/clearing/activities.py",
+    "node/clearing/exchanges/states.py",
+    "node/clearing/exchanges/activities.py",
     "node/members/gate.py",
     "node/members/throttle.py",
     "node/activitypub/keys.py",
@@ -195,7 +197,6 @@ def test_cycle_detection_reports_the_cycle() -> None:
 def test_no_import_cycle_in_node() -> None:
     """Imports inside functions count: they hide a cycle, they do not remove it."""
     found = [" → ".join(cycle) for cycle in cycles(import_graph())]
-    found = [cycle for cycle in found if cycle not in RESTRUCTURED_IN_H13_ENGINE]
     assert found == [], "import cycles:\n" + "\n".join(found)
 
 
@@ -263,7 +264,6 @@ def test_no_module_uses_another_modules_private_names() -> None:
         f"{name}: {problem}"
         for name in MODULES
         for problem in private_imports(name)
-        if name not in RESTRUCTURED_IN_H13_ENGINE
     ]
     assert found == [], "private names used across modules:\n" + "\n".join(found)
 
@@ -272,41 +272,6 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
-
-#: Offenders inside node/clearing/, which h13-engine is restructuring (subpackages on one
-#: durable-process engine): the lead empties this after merging it. Nothing outside
-#: node/clearing/ may be listed (test_only_the_clearing_house_is_allowed_for_now).
-RESTRUCTURED_IN_H13_ENGINE = {
-    # cycle: held together by imports inside functions
-    "node.clearing.inbox → node.clearing.service → node.clearing.settlement → node.clearing.inbox",
-    # private import: from node.clearing.service import _ensure_job
-    "node.clearing.settlement",
-    # files over 600 lines
-    "node/clearing/reconciliation.py",
-    "node/clearing/rounds.py",
-    "node/clearing/settlement.py",
-    "node/clearing/service.py",
-    # functions over 80 lines
-    "node/clearing/_round_participant.py review",
-    "node/clearing/rounds.py _review",
-    "node/clearing/rounds.py verify_round",
-    "node/clearing/service.py declare",
-    "node/clearing/settlement.py prepare",
-    "node/clearing/settlement.py _on_settlement_offer",
-    "node/clearing/settlement.py handle",
-    # services built outside the composition root (the job handlers' factories)
-    "builds node/clearing/jobs.py ClearingHouse",
-    "builds node/clearing/reconciliation_service.py Reconciler",
-    "builds node/clearing/round_service.py RoundService",
-}
-
-
-def test_only_the_clearing_house_is_allowed_for_now() -> None:
-    assert all(
-        entry.removeprefix("builds ").startswith(("node.clearing", "node/clearing"))
-        for entry in RESTRUCTURED_IN_H13_ENGINE
-    )
-
 
 def long_functions(path: Path) -> list[tuple[str, int, int]]:
     """(name, line, length) of each function (nested ones too) over the limit."""
@@ -324,7 +289,6 @@ def test_no_file_over_600_lines() -> None:
         f"{path.relative_to(ROOT.parent)} ({count} lines)"
         for path in MODULES.values()
         if (count := len(path.read_text().splitlines())) > MAX_FILE_LINES
-        and str(path.relative_to(ROOT.parent)) not in RESTRUCTURED_IN_H13_ENGINE
     ]
     assert found == [], "files over 600 lines:\n" + "\n".join(found)
 
@@ -334,7 +298,7 @@ def test_no_function_over_80_lines() -> None:
         f"{relative}:{line} {name} ({length} lines)"
         for path in MODULES.values()
         for name, line, length in long_functions(path)
-        if f"{(relative := path.relative_to(ROOT.parent))} {name}" not in RESTRUCTURED_IN_H13_ENGINE
+        if (relative := path.relative_to(ROOT.parent))
     ]
     assert found == [], "functions over 80 lines:\n" + "\n".join(found)
 
@@ -391,5 +355,5 @@ def test_services_are_built_once_by_the_runtime() -> None:
         if path != ROOT / "runtime.py"
         for name in sorted(services_built(path))
     ]
-    assert [f for f in found if f not in RESTRUCTURED_IN_H13_ENGINE] == []
+    assert found == []
     assert services_built(ROOT / "runtime.py") == SERVICES

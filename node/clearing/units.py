@@ -13,9 +13,9 @@ never a float. ``bool`` is an ``int`` to Python but never an amount here.
 Exceptions (one tree for ``node.clearing``)::
 
     ClearingError
-    ├── LedgerError                   refused postings and transactions (node.clearing.ledger)
+    ├── LedgerError                   refused postings and transactions (node.clearing.ledger.rules)
     │   ├── AmountError               not an int of minutes (float, bool, str...)
-    │   └── ...                       see node.clearing.ledger
+    │   └── ...                       see node.clearing.ledger.rules
     ├── DurationError                 a duration typed by a person could not be read
     └── NettingError                  bad obligations or a netting that does not verify
 

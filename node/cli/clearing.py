@@ -6,10 +6,10 @@ import argparse
 import asyncio
 from typing import Any
 
-from node.clearing.reconciliation_cli import add_reconciliation_commands
-from node.clearing.round_cli import add_round_commands
 from node.cli.common import CommandError, settings_of, with_data_dir
 from node.cli.members import cmd_member_action
+from node.cli.reconciliation import add_reconciliation_commands
+from node.cli.rounds import add_round_commands
 from node.members.service import get_member
 
 __all__ = ["add_clearing_commands", "cmd_clearing_limits", "cmd_partner", "cmd_verify"]
@@ -59,7 +59,12 @@ def cmd_clearing_limits(args: argparse.Namespace) -> None:
 
 def cmd_partner(args: argparse.Namespace) -> None:
     """``partner add|list|set``: the chambers this one trades with and their credit lines."""
-    from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+    from node.clearing.partners.service import (
+        PartnerError,
+        add_partner,
+        list_partners,
+        set_credit_line,
+    )
     from node.db import read_only
     from node.runtime import open_runtime
 

@@ -26,7 +26,7 @@ from node.activitypub.keys import rsa_public_pem, unseal_ed25519, unseal_rsa
 from node.activitypub.models import Follow, LocalActor
 from node.activitypub.multikey import public_key_to_multibase
 from node.activitypub.transport import make_async_client
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.config import CONFIG_FILENAME, ConfigError, Settings, load_settings
 from node.db import is_sqlite, make_engine
 from node.migrate import current_heads, head_revisions

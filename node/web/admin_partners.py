@@ -4,8 +4,8 @@ The partners (credit lines, mirror balances), a form to add one and a form per p
 its credit line (both logged in the audit log), the settlements in flight and recent, the
 reconciliation with each partner, and the clearing rounds. Server-rendered, no JavaScript; every
 form carries the session's CSRF token; a refused form comes back (422) with its errors next to
-its fields, or above the forms when they concern none of them. Thin: `node.clearing.partners`
-does the work.
+its fields, or above the forms when they concern none of them. Thin:
+`node.clearing.partners.service` does the work.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from node import i18n
-from node.clearing.partners import (
+from node.clearing.partners.service import (
     PartnerError,
     add_partner,
     list_partners,

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from node import i18n
 from node.bricks.service import brick_stats
 from node.bricks.validation import MAX_FORM_BYTES
-from node.clearing.service import clearing_stats
+from node.clearing.exchanges.house import clearing_stats
 from node.config import Settings
 from node.db import utcnow
 from node.members.clearing_access import clearing_opener

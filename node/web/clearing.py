@@ -22,15 +22,7 @@ from starlette.routing import Route
 
 from node import i18n
 from node.activitypub.jsonld import default_context
-from node.clearing.models import Exchange
-from node.clearing.queries import (
-    account_rows,
-    member_usernames,
-    posted_exchanges,
-    signed_activities,
-    stream_posted_exchanges,
-)
-from node.clearing.service import (
+from node.clearing.exchanges.house import (
     MAX_BRICKS,
     MAX_DESCRIPTION,
     MAX_MINUTES,
@@ -39,7 +31,15 @@ from node.clearing.service import (
     NoPartnership,
     RemoteParty,
 )
-from node.clearing.states import ExchangeState, Role, allowed_events, party_of
+from node.clearing.exchanges.queries import (
+    account_rows,
+    member_usernames,
+    posted_exchanges,
+    signed_activities,
+    stream_posted_exchanges,
+)
+from node.clearing.exchanges.states import ExchangeState, Role, allowed_events, party_of
+from node.clearing.ledger.models import Exchange
 from node.clearing.units import ClearingError, DurationError, format_minutes, parse_duration
 from node.db import read_only
 from node.members.clearing_access import clearing_access

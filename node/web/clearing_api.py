@@ -13,9 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from node.clearing.ledger import CeilingBreach, FloorBreach, LedgerError
-from node.clearing.models import Exchange
-from node.clearing.service import (
+from node.clearing.exchanges.house import (
     ChamberUnreachable,
     ClearingHouse,
     CrossChamberUnavailable,
@@ -25,7 +23,9 @@ from node.clearing.service import (
     NotAParty,
     RemoteParty,
 )
-from node.clearing.states import ExchangeEvent, ExchangeState, InvalidTransition, Role
+from node.clearing.exchanges.states import ExchangeEvent, ExchangeState, InvalidTransition, Role
+from node.clearing.ledger.models import Exchange
+from node.clearing.ledger.rules import CeilingBreach, FloorBreach, LedgerError
 from node.clearing.units import (
     AmountError,
     ClearingError,

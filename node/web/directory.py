@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from node.bricks.models import Brick, BrickAuthor
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.db import read_only
 from node.members.models import Member, MemberStatus
 from node.offers import Offer, offers_of

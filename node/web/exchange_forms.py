@@ -5,9 +5,9 @@ in ``node.clearing``; the sentence a person reads is chosen here."""
 from __future__ import annotations
 
 from node import i18n
-from node.clearing.ledger import CeilingBreach, FloorBreach
-from node.clearing.service import MAX_DESCRIPTION, MAX_MINUTES, InvalidExchange, NotAParty
-from node.clearing.states import InvalidTransition
+from node.clearing.exchanges.house import MAX_DESCRIPTION, MAX_MINUTES, InvalidExchange, NotAParty
+from node.clearing.exchanges.states import InvalidTransition
+from node.clearing.ledger.rules import CeilingBreach, FloorBreach
 from node.clearing.units import ClearingError, DurationError, format_minutes
 from node.web.flash import N_
 from node.web.labels import exchange_state_label

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from node.bricks.catalogue import CatalogueQuery, search_bricks
 from node.bricks.models import Brick
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.db import read_only
 from node.members.clearing_access import clearing_rule
 from node.members.gate import ClearingRule

@@ -1,12 +1,12 @@
 """JSON API for partner chambers: list them (public, as the ledger is), add one or change its
-credit line (administrators). Thin: `node.clearing.partners` does the work."""
+credit line (administrators). Thin: `node.clearing.partners.service` does the work."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from node.clearing.partners import PartnerError, add_partner, list_partners, set_credit_line
+from node.clearing.partners.service import PartnerError, add_partner, list_partners, set_credit_line
 from node.db import read_only
 from node.web.api import Answer, Body, Endpoint, Param, json_object, routes_of
 from node.web.auth import require_member

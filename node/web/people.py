@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.activitypub.federation import Federation, authority_of
 from node.activitypub.models import RemoteActor
 from node.bricks.text import html_to_text, sanitize_html
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.config import Settings
 from node.members.models import Member
 
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 CHAMBER_TYPES = frozenset({"Group", "Organization"})
-#: Mirror accounts of partner chambers in the ledger (``node.clearing.models``).
+#: Mirror accounts of partner chambers in the ledger (``node.clearing.ledger.models``).
 MIRROR_PREFIX = "chamber:"
 _NAME_LENGTH = 100
 

@@ -1,4 +1,4 @@
-"""Clearing rounds on the web, read-only. Thin: `node.clearing.round_service` does the work.
+"""Clearing rounds on the web, read-only. Thin: `node.clearing.rounds.service` does the work.
 
 * ``GET /rounds/{key}``: the public, verifiable document of a round this chamber proposed
   (what ``archipel verify URL`` fetches);
@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from node.clearing.round_service import RoundNotFound
-from node.clearing.rounds import RoundState
+from node.clearing.rounds.protocol import RoundState
+from node.clearing.rounds.service import RoundNotFound
 from node.db import read_only
 from node.web.api import Answer, Endpoint, Param, routes_of, schema_ref
 from node.web.context import node_context

@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from node.clearing.ledger import AccountKind
-from node.clearing.models import (
+from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
     ClearingEntry,
@@ -25,10 +24,11 @@ from node.clearing.models import (
     TransactionKind,
     partner_account_key,
 )
-from node.clearing.partner_models import Partner
-from node.clearing.partners import add_partner
-from node.clearing.reconciliation_service import Reconciler
-from node.clearing.round_service import RoundService
+from node.clearing.ledger.rules import AccountKind
+from node.clearing.partners.models import Partner
+from node.clearing.partners.service import add_partner
+from node.clearing.reconciliation.service import Reconciler
+from node.clearing.rounds.service import RoundService
 from node.config import Settings
 from node.db import read_only, session_scope
 from tests.harness.chambers import Archipelago, Chamber
@@ -64,11 +64,13 @@ class ClearingChamber(Chamber):
 
     @property
     def rounds(self) -> RoundService:
-        return RoundService.from_settings(self.federation, self.settings)
+        rounds: RoundService = self.app.state.node.services.rounds
+        return rounds
 
     @property
     def reconciler(self) -> Reconciler:
-        return Reconciler.from_settings(self.federation, self.settings)
+        reconciler: Reconciler = self.app.state.node.services.reconciler
+        return reconciler
 
     async def balances(self) -> dict[str, int]:
         async with read_only(self.federation.sessionmaker) as session:

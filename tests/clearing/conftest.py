@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from starlette.applications import Starlette
 
-from node.clearing.service import ClearingHouse
+from node.clearing.exchanges.house import ClearingHouse
 from node.config import Settings
 from node.db import session_scope
 from node.members.models import ClearingOverride, Member, MemberStatus
@@ -21,8 +21,8 @@ MakeMember = Callable[..., Awaitable[tuple[Member, str]]]
 
 @pytest.fixture
 def house(app: Starlette) -> ClearingHouse:
-    node = app.state.node
-    return ClearingHouse(node.federation, node.settings)
+    house: ClearingHouse = app.state.node.services.clearing
+    return house
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from node.activitypub.jsonld import default_context, expand
-from node.clearing.activities import Verification, hours_value, verify_exchange
-from node.clearing.states import ExchangeState
+from node.clearing.exchanges.activities import Verification, hours_value, verify_exchange
+from node.clearing.exchanges.states import ExchangeState
 from node.config import Settings
 from tests.clearing._chambers import Settled, settle_between, two_chambers
 from tests.harness.plugin import OpenArchipelago

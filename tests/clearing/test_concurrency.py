@@ -7,10 +7,15 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from node.clearing.ledger import LimitBreach
-from node.clearing.models import ClearingAccount, ClearingEntry, ClearingTransaction, Exchange
-from node.clearing.service import ClearingHouse
-from node.clearing.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.exchanges.house import ClearingHouse
+from node.clearing.exchanges.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.ledger.models import (
+    ClearingAccount,
+    ClearingEntry,
+    ClearingTransaction,
+    Exchange,
+)
+from node.clearing.ledger.rules import LimitBreach
 from node.db import read_only
 
 from .conftest import MakeMember

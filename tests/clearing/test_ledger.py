@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-import node.clearing.ledger as ledger_module
+import node.clearing.ledger.rules as ledger_module
 import node.clearing.units as units_module
-from node.clearing.ledger import (
+from node.clearing.ledger.rules import (
     AccountKind,
     AmountError,
     CeilingBreach,
@@ -427,7 +427,7 @@ def test_the_ledger_is_pure(module: object) -> None:
 
 
 def test_pending_debits_count_against_the_floor() -> None:
-    from node.clearing.ledger import apply_with_holds
+    from node.clearing.ledger.rules import apply_with_holds
 
     limits = {"bob": Limits(floor=-600), "lille": Limits(floor=-600, kind=AccountKind.CHAMBER)}
     pay = exchange_postings("lille", "bob", 300)
@@ -442,7 +442,7 @@ def test_pending_debits_count_against_the_floor() -> None:
 
 
 def test_pending_credits_count_against_the_ceiling() -> None:
-    from node.clearing.ledger import apply_with_holds
+    from node.clearing.ledger.rules import apply_with_holds
 
     limits = {"ana": Limits(floor=0, ceiling=600), "gand": Limits(floor=-6000)}
     earn = exchange_postings("ana", "gand", 300)
@@ -452,7 +452,7 @@ def test_pending_credits_count_against_the_ceiling() -> None:
 
 
 def test_holds_are_not_posted_by_the_check() -> None:
-    from node.clearing.ledger import apply_with_holds
+    from node.clearing.ledger.rules import apply_with_holds
 
     limits = {"a": Limits(floor=-600), "b": Limits(floor=-600)}
     after = apply_with_holds(
@@ -463,7 +463,7 @@ def test_holds_are_not_posted_by_the_check() -> None:
 
 
 def test_a_decided_transaction_posts_whatever_the_limits() -> None:
-    from node.clearing.ledger import apply_decided
+    from node.clearing.ledger.rules import apply_decided
 
     after = apply_decided({"gand": -590}, exchange_postings("lille", "gand", 60))
     assert after == {"gand": -650, "lille": 60}
@@ -480,7 +480,7 @@ def test_holds_keep_the_floor_whatever_the_outcome(holds: list[int], amount: int
     those holds are later posted or voided."""
     from itertools import combinations
 
-    from node.clearing.ledger import apply_with_holds
+    from node.clearing.ledger.rules import apply_with_holds
 
     limits = {"m": Limits(floor=-1000), "x": Limits(floor=-100_000)}
     pending = (sum(h for h in holds if h < 0), sum(h for h in holds if h > 0))

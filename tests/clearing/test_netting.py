@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import node.clearing.netting as netting_module
-from node.clearing.netting import (
+import node.clearing.rounds.netting as netting_module
+from node.clearing.rounds.netting import (
     NettingError,
     NettingResult,
     Obligation,

@@ -11,10 +11,10 @@ from sqlalchemy import func, select, update
 
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import DELIVER, publish
-from node.clearing.models import Exchange
-from node.clearing.partner_models import Partner, Settlement
-from node.clearing.partners import add_partner
-from node.clearing.partnership import PARTNERSHIP_TYPE, ask_unconfirmed_partners
+from node.clearing.ledger.models import Exchange
+from node.clearing.partners.models import Partner, Settlement
+from node.clearing.partners.partnership import PARTNERSHIP_TYPE, ask_unconfirmed_partners
+from node.clearing.partners.service import add_partner
 from node.config import Settings
 from node.db import read_only, session_scope
 from node.jobs import Job, JobState

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from node.clearing.service import ClearingHouse
-from node.clearing.states import ExchangeEvent, Role
+from node.clearing.exchanges.house import ClearingHouse
+from node.clearing.exchanges.states import ExchangeEvent, Role
 from tests.clearing.conftest import MakeMember
 
 

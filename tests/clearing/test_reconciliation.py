@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-import node.clearing.reconciliation as reconciliation_module
-from node.clearing.reconciliation import (
+import node.clearing.reconciliation.statements as reconciliation_module
+from node.clearing.reconciliation.statements import (
     MAX_ENTRIES,
     Difference,
     DifferenceKind,

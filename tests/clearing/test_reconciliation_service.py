@@ -22,23 +22,22 @@ from sqlalchemy import func, select
 
 from node.activitypub.actors import get_local_actor
 from node.activitypub.models import StoredActivity
-from node.clearing import reconciliation_service
-from node.clearing.ledger import AccountKind
-from node.clearing.models import (
+from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
     ClearingEntry,
     ClearingTransaction,
     partner_account_key,
 )
-from node.clearing.partner_models import Hold, Partner, Settlement, SettlementState
-from node.clearing.reconciliation_cli import add_reconciliation_commands
-from node.clearing.reconciliation_models import Reconciliation
-from node.clearing.reconciliation_service import (
+from node.clearing.ledger.rules import AccountKind
+from node.clearing.partners.models import Hold, Partner, Settlement, SettlementState
+from node.clearing.reconciliation import service as reconciliation_service
+from node.clearing.reconciliation.models import Reconciliation
+from node.clearing.reconciliation.service import (
     RECONCILE_JOB,
     UnknownPartner,
-    schedule_reconciliation,
 )
+from node.cli.reconciliation import add_reconciliation_commands
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState
@@ -356,7 +355,7 @@ async def test_in_flight_is_judged_at_the_cut_off(pair: Pair) -> None:
 
 
 async def test_a_clearing_round_not_yet_decided_is_in_flight(pair: Pair) -> None:
-    from node.clearing.round_models import ClearingRound
+    from node.clearing.rounds.models import ClearingRound
 
     round_uri = "https://lille.test/rounds/r1"
     now = utcnow()
@@ -547,8 +546,8 @@ async def test_a_signed_statement_with_bad_fields_is_refused(
 
 async def test_the_periodic_job_sends_statements_and_schedules_the_next(pair: Pair) -> None:
     lille = pair.lille
-    assert await schedule_reconciliation(lille.node.federation, lille.settings) is True
-    assert await schedule_reconciliation(lille.node.federation, lille.settings) is False
+    assert await lille.node.services.reconciler.schedule() is True
+    assert await lille.node.services.reconciler.schedule() is False
     async with session_scope(lille.node.sessionmaker) as session:
         job = (await session.execute(select(Job).where(Job.kind == RECONCILE_JOB))).scalar_one()
         interval = timedelta(minutes=lille.settings.clearing_reconcile_interval_minutes)
@@ -592,7 +591,7 @@ async def test_the_command_line_sends_and_shows(
 ) -> None:
     import argparse
 
-    from node.clearing.reconciliation_cli import reconcile_lines, status_lines
+    from node.cli.reconciliation import reconcile_lines, status_lines
 
     parser = argparse.ArgumentParser(prog="archipel partner")
     add_reconciliation_commands(parser.add_subparsers(dest="partner_command", required=True))

@@ -22,13 +22,13 @@ from starlette.applications import Starlette
 
 from node.activitypub.models import StoredActivity
 from node.activitypub.outbox import deliver_again
-from node.clearing.models import partner_account_key
-from node.clearing.partner_models import Partner
-from node.clearing.round_cli import add_round_commands
-from node.clearing.round_models import ClearingRound, ParticipantState
-from node.clearing.round_service import RoundNotFound, RoundRequestError
-from node.clearing.rounds import RoundState, verify_round
+from node.clearing.ledger.models import partner_account_key
+from node.clearing.partners.models import Partner
+from node.clearing.rounds.models import ClearingRound, ParticipantState
+from node.clearing.rounds.protocol import RoundState, verify_round
+from node.clearing.rounds.service import RoundNotFound, RoundRequestError
 from node.cli import main
+from node.cli.rounds import add_round_commands
 from node.db import read_only, session_scope
 from node.web import rounds
 from node.web.errors import exception_handlers

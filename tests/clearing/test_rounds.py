@@ -20,8 +20,8 @@ import node
 from node.activitypub.keys import public_keys_of
 from node.activitypub.multikey import public_key_to_multibase
 from node.activitypub.proofs import sign_eddsa_jcs_2022
-from node.clearing.netting import Obligation, net
-from node.clearing.rounds import (
+from node.clearing.rounds.netting import Obligation, net
+from node.clearing.rounds.protocol import (
     FINAL_ROUND_STATES,
     InvalidRoundDocument,
     InvalidRoundTransition,
@@ -493,7 +493,7 @@ def test_an_aborted_round_verifies_as_aborted_and_changes_nothing() -> None:
 
 
 def test_the_rounds_module_is_pure() -> None:
-    path = Path(node.__file__).parent / "clearing" / "rounds.py"
+    path = Path(node.__file__).parent / "clearing" / "rounds" / "protocol.py"
     roots = set()
     for item in ast.walk(ast.parse(path.read_text())):
         if isinstance(item, ast.Import):

@@ -11,17 +11,17 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from node.activitypub.models import StoredActivity
-from node.clearing.jobs import DEMURRAGE, EXPIRE, clearing_job_handlers, schedule
-from node.clearing.ledger import FloorBreach
-from node.clearing.models import ClearingAccount, ClearingEntry, ClearingEvent, Exchange
-from node.clearing.service import (
+from node.clearing.exchanges.house import (
     ClearingHouse,
     CrossChamberUnavailable,
     IdempotencyConflict,
     InvalidExchange,
     NotAParty,
 )
-from node.clearing.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.exchanges.jobs import DEMURRAGE, EXPIRE, clearing_job_handlers, schedule
+from node.clearing.exchanges.states import ExchangeEvent, InvalidTransition, Role
+from node.clearing.ledger.models import ClearingAccount, ClearingEntry, ClearingEvent, Exchange
+from node.clearing.ledger.rules import FloorBreach
 from node.db import read_only
 from node.jobs import Job, JobState
 
@@ -200,7 +200,7 @@ async def test_periodic_jobs_keep_one_pending_run(house: ClearingHouse, app: Sta
     assert not await schedule(house, EXPIRE, now)
     assert await schedule(house, DEMURRAGE, now + timedelta(days=1))
     assert not await schedule(house, DEMURRAGE, now + timedelta(days=2))
-    handlers = clearing_job_handlers(node.federation, node.settings)
+    handlers = clearing_job_handlers(house)
     assert {EXPIRE, DEMURRAGE} <= set(handlers)
     await node.worker.run_once()
     pending: dict[str, int] = {}

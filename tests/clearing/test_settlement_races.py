@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from node.activitypub.models import StoredActivity
-from node.clearing.activities import verify_exchange
-from node.clearing.partner_models import Settlement, SettlementRole, SettlementState
+from node.clearing.exchanges.activities import verify_exchange
+from node.clearing.partners.models import Settlement, SettlementRole, SettlementState
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState

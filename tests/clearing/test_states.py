@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from node.clearing.states import (
+from node.clearing.exchanges.states import (
     FINAL_STATES,
     ExchangeEvent,
     ExchangeState,
@@ -80,7 +80,7 @@ def test_party_is_relative_to_the_initiator() -> None:
     assert set(allowed_events(S.PROPOSED, P)) == {E.AMEND, E.WITHDRAW}
 
 
-@pytest.mark.parametrize("name", ["states.py", "activities.py"])
+@pytest.mark.parametrize("name", ["exchanges/states.py", "exchanges/activities.py"])
 def test_pure_modules_import_no_io_library(name: str) -> None:
     source = (Path(__file__).parents[2] / "node" / "clearing" / name).read_text()
     for library in ("sqlalchemy", "httpx", "starlette", "asyncpg", "aiosqlite"):

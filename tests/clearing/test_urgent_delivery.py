@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from node.activitypub.models import HostHealth, LocalActor, StoredActivity
 from node.activitypub.outbox import DeliveryPolicy, publish
-from node.clearing.partner_models import Settlement, SettlementRole, SettlementState
+from node.clearing.partners.models import Settlement, SettlementRole, SettlementState
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job, JobState

@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 
 from node.clearing import verify as verify_module
-from node.clearing.rounds import RoundState, decision_activity
+from node.clearing.rounds.protocol import RoundState, decision_activity
 from node.clearing.verify import VerifyError, VerifyReport, report_round, verify_url
 from node.cli import main
 from tests.clearing._chambers import AS2, Settled, bearer

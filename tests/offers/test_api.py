@@ -8,7 +8,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from node.activitypub.models import StoredActivity
-from node.clearing.models import Exchange
+from node.clearing.ledger.models import Exchange
 from node.db import read_only
 from node.offers.models import Offer
 from tests.bricks._helpers import add_member, bearer

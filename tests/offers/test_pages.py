@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from node.clearing.models import Exchange
+from node.clearing.ledger.models import Exchange
 from node.db import read_only
 from tests.bricks._helpers import add_member, bearer, csrf_of, sign_in
 from tests.offers._helpers import OFFER, grant_clearing

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from node.activitypub.models import Follow, FollowState
-from node.clearing.models import ClearingAccount, partner_account_key
-from node.clearing.partner_models import Partner
+from node.clearing.ledger.models import ClearingAccount, partner_account_key
+from node.clearing.partners.models import Partner
 from node.cli import main
 from node.config import load_settings, new_settings, write_settings
 from node.db import make_engine, make_sessionmaker, session_scope

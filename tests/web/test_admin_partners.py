@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from node.clearing.partner_models import Settlement, SettlementRole, SettlementState
-from node.clearing.reconciliation_service import RECONCILE_JOB
+from node.clearing.partners.models import Settlement, SettlementRole, SettlementState
+from node.clearing.reconciliation.service import RECONCILE_JOB
 from node.db import session_scope, utcnow
 from node.jobs import Job
 from node.members.audit import list_audit

@@ -245,7 +245,7 @@ async def test_smtp_down_the_job_retries_and_nothing_is_lost(
     smtp.start()
     later = Worker(
         node.sessionmaker,
-        job_handlers(node.federation, node.settings),
+        job_handlers(node.federation, node.settings, node.services),
         clock=lambda: utcnow() + timedelta(hours=1),
     )
     assert await later.run_until_idle() == 1

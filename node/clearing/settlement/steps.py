@@ -30,34 +30,11 @@ from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import deliver_again, publish
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing import history, ledger
-from node.clearing.activities import exchange_terms_match
-from node.clearing.models import (
-    COMMONS_FUND_KEY,
-    ClearingAccount,
-    ClearingTransaction,
-    Exchange,
-    TransactionKind,
-    member_account_key,
-    partner_account_key,
-)
-from node.clearing.notices import notify_exchange
-from node.clearing.partner_models import (
-    Hold,
-    HoldState,
-    Partner,
-    Settlement,
-    SettlementRole,
-    SettlementState,
-)
-from node.clearing.partners import (
-    URGENCY_AFTER_DEADLINE,
-    partner_by_uri,
-    partner_for_actor,
-    urgent_until,
-)
-from node.clearing.service import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
-from node.clearing.states import (
+from node.clearing.exchanges import history
+from node.clearing.exchanges.activities import exchange_terms_match
+from node.clearing.exchanges.house import DEMURRAGE_JOB, ClearingHouse, InvalidExchange
+from node.clearing.exchanges.notices import notify_exchange
+from node.clearing.exchanges.states import (
     FINAL_STATES,
     OPEN_STATES,
     ExchangeEvent,
@@ -67,6 +44,31 @@ from node.clearing.states import (
     SettlementStates,
     next_state,
     party_of,
+)
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger import store
+from node.clearing.ledger.models import (
+    COMMONS_FUND_KEY,
+    ClearingAccount,
+    ClearingTransaction,
+    Exchange,
+    TransactionKind,
+    member_account_key,
+    partner_account_key,
+)
+from node.clearing.partners.models import (
+    Hold,
+    HoldState,
+    Partner,
+    Settlement,
+    SettlementRole,
+    SettlementState,
+)
+from node.clearing.partners.service import (
+    URGENCY_AFTER_DEADLINE,
+    partner_by_uri,
+    partner_for_actor,
+    urgent_until,
 )
 from node.clearing.units import format_minutes
 from node.db import insert_for, read_only, session_scope
@@ -218,8 +220,8 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
     now = house.clock()
     deadline = now + timedelta(seconds=house.settings.clearing_settlement_timeout_seconds)
     async with session_scope(house.sessionmaker) as session:
-        exchange = await house._get(session, key, lock=True)
-        role = house._role_of(exchange, member)
+        exchange = await house.get(session, key, lock=True)
+        role = house.role_of(exchange, member)
         next_state(
             ExchangeState(exchange.state),
             ExchangeEvent.ACCEPT,
@@ -227,10 +229,10 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
         )
         previous = exchange.state
         transaction = _postings(house, exchange, partner.chamber_uri)
-        accounts = await house.lock_accounts(session, [p.account for p in transaction])
+        accounts = await store.lock_accounts(session, [p.account for p in transaction])
         limits = {k: house.terms.limits_of(a) for k, a in accounts.items()}
         balances = {k: a.balance for k, a in accounts.items()}
-        holds = await house.pending_holds(session, list(accounts.values()))
+        holds = await store.pending_holds(session, list(accounts.values()))
         try:
             ledger.apply_with_holds(balances, holds, limits, transaction)
         except ledger.LimitBreach as exc:
@@ -239,7 +241,7 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
             raise
         by = house.actor_uri(member)
         history.move(session, exchange, ExchangeStates.settling, now=now, by=by)
-        accept = await house._record(
+        accept = await house.record(
             session,
             exchange,
             ExchangeEvent.ACCEPT.value,
@@ -599,7 +601,7 @@ async def _post_here(
     if any(p.account == COMMONS_FUND_KEY for p in transaction):
         await _ensure_commons(house, session, now)
     try:
-        await house._write(
+        await house.write(
             session,
             transaction,
             ClearingTransaction(
@@ -752,7 +754,7 @@ async def _finish(
         )
     ).all()
     if committed:
-        await house._write(
+        await house.write(
             session,
             ledger.Transaction(ledger.Posting(key, hold.amount) for hold, key in rows),
             ClearingTransaction(
@@ -810,7 +812,7 @@ async def _catch_up(
 ) -> None:
     """Apply the amendment the decider reports, if it is one we missed and its member signed
     it (the ``Update`` that reached us while we were settling was ignored)."""
-    from node.clearing.inbox import apply_amendment  # noqa: PLC0415 (cycle)
+    from node.clearing.exchanges.inbox import apply_amendment  # noqa: PLC0415 (cycle)
 
     if (
         not isinstance(proposal, dict)

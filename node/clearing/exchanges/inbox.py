@@ -4,7 +4,7 @@ The exchange lives on the chamber where it was declared (its URI is there); the 
 keeps a copy with the same URI, kept in step by the members' signed activities: an ``Offer``
 creates the copy, an ``Update`` amends it, ``TentativeReject``/``Reject``/``Undo`` answer the
 current proposal, and a ``Reject`` by the declaring chamber expires it. Acceptance is not here:
-it is settled by the two chambers (`node.clearing.settlement`).
+it is settled by the two chambers (`node.clearing.settlement.steps`).
 
 Only members of partner chambers are heard; every activity must carry its actor's proof, since
 it is evidence later.
@@ -25,14 +25,10 @@ from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, 
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing import history
-from node.clearing.models import ClearingEvent, Exchange
-from node.clearing.notices import notify_exchange
-from node.clearing.partners import partner_for_actor
-from node.clearing.partnership import register_partnership_handlers
-from node.clearing.service import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
-from node.clearing.settlement import register_settlement_handlers
-from node.clearing.states import (
+from node.clearing.exchanges import history
+from node.clearing.exchanges.house import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
+from node.clearing.exchanges.notices import notify_exchange
+from node.clearing.exchanges.states import (
     ExchangeEvent,
     ExchangeState,
     ExchangeStates,
@@ -41,6 +37,9 @@ from node.clearing.states import (
     Role,
     next_state,
 )
+from node.clearing.ledger.models import ClearingEvent, Exchange
+from node.clearing.partners.partnership import register_partnership_handlers
+from node.clearing.partners.service import partner_for_actor
 from node.members.models import Member, MemberStatus
 
 __all__ = ["apply_amendment", "register_clearing_handlers"]
@@ -303,5 +302,4 @@ def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse
     for kind in ("TentativeReject", "Reject", "Undo"):  # of the current proposal
         for proposal in ("Offer", "Update"):
             dispatcher.register(kind, (proposal, ECONOMIC_EVENT), answer)
-    register_settlement_handlers(dispatcher, house)
     register_partnership_handlers(dispatcher)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.clearing.units import ClearingError, format_minutes
 from node.config import load_settings
 from node.db import read_only

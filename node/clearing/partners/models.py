@@ -3,11 +3,11 @@
 * `Partner`: a chamber this node trades with, its inbox, and the credit line this chamber extends
   to it: how far the partner's mirror account may go below zero in *our* ledger (the mirror
   account's floor is ``-credit_line_minutes``). ``confirmed_at``: when we learnt that the partner
-  has added us too (`node.clearing.partnership`); members trade only once it is set.
+  has added us too (`node.clearing.partners.partnership`); members trade only once it is set.
 * `Settlement`: this node's side of one attempt to settle a cross-chamber exchange, keyed by its
   ``uri``, minted by the preparing node and shared by both. The *preparer* (the chamber of the
   member who accepts) reserves holds and asks; the *decider* (the other chamber) commits or
-  aborts in one local transaction, and its decision is final (`node.clearing.settlement`).
+  aborts in one local transaction, and its decision is final (`node.clearing.settlement.steps`).
 * `Hold`: a posting reserved by a prepared settlement. An account's headroom counts its pending
   holds; a hold is ``pending`` until its settlement commits (``posted``) or aborts (``voided``).
 """
@@ -50,7 +50,8 @@ class SettlementRole:
 
 
 class SettlementState:
-    """The values of `node.clearing.states.SettlementStates` (the graph says the moves)."""
+    """The values of `node.clearing.exchanges.states.SettlementStates` (its graph says
+    the moves)."""
 
     PREPARED = "prepared"
     RECEIVED = "received"

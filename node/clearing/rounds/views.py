@@ -1,5 +1,5 @@
 """What the pages, the API and the CLI show of clearing rounds: summaries, details, and the
-public document anyone can verify (`node.clearing.rounds.verify_round`)."""
+public document anyone can verify (`node.clearing.rounds.protocol.verify_round`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from node.clearing.round_models import ClearingRound
-from node.clearing.rounds import ROUND_TYPE, format_time
+from node.clearing.rounds.models import ClearingRound
+from node.clearing.rounds.protocol import ROUND_TYPE, format_time
 
 __all__ = ["ParticipantView", "RoundDetail", "RoundSummary", "public_document"]
 

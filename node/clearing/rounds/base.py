@@ -2,7 +2,7 @@
 
 `RoundBase` holds the federation and the clock, publishes this chamber's statement and posts a
 committed round to the ledger; the functions load and lock rounds and mirror balances. See
-`node.clearing.round_service` for the protocol.
+`node.clearing.rounds.service` for the protocol.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, same_origin
-from node.clearing import ledger
-from node.clearing.models import (
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger import store
+from node.clearing.ledger.models import (
     ClearingAccount,
-    ClearingEntry,
     ClearingTransaction,
     TransactionKind,
     partner_account_key,
 )
-from node.clearing.partner_models import Partner
-from node.clearing.partners import urgent_until
-from node.clearing.round_models import ClearingRound, RoundParticipant
-from node.clearing.rounds import (
+from node.clearing.partners.models import Partner
+from node.clearing.partners.service import urgent_until
+from node.clearing.rounds.models import ClearingRound, RoundParticipant
+from node.clearing.rounds.protocol import (
     FINAL_ROUND_STATES,
     RoundError,
     RoundEvent,
@@ -180,42 +180,19 @@ class RoundBase:
         if not changes:
             return  # this chamber is on no netted cycle
         by_key = {partner_account_key(other): amount for other, amount in changes.items()}
-        accounts = list(
-            (
-                await session.execute(
-                    select(ClearingAccount)
-                    .where(ClearingAccount.key.in_(list(by_key)))
-                    .order_by(ClearingAccount.id)
-                    .with_for_update()
-                )
-            ).scalars()
-        )
-        missing = set(by_key) - {a.key for a in accounts}
-        if missing:
-            raise RoundError(f"round {round_row.uri}: no mirror account {sorted(missing)}")
         transaction = ledger.Transaction(
             ledger.Posting(key, amount) for key, amount in sorted(by_key.items())
         )
-        after = ledger.apply_decided({a.key: a.balance for a in accounts}, transaction)
         row = ClearingTransaction(
             kind=TransactionKind.ROUND,
             reference=round_row.uri,
             memo=f"clearing round {round_row.uri}"[:200],
             posted_at=now,
         )
-        session.add(row)
-        await session.flush()
-        for account in accounts:
-            account.balance = after[account.key]
-            session.add(
-                ClearingEntry(
-                    transaction_id=row.id,
-                    account_id=account.id,
-                    amount=by_key[account.key],
-                    balance_after=account.balance,
-                    posted_at=now,
-                )
-            )
+        try:
+            await store.write(session, transaction, row, decided=True)
+        except ledger.UnknownAccount as exc:
+            raise RoundError(f"round {round_row.uri}: no mirror account {exc}") from exc
         round_row.transaction_id = row.id
         await session.flush()
 

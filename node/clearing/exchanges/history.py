@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.models import StoredActivity
-from node.clearing.models import ClearingEvent, Exchange
-from node.clearing.states import ExchangeStates
+from node.clearing.exchanges.states import ExchangeStates
+from node.clearing.ledger.models import ClearingEvent, Exchange
 from node.process import Move
 from node.process_store import move as move_process
 from node.process_store import start as start_process

@@ -1,8 +1,9 @@
 """Multilateral clearing rounds, as documents: statements, the proposal, signatures, decision.
 
 A round nets out cycles of debt between chambers (Lille owes Roubaix, Roubaix owes Gand, Gand
-owes Lille) without changing any chamber's net position (`node.clearing.netting`). This module
-builds and checks its activities; `node.clearing.round_service` sends, stores and posts them.
+owes Lille) without changing any chamber's net position
+(`node.clearing.rounds.netting`). This module
+builds and checks its activities; `node.clearing.rounds.service` sends, stores and posts them.
 
 * **Statement** (``Add`` of a ``PositionStatement``, signed by the stating chamber): the
   balance of each participant's mirror account in its ledger, with the ledger's sign convention
@@ -38,7 +39,7 @@ import rfc8785
 
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
-from node.clearing.netting import NettingResult, Obligation, net, verify_netting
+from node.clearing.rounds.netting import NettingResult, Obligation, net, verify_netting
 from node.clearing.units import ClearingError, NettingError
 
 __all__ = [

@@ -1,10 +1,10 @@
-"""Tables of multilateral clearing rounds (`node.clearing.round_service`).
+"""Tables of multilateral clearing rounds (`node.clearing.rounds.service`).
 
 * `ClearingRound`: this node's side of one round, keyed by its ``uri`` (minted by the proposer).
   The proposer (``role`` ``proposer``) collects the statements, computes the netting and is the
   single decider; a participant (``role`` ``participant``) states its positions, reviews and
   signs the proposal, then posts what the proposer decided. ``state`` is a
-  `node.clearing.rounds.RoundState`.
+  `node.clearing.rounds.protocol.RoundState`.
 * `RoundParticipant`: one chamber of a round, with its signed statement (an ``Add``) and, once
   it signed the proposal, its signature (an ``Accept``). The proposer keeps one row per chamber
   as the round goes; a participant fills them from the proposal and the decision.

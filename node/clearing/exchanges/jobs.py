@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from node.activitypub.federation import Federation
-from node.clearing.service import DEMURRAGE_JOB, EXPIRE_JOB, ClearingHouse
-from node.config import Settings
+from node.clearing.exchanges.house import DEMURRAGE_JOB, EXPIRE_JOB, ClearingHouse
 from node.db import session_scope
 from node.jobs import Done, Handler, Job, Outcome, ensure_pending, recur
 
@@ -44,8 +42,8 @@ async def schedule_clearing_jobs(house: ClearingHouse) -> None:
         await schedule(house, DEMURRAGE, now + house.terms.demurrage_period)
 
 
-def clearing_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    house = ClearingHouse(federation, settings)
+def clearing_job_handlers(house: ClearingHouse) -> dict[str, Handler]:
+    """Expiry and *fonte*, run by the node's one clearing house."""
 
     async def expire(job: Job) -> Outcome:
         await house.expire_due()
@@ -59,9 +57,7 @@ def clearing_job_handlers(federation: Federation, settings: Settings) -> dict[st
             await _next(house, job, DEMURRAGE, house.terms.demurrage_period)
         return Done()
 
-    from node.clearing.settlement import settlement_job_handlers  # noqa: PLC0415 (cycle)
-
-    return {EXPIRE: expire, DEMURRAGE: demurrage, **settlement_job_handlers(house)}
+    return {EXPIRE: expire, DEMURRAGE: demurrage}
 
 
 async def _next(house: ClearingHouse, job: Job, kind: str, interval: timedelta) -> None:

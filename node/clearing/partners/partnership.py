@@ -22,7 +22,7 @@ from node.activitypub.federation import Federation, id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
 from node.activitypub.models import LocalActor
 from node.activitypub.outbox import publish
-from node.clearing.partner_models import Partner
+from node.clearing.partners.models import Partner
 from node.db import session_scope
 
 __all__ = [

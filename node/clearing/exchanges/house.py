@@ -2,7 +2,8 @@
 
 Each change is one write transaction: the exchange row is locked (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers), the state machine
-(`node.clearing.states`) says whether the change is allowed, and on acceptance the involved
+(`node.clearing.exchanges.states`)
+says whether the change is allowed, and on acceptance the involved
 account rows are locked in id order, their balances and limits loaded, `ledger.apply` decides,
 and the entries and new balances are written; the signed activity is stored with
 `node.activitypub.outbox.publish` in the same transaction. Two acceptances racing for the same
@@ -21,20 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Protocol
 
-from sqlalchemy import (
-    Table,
-    bindparam,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from node.activitypub.federation import (
     Federation,
@@ -45,15 +37,25 @@ from node.activitypub.federation import (
 from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import publish
 from node.activitypub.urls import InvalidUrlError, origin_of
-from node.clearing import history, ledger
-from node.clearing.activities import (
+from node.clearing.exchanges import history
+from node.clearing.exchanges.activities import (
     ExchangeTerms,
     event_activity,
     exchange_object,
     proposal_activity,
 )
-from node.clearing.ledger import AccountKind, Limits
-from node.clearing.models import (
+from node.clearing.exchanges.notices import notify_exchange
+from node.clearing.exchanges.states import (
+    ExchangeEvent,
+    ExchangeState,
+    Party,
+    Role,
+    next_state,
+    party_of,
+)
+from node.clearing.ledger import rules as ledger
+from node.clearing.ledger import store
+from node.clearing.ledger.models import (
     COMMONS_FUND_KEY,
     ClearingAccount,
     ClearingEntry,
@@ -63,16 +65,7 @@ from node.clearing.models import (
     TransactionKind,
     member_account_key,
 )
-from node.clearing.notices import notify_exchange
-from node.clearing.partner_models import Hold, HoldState
-from node.clearing.states import (
-    ExchangeEvent,
-    ExchangeState,
-    Party,
-    Role,
-    next_state,
-    party_of,
-)
+from node.clearing.ledger.rules import AccountKind, Limits
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.config import Settings
 from node.db import read_only, session_scope
@@ -247,31 +240,20 @@ class _Changes:
     bricks: Sequence[str] | None
 
 
-# The statements of an acceptance, built once (`ClearingHouse._write`).
-_LOCK_ACCOUNTS = (
-    select(ClearingAccount)
-    .where(ClearingAccount.key.in_(bindparam("keys", expanding=True)))
-    .order_by(ClearingAccount.id)
-    .with_for_update()
-)
-_PENDING_HOLDS = select(Hold.account_id, Hold.amount).where(
-    Hold.account_id.in_(bindparam("ids", expanding=True)), Hold.state == HoldState.PENDING
-)
-_ACCOUNTS = cast(Table, ClearingAccount.__table__)
-_TRANSACTIONS = cast(Table, ClearingTransaction.__table__)
-_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
-_SET_BALANCE = (
-    update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == bindparam("account_id"))
-    .values(balance=bindparam("after"))
-)
-_INSERT_ENTRY = insert(cast(Table, ClearingEntry.__table__))
 _EXCHANGE_BY_KEY = select(Exchange).where(Exchange.key == bindparam("key"))
 _EXCHANGE_FOR_UPDATE = _EXCHANGE_BY_KEY.with_for_update()
 
 
 def _fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Settle(Protocol):
+    """Settle an acceptance across chambers (the preparer's first step)."""
+
+    async def __call__(
+        self, house: ClearingHouse, member: Member, key: str, *, comment: str = ""
+    ) -> Exchange: ...
 
 
 class ClearingHouse:
@@ -283,8 +265,12 @@ class ClearingHouse:
         settings: Settings,
         *,
         clock: Callable[[], datetime] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self.federation = federation
+        self.settle = settle
+        """How an acceptance across chambers settles (`node.clearing.settlement.steps.prepare`,
+        handed in by the runtime: the settlement depends on the house, not the reverse)."""
         self.settings = settings
         self.sessionmaker: async_sessionmaker[AsyncSession] = federation.sessionmaker
         self.terms = ClearingTerms.from_settings(settings)
@@ -340,7 +326,7 @@ class ClearingHouse:
                 return await self.resolve_party(session, text)
         except CrossChamberUnavailable:
             pass
-        from node.clearing.partners import partner_for_actor  # noqa: PLC0415 (cycle)
+        from node.clearing.partners.service import partner_for_actor  # noqa: PLC0415 (cycle)
 
         try:
             actor_uri = await self.federation.resolve_handle(text)
@@ -510,7 +496,7 @@ class ClearingHouse:
                 history.start(session, exchange, now=now, by=self.actor_uri(member))
                 session.add(exchange)
                 await session.flush()
-                await self._record(session, exchange, "declare", member, now)
+                await self.record(session, exchange, "declare", member, now)
                 await ensure_pending(session, EXPIRE_JOB, exchange.expires_at, now=now)
         except IntegrityError:
             if idempotency_key is None:
@@ -584,30 +570,30 @@ class ClearingHouse:
             # yet to be opened (the commons fund once a levy is set). Open what is missing in
             # its own transaction, then answer again.
             async with read_only(self.sessionmaker) as session:
-                found = await self._get(session, key)
+                found = await self.get(session, key)
             member_ids = [
                 m for m in (found.provider_member_id, found.beneficiary_member_id) if m is not None
             ]
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
             if isinstance(detour, _OtherChamber):
-                from node.clearing.settlement import prepare  # noqa: PLC0415 (cycle)
-
-                return await prepare(self, member, key, comment=comment)
+                if self.settle is None:
+                    raise CrossChamberUnavailable(found.uri) from None
+                return await self.settle(self, member, key, comment=comment)
             return await self._answer(member, key, event, changes)
 
     async def _answer(
         self, member: Member, key: str, event: ExchangeEvent, changes: _Changes
     ) -> Exchange:
         """One write transaction: lock the exchange, move it, post it if accepted, sign and
-        store the activity. Raises `_OtherChamber` for the acceptance of a cross-chamber
-        exchange (a settlement, `node.clearing.settlement`) before changing anything."""
+        store the activity. The acceptance of a cross-chamber exchange (a settlement) raises
+        `_OtherChamber` before anything changes."""
         now = self.clock()
         comment = changes.comment
         async with session_scope(self.sessionmaker) as session:
-            exchange = await self._get(session, key, lock=True)
+            exchange = await self.get(session, key, lock=True)
             if event == ExchangeEvent.ACCEPT and self.is_cross_chamber(exchange):
                 raise _OtherChamber()
-            role = self._role_of(exchange, member)
+            role = self.role_of(exchange, member)
             party = party_of(role, Role(exchange.initiator))
             new_state = next_state(ExchangeState(exchange.state), event, party)
             if event == ExchangeEvent.AMEND:
@@ -631,17 +617,17 @@ class ClearingHouse:
             if event in (ExchangeEvent.CONTEST, ExchangeEvent.AMEND):
                 exchange.comment = comment.strip() if event == ExchangeEvent.CONTEST else ""
             history.move(session, exchange, new_state, now=now, by=self.actor_uri(member))
-            await self._record(session, exchange, event.value, member, now, comment=comment)
+            await self.record(session, exchange, event.value, member, now, comment=comment)
         return exchange
 
-    def _role_of(self, exchange: Exchange, member: Member) -> Role:
+    def role_of(self, exchange: Exchange, member: Member) -> Role:
         if exchange.provider_member_id == member.id:
             return Role.PROVIDER
         if exchange.beneficiary_member_id == member.id:
             return Role.BENEFICIARY
         raise NotAParty("you are neither the provider nor the beneficiary of this exchange")
 
-    async def _get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
+    async def get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
         query = _EXCHANGE_FOR_UPDATE if lock else _EXCHANGE_BY_KEY
         exchange = (await session.execute(query, {"key": key})).scalar_one_or_none()
         if exchange is None:
@@ -661,7 +647,7 @@ class ClearingHouse:
             levy,
             COMMONS_FUND_KEY if levy else None,
         )
-        await self._write(
+        await self.write(
             session,
             transaction,
             ClearingTransaction(
@@ -672,28 +658,7 @@ class ClearingHouse:
             ),
         )
 
-    async def lock_accounts(
-        self, session: AsyncSession, keys: Sequence[str]
-    ) -> dict[str, ClearingAccount]:
-        """The accounts ``keys``, locked in id order (the one order every writer uses)."""
-        accounts = (await session.execute(_LOCK_ACCOUNTS, {"keys": list(keys)})).scalars()
-        return {a.key: a for a in accounts}
-
-    async def pending_holds(
-        self, session: AsyncSession, accounts: Sequence[ClearingAccount]
-    ) -> dict[str, tuple[int, int]]:
-        """Each account's pending (debits, credits) reserved by prepared settlements."""
-        by_id = {a.id: a.key for a in accounts}
-        rows = await session.execute(_PENDING_HOLDS, {"ids": list(by_id)})
-        holds: dict[str, tuple[int, int]] = {}
-        for account_id, amount in rows.all():
-            debits, credits = holds.get(by_id[account_id], (0, 0))
-            holds[by_id[account_id]] = (
-                (debits + amount, credits) if amount < 0 else (debits, credits + amount)
-            )
-        return holds
-
-    async def _write(
+    async def write(
         self,
         session: AsyncSession,
         transaction: ledger.Transaction,
@@ -701,52 +666,10 @@ class ClearingHouse:
         *,
         decided: bool = False,
     ) -> None:
-        """Lock the accounts (id order), apply the transaction, write entries and balances.
-
-        Limits are checked counting the pending holds of prepared settlements, unless the
-        transaction was ``decided`` already (a settlement's commit, a clearing round)."""
-        keys = [p.account for p in transaction]
-        if decided:
-            by_key = await self.lock_accounts(session, keys)
-            missing = set(keys) - set(by_key)
-            if missing:
-                raise ledger.UnknownAccount(sorted(missing)[0])
-            after = ledger.apply_decided({k: a.balance for k, a in by_key.items()}, transaction)
-        else:
-            by_key = await self.lock_accounts(session, keys)
-            # A second statement, not a subquery of the first: its snapshot is taken once the
-            # locks are held, so it sees the holds of a settlement that held them before.
-            holds = await self.pending_holds(session, list(by_key.values()))
-            after = ledger.apply_with_holds(
-                {k: a.balance for k, a in by_key.items()},
-                holds,
-                {k: self.terms.limits_of(a) for k, a in by_key.items()},
-                transaction,
-            )
-        # Written in Core with statements built once: the ORM's unit of work and building
-        # the expressions cost more than the writes themselves (bench.exchanges). The account
-        # rows in the session get their new balance as committed state: nothing to flush.
-        columns = ("kind", "exchange_id", "period", "reference", "memo", "posted_at")
-        values = {c: getattr(row, c) for c in columns if getattr(row, c) is not None}
-        row.id = (await session.execute(_INSERT_TRANSACTION, values)).scalar_one()
-        await session.execute(
-            _SET_BALANCE, [{"account_id": by_key[k].id, "after": after[k]} for k in keys]
+        """Post ``transaction`` under this chamber's limits (`node.clearing.ledger.store.write`)."""
+        await store.write(
+            session, transaction, row, limits_of=self.terms.limits_of, decided=decided
         )
-        await session.execute(
-            _INSERT_ENTRY,
-            [
-                {
-                    "transaction_id": row.id,
-                    "account_id": by_key[p.account].id,
-                    "amount": p.amount,
-                    "balance_after": after[p.account],
-                    "posted_at": row.posted_at,
-                }
-                for p in transaction
-            ],
-        )
-        for key in keys:
-            set_committed_value(by_key[key], "balance", after[key])
 
     # --- activities -----------------------------------------------------------------------
 
@@ -787,7 +710,7 @@ class ClearingHouse:
             self._signers[cache_key] = actor
         return actor
 
-    async def _record(
+    async def record(
         self,
         session: AsyncSession,
         exchange: Exchange,
@@ -877,14 +800,14 @@ class ClearingHouse:
         expired = 0
         for key in keys:
             async with session_scope(self.sessionmaker) as session:
-                exchange = await self._get(session, key, lock=True)
+                exchange = await self.get(session, key, lock=True)
                 if exchange.state not in open_states or exchange.expires_at > now:
                     continue  # answered meanwhile
                 expired_state = next_state(
                     ExchangeState(exchange.state), ExchangeEvent.EXPIRE, Party.CHAMBER
                 )
                 history.move(session, exchange, expired_state, now=now, reason="expired")
-                await self._record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
+                await self.record(session, exchange, ExchangeEvent.EXPIRE.value, None, now)
                 expired += 1
         return expired
 
@@ -925,9 +848,9 @@ class ClearingHouse:
             if not postings:
                 return 0
             transaction = ledger.Transaction(postings)
-            # Balances are re-read under lock by _write; a race that moved one since is
+            # Balances are re-read under lock by write; a race that moved one since is
             # refused by the ledger or simply melts from the fresh balance on the next period.
-            await self._write(
+            await self.write(
                 session,
                 transaction,
                 ClearingTransaction(
@@ -1040,9 +963,6 @@ class ClearingHouse:
         if before is not None:
             query = query.where(Exchange.id < before)
         return list((await session.execute(query)).scalars())
-
-    async def get(self, session: AsyncSession, key: str) -> Exchange:
-        return await self._get(session, key)
 
     async def events_of(self, session: AsyncSession, exchange: Exchange) -> list[ClearingEvent]:
         return list(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.clearing.models import Exchange
+from node.clearing.ledger.models import Exchange
 from node.clearing.units import format_minutes
 from node.members.notifications import NotificationType, handle_of, notify
 

@@ -1,6 +1,6 @@
 """Multilateral clearing rounds between chambers: propose, state, net, sign, decide, post.
 
-The protocol (documents in `node.clearing.rounds`, prose in ``docs/between-chambers.md``)::
+The protocol (documents in `node.clearing.rounds.protocol`, prose in ``docs/between-chambers.md``)::
 
     proposer                                  each participant
     ────────                                  ────────────────
@@ -57,9 +57,10 @@ commits.
   cycle that all the chambers signed). The ledger then accepts only postings that bring it back,
   exactly as after an administrator lowers a credit line; no minute is created or lost.
 
-Code: the documents and their checks are pure (`node.clearing.rounds`); the proposer's side is
+Code: the documents and their checks are pure
+(`node.clearing.rounds.protocol`); the proposer's side is
 in ``_round_proposer``, a participant's in ``_round_participant``, what they share (posting,
-loading, locking) in ``_round_base``; what pages show in `node.clearing.round_views`. Wiring:
+loading, locking) in ``_round_base``; what pages show in `node.clearing.rounds.views`. Wiring:
 `register_round_handlers` (inbox) and `round_job_handlers` (worker).
 """
 
@@ -68,10 +69,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.activitypub.federation import Federation
 from node.activitypub.inbox import Handler as InboxHandler
 from node.activitypub.inbox import InboxContext, InboxDispatcher
-from node.clearing._round_base import (
+from node.clearing.rounds.base import (
     ROUND_DEADLINE_JOB,
     ROUND_REVIEW_JOB,
     RoundNotFound,
@@ -79,11 +79,10 @@ from node.clearing._round_base import (
     load_round,
     participants_of,
 )
-from node.clearing._round_participant import ParticipantSide
-from node.clearing._round_proposer import ProposerSide
-from node.clearing.round_models import ClearingRound, ParticipantState, RoundRole
-from node.clearing.round_views import ParticipantView, RoundDetail, RoundSummary, public_document
-from node.clearing.rounds import (
+from node.clearing.rounds.models import ClearingRound, ParticipantState, RoundRole
+from node.clearing.rounds.participant import ParticipantSide
+from node.clearing.rounds.proposer import ProposerSide
+from node.clearing.rounds.protocol import (
     FINAL_ROUND_STATES,
     ROUND_TYPE,
     STATEMENT_TYPE,
@@ -91,7 +90,7 @@ from node.clearing.rounds import (
     changes_for,
     read_statement,
 )
-from node.config import Settings
+from node.clearing.rounds.views import ParticipantView, RoundDetail, RoundSummary, public_document
 from node.db import session_scope
 from node.jobs import Done, Fail, Handler, Job, Outcome, Retry
 
@@ -203,9 +202,8 @@ def register_round_handlers(dispatcher: InboxDispatcher, service: RoundService) 
         dispatcher.register(activity_type, object_type, handler(name))
 
 
-def round_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    """The durable jobs of clearing rounds, for the worker."""
-    service = RoundService.from_settings(federation, settings)
+def round_job_handlers(service: RoundService) -> dict[str, Handler]:
+    """The durable jobs of clearing rounds, for the worker, run by the node's one service."""
 
     async def review(job: Job) -> Outcome:
         return await service.review(str(job.payload["round"]))

@@ -1,4 +1,4 @@
-"""The proposer's side of a clearing round (private; see `node.clearing.round_service`).
+"""The proposer's side of a clearing round (private; see `node.clearing.rounds.service`).
 
 It invites, collects the statements, nets them and sends the proposal, collects the
 signatures, and decides: commit (posting its own side in the same transaction) or abort.
@@ -17,7 +17,9 @@ from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxRejected
 from node.activitypub.models import StoredActivity
 from node.activitypub.outbox import deliver_again, publish
-from node.clearing._round_base import (
+from node.clearing.partners.models import Partner
+from node.clearing.partners.service import urgent_until
+from node.clearing.rounds.base import (
     ROUND_DEADLINE_JOB,
     RoundBase,
     RoundRequestError,
@@ -28,12 +30,9 @@ from node.clearing._round_base import (
     schedule,
     set_state,
 )
-from node.clearing.netting import net
-from node.clearing.partner_models import Partner
-from node.clearing.partners import urgent_until
-from node.clearing.round_models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
-from node.clearing.round_views import RoundSummary
-from node.clearing.rounds import (
+from node.clearing.rounds.models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
+from node.clearing.rounds.netting import net
+from node.clearing.rounds.protocol import (
     FINAL_ROUND_STATES,
     MAX_PARTICIPANTS,
     ROUND_TYPE,
@@ -49,6 +48,7 @@ from node.clearing.rounds import (
     read_statement,
     stale_changes,
 )
+from node.clearing.rounds.views import RoundSummary
 from node.db import session_scope
 
 __all__ = ["ProposerSide"]

@@ -1,6 +1,6 @@
 """The table of reconciliation with each partner chamber: the last statements and report.
 
-One row per partner (`node.clearing.reconciliation_service`): when this chamber last sent its
+One row per partner (`node.clearing.reconciliation.service`): when this chamber last sent its
 statement of the partner's mirror account, when it last received the partner's, and the last
 comparison of the two: ``ok`` or ``mismatch``, with the differences reference by reference.
 The signed statements themselves are the stored activities (``activities``) named here by id:

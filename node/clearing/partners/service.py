@@ -2,7 +2,7 @@
 
 Adding a partner resolves its chamber actor (over the network: outside any transaction), then
 opens its mirror account in our ledger, whose floor is ``-credit_line_minutes``: how far the
-partner may owe us, and tells the partner (`node.clearing.partnership`): both chambers must
+partner may owe us, and tells the partner (`node.clearing.partners.partnership`): both chambers must
 add each other before their members can trade, and ``confirmed`` says that the partner has.
 `list_settlements` is what the administrators see of the settlements with partners.
 `urgent_until` is how long a message with a deadline (a settlement's, a round's) skips a
@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, authority_of
 from node.activitypub.urls import InvalidUrlError, same_origin
-from node.clearing.ledger import AccountKind
-from node.clearing.models import ClearingAccount, Exchange, partner_account_key
-from node.clearing.partner_models import Partner, Settlement, SettlementState
-from node.clearing.partnership import offer_partnership
+from node.clearing.ledger.models import ClearingAccount, Exchange, partner_account_key
+from node.clearing.ledger.rules import AccountKind
+from node.clearing.partners.models import Partner, Settlement, SettlementState
+from node.clearing.partners.partnership import offer_partnership
 from node.clearing.units import ClearingError, format_minutes, require_minutes
 from node.db import read_only, session_scope
 from node.members.audit import AuditAction, record_audit

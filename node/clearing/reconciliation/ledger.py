@@ -1,10 +1,10 @@
 """Reading this chamber's side of a reconciliation from its ledger, at a cut-off.
 
-The queries behind `node.clearing.reconciliation_service`: our statement of a partner's mirror
+The queries behind `node.clearing.reconciliation.service`: our statement of a partner's mirror
 account (`mirror_statement`), what was in flight with the partner at a moment (settlements
 prepared and clearing rounds started, not decided by then), our postings for given references
 wherever they fall in time, and what we know of a reference to explain it. They only read, in
-the caller's session; `node.clearing.reconciliation` does the rest, without I/O.
+the caller's session; `node.clearing.reconciliation.statements` does the rest, without I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from node.clearing.models import ClearingEntry, ClearingTransaction, Exchange
-from node.clearing.partner_models import Hold, Partner, Settlement, SettlementState
-from node.clearing.reconciliation import (
+from node.clearing.ledger.models import ClearingEntry, ClearingTransaction, Exchange
+from node.clearing.partners.models import Hold, Partner, Settlement, SettlementState
+from node.clearing.reconciliation.statements import (
     MAX_PENDING,
     PendingEntry,
     ReferenceNote,
@@ -25,8 +25,8 @@ from node.clearing.reconciliation import (
     StatementEntry,
     build_statement,
 )
-from node.clearing.round_models import ClearingRound
-from node.clearing.rounds import FINAL_ROUND_STATES
+from node.clearing.rounds.models import ClearingRound
+from node.clearing.rounds.protocol import FINAL_ROUND_STATES
 
 __all__ = [
     "in_flight",

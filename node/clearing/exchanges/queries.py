@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.models import StoredActivity
-from node.clearing.models import ClearingAccount, ClearingEvent, Exchange
-from node.clearing.states import ExchangeState
+from node.clearing.exchanges.states import ExchangeState
+from node.clearing.ledger.models import ClearingAccount, ClearingEvent, Exchange
 from node.members.models import Member
 
 __all__ = [

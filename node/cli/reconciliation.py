@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from node.clearing.reconciliation import format_time, signed_minutes
-from node.clearing.reconciliation_service import PartnerReconciliation, Reconciler
+from node.clearing.reconciliation.service import PartnerReconciliation, Reconciler
+from node.clearing.reconciliation.statements import format_time, signed_minutes
 from node.clearing.units import ClearingError
 from node.config import Settings, load_settings
 from node.db import read_only

@@ -4,7 +4,8 @@ Every ``clearing_reconcile_interval_minutes`` (a durable job, ``clearing.reconci
 demand (``archipel partner reconcile``), this chamber sends each partner a signed statement of
 the partner's mirror account as of now: an ``Add`` of an ``AccountStatement`` from the chamber
 actor, with an ``eddsa-jcs-2022`` proof, delivered by a durable job
-(`node.activitypub.outbox.publish`). The wire form is `node.clearing.reconciliation`'s and
+(`node.activitypub.outbox.publish`). The wire form is
+`node.clearing.reconciliation.statements`'s and
 ``docs/between-chambers.md``'s.
 
 A statement received (`register_reconciliation_handlers`) is accepted only from a partner
@@ -34,10 +35,12 @@ from node.activitypub.keys import public_keys_of
 from node.activitypub.models import LocalActor
 from node.activitypub.outbox import new_activity_id, publish
 from node.activitypub.proofs import verify_proof
-from node.clearing.models import ClearingAccount
-from node.clearing.partner_models import Partner
-from node.clearing.partnership import ask_unconfirmed_partners
-from node.clearing.reconciliation import (
+from node.clearing.ledger.models import ClearingAccount
+from node.clearing.partners.models import Partner
+from node.clearing.partners.partnership import ask_unconfirmed_partners
+from node.clearing.reconciliation.ledger import mirror_statement, postings_of, reference_notes
+from node.clearing.reconciliation.models import Reconciliation, ReconciliationStatus
+from node.clearing.reconciliation.statements import (
     MAX_ENTRIES,
     RECENT,
     STATEMENT_TYPE,
@@ -50,8 +53,6 @@ from node.clearing.reconciliation import (
     signed_minutes,
     statement_document,
 )
-from node.clearing.reconciliation_ledger import mirror_statement, postings_of, reference_notes
-from node.clearing.reconciliation_models import Reconciliation, ReconciliationStatus
 from node.clearing.units import ClearingError
 from node.config import Settings
 from node.db import read_only, session_scope
@@ -69,7 +70,6 @@ __all__ = [
     "partner_name",
     "reconciliation_job_handlers",
     "register_reconciliation_handlers",
-    "schedule_reconciliation",
 ]
 
 RECONCILE_JOB = "clearing.reconcile"
@@ -520,12 +520,6 @@ def register_reconciliation_handlers(dispatcher: InboxDispatcher, reconciler: Re
     dispatcher.register(ACTIVITY_TYPE, STATEMENT_TYPE, on_add)
 
 
-def reconciliation_job_handlers(federation: Federation, settings: Settings) -> dict[str, Handler]:
-    """The periodic job: ``clearing.reconcile``."""
-    reconciler = Reconciler.from_settings(federation, settings)
+def reconciliation_job_handlers(reconciler: Reconciler) -> dict[str, Handler]:
+    """The periodic job: ``clearing.reconcile``, run by the node's one ``Reconciler``."""
     return {RECONCILE_JOB: reconciler.run}
-
-
-async def schedule_reconciliation(federation: Federation, settings: Settings) -> bool:
-    """Start the periodic cycle (idempotent): call it when a partner is added."""
-    return await Reconciler.from_settings(federation, settings).schedule()

@@ -1,4 +1,4 @@
-"""A participant's side of a clearing round (private; see `node.clearing.round_service`).
+"""A participant's side of a clearing round (private; see `node.clearing.rounds.service`).
 
 It states its positions when invited, reviews the proposal (a job: the participants' public
 keys are fetched outside any transaction) and signs or refuses it, then applies the
@@ -18,7 +18,8 @@ from node.activitypub.inbox import InboxContext, InboxRejected
 from node.activitypub.keys import public_keys_of
 from node.activitypub.models import StoredActivity
 from node.activitypub.outbox import publish
-from node.clearing._round_base import (
+from node.clearing.partners.service import urgent_until
+from node.clearing.rounds.base import (
     ROUND_DEADLINE_JOB,
     ROUND_REVIEW_JOB,
     RoundBase,
@@ -30,9 +31,8 @@ from node.clearing._round_base import (
     schedule,
     set_state,
 )
-from node.clearing.partners import urgent_until
-from node.clearing.round_models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
-from node.clearing.rounds import (
+from node.clearing.rounds.models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
+from node.clearing.rounds.protocol import (
     ROUND_TYPE,
     InvalidRoundDocument,
     RoundEvent,

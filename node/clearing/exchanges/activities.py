@@ -18,7 +18,7 @@ expire     ``Reject``          the proposal, by the chamber actor
 =========  ==================  ====================================================
 
 Between two chambers, the acceptance is settled by the chambers' actors
-(`node.clearing.settlement`, ``docs/between-chambers.md``): ``prepare`` is the accepting
+(`node.clearing.settlement.steps`, ``docs/between-chambers.md``): ``prepare`` is the accepting
 member's chamber's ``Offer`` of a ``Settlement``; ``commit`` and ``abort`` are the declaring
 member's chamber's ``Accept`` or ``Reject`` of that ``Offer``.
 
@@ -37,7 +37,7 @@ from typing import Any
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing.states import (
+from node.clearing.exchanges.states import (
     FINAL_STATES,
     ExchangeEvent,
     ExchangeState,
