@@ -71,7 +71,7 @@ class Settings:
     clearing_demurrage_threshold_minutes: int = 0
     clearing_demurrage_period_days: int = 30
     clearing_declaration_expiry_days: int = 30
-    #: Between chambers (node.clearing.settlement.steps, .reconciliation, .rounds): how long a
+    #: Between chambers (node.clearing.settlement, .reconciliation, .rounds): how long a
     #: prepared cross-chamber settlement waits for the deciding chamber before asking it to
     #: abort; how often mirror accounts are reconciled; how long a clearing round collects
     #: signatures before it is abandoned.

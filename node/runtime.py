@@ -37,8 +37,8 @@ from node.clearing.reconciliation.service import (
     register_reconciliation_handlers,
 )
 from node.clearing.rounds.service import RoundService, register_round_handlers, round_job_handlers
-from node.clearing.settlement.steps import prepare as prepare_settlement
-from node.clearing.settlement.steps import register_settlement_handlers, settlement_job_handlers
+from node.clearing.settlement import prepare as prepare_settlement
+from node.clearing.settlement import register_settlement_handlers, settlement_job_handlers
 from node.config import Settings
 from node.db import make_engine, make_sessionmaker, utcnow
 from node.jobs import Handler, Worker

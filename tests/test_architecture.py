@@ -23,7 +23,12 @@ PURE_MODULES = [
     "node/clearing/ledger/rules.py",
     "node/clearing/rounds/netting.py",
     "node/clearing/rounds/protocol.py",
+    "node/clearing/rounds/review.py",
+    "node/clearing/rounds/states.py",
+    "node/clearing/ledger/holds.py",
+    "node/clearing/reconciliation/states.py",
     "node/clearing/reconciliation/statements.py",
+    "node/clearing/reconciliation/wire.py",
     "node/clearing/units.py",
     "node/clearing/exchanges/states.py",
     "node/clearing/exchanges/activities.py",
@@ -260,11 +265,7 @@ def test_private_import_detection() -> None:
 
 
 def test_no_module_uses_another_modules_private_names() -> None:
-    found = [
-        f"{name}: {problem}"
-        for name in MODULES
-        for problem in private_imports(name)
-    ]
+    found = [f"{name}: {problem}" for name in MODULES for problem in private_imports(name)]
     assert found == [], "private names used across modules:\n" + "\n".join(found)
 
 
@@ -272,6 +273,7 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
+
 
 def long_functions(path: Path) -> list[tuple[str, int, int]]:
     """(name, line, length) of each function (nested ones too) over the limit."""
@@ -357,3 +359,111 @@ def test_services_are_built_once_by_the_runtime() -> None:
     ]
     assert found == []
     assert services_built(ROOT / "runtime.py") == SERVICES
+
+
+# --- one durable-process engine -----------------------------------------------------------------
+
+#: Where a process's state is written: `node.process.StateGraph` assigns it (checked against
+#: the graph) and `node.process_store` records it. Nothing else assigns one.
+ENGINE = {"node/process.py", "node/process_store.py"}
+
+#: Domains whose rows still change state by hand (not clearing: follows, offers, members' status).
+NOT_YET_ON_THE_ENGINE = {
+    "node/activitypub/follows.py",
+    "node/members/governance.py",
+    "node/members/service.py",
+    "node/offers/service.py",
+}
+
+STATE_ATTRIBUTES = {"state", "status"}
+
+
+def process_tables() -> set[str]:
+    """The tables (classes mapped on ``Base``) with a ``state`` or ``status`` column."""
+    found = set()
+    for path in MODULES.values():
+        for item in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(item, ast.ClassDef):
+                continue
+            if not any(isinstance(b, ast.Name) and b.id == "Base" for b in item.bases):
+                continue
+            for statement in item.body:
+                if (
+                    isinstance(statement, ast.AnnAssign)
+                    and isinstance(statement.target, ast.Name)
+                    and statement.target.id in STATE_ATTRIBUTES
+                ):
+                    found.add(item.name)
+    return found
+
+
+def _targets(item: ast.AST) -> list[ast.expr]:
+    if isinstance(item, ast.Assign):
+        targets = list(item.targets)
+    elif isinstance(item, ast.AugAssign | ast.AnnAssign):
+        targets = [item.target]
+    else:
+        return []
+    flat: list[ast.expr] = []
+    while targets:
+        target = targets.pop()
+        if isinstance(target, ast.Tuple | ast.List):
+            targets.extend(target.elts)
+        else:
+            flat.append(target)
+    return flat
+
+
+def state_assignments(path: Path, tables: set[str]) -> list[str]:
+    """``row.state = …`` / ``row.status = …`` (or a table built with ``state=…``) in a module
+    that handles process rows. ``self.state = …`` is an object's own field (an error, a
+    replay's value), not a row."""
+    tree = ast.parse(path.read_text())
+    names = {
+        alias.asname or alias.name
+        for i in ast.walk(tree)
+        if isinstance(i, ast.ImportFrom)
+        for alias in i.names
+    }
+    names |= {i.name for i in ast.walk(tree) if isinstance(i, ast.ClassDef)}
+    if not names & tables:
+        return []
+    found = []
+    for item in ast.walk(tree):
+        for target in _targets(item):
+            if (
+                isinstance(target, ast.Attribute)
+                and target.attr in STATE_ATTRIBUTES
+                and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+            ):
+                found.append(f"line {target.lineno}: {ast.unparse(target)} = …")
+        if (
+            isinstance(item, ast.Call)
+            and isinstance(item.func, ast.Name)
+            and item.func.id in tables
+        ):
+            for keyword in item.keywords:
+                if keyword.arg in STATE_ATTRIBUTES:
+                    found.append(f"line {item.lineno}: {item.func.id}({keyword.arg}=…)")
+    return found
+
+
+def test_state_assignment_detection() -> None:
+    tables = process_tables()
+    assert {"Exchange", "Settlement", "ClearingRound", "RoundParticipant", "Hold"} <= tables
+    assert {"Reconciliation", "Job"} <= tables
+
+
+def test_every_process_changes_state_through_the_engine() -> None:
+    """Exchanges, settlements, rounds and their chambers, holds, reconciliation, jobs: a
+    state changes only by `node.process_store.move` / `start` (the graph checks it, the
+    store records it)."""
+    tables = process_tables()
+    found = [
+        f"{relative}: {problem}"
+        for path in MODULES.values()
+        if (relative := str(path.relative_to(ROOT.parent))) not in ENGINE | NOT_YET_ON_THE_ENGINE
+        and relative not in PURE_MODULES
+        for problem in state_assignments(path, tables)
+    ]
+    assert found == [], "states assigned outside the engine:\n" + "\n".join(found)

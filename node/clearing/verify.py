@@ -23,7 +23,11 @@ from node import __version__
 from node.activitypub.fetch import FetchError, fetch_document
 from node.activitypub.transport import make_async_client
 from node.clearing.exchanges.activities import exchange_terms_match, verify_exchange
-from node.clearing.rounds.protocol import ROUND_TYPE, RoundState, verify_round
+from node.clearing.rounds.protocol import (
+    ROUND_TYPE,
+    RoundState,
+)
+from node.clearing.rounds.review import verify_round
 from node.clearing.units import ClearingError, format_minutes
 
 __all__ = [

@@ -23,10 +23,9 @@ from node.clearing.reconciliation.statements import (
     build_statement,
     compare,
     format_time,
-    parse_statement,
     signed_minutes,
-    statement_document,
 )
+from node.clearing.reconciliation.wire import parse_statement, statement_document
 from tests.test_architecture import IO_LIBRARIES, imported_roots
 
 LILLE = "https://lille.test/actors/lille"

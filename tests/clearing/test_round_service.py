@@ -25,7 +25,10 @@ from node.activitypub.outbox import deliver_again
 from node.clearing.ledger.models import partner_account_key
 from node.clearing.partners.models import Partner
 from node.clearing.rounds.models import ClearingRound, ParticipantState
-from node.clearing.rounds.protocol import RoundState, verify_round
+from node.clearing.rounds.protocol import (
+    RoundState,
+)
+from node.clearing.rounds.review import verify_round
 from node.clearing.rounds.service import RoundNotFound, RoundRequestError
 from node.cli import main
 from node.cli.rounds import add_round_commands

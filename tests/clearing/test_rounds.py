@@ -40,12 +40,11 @@ from node.clearing.rounds.protocol import (
     proposal_activity,
     read_invite,
     read_statement,
-    review_proposal,
     signature_activity,
     stale_changes,
     statement_activity,
-    verify_round,
 )
+from node.clearing.rounds.review import review_proposal, verify_round
 from tests.clearing.test_netting import brute_force_optimum
 
 LILLE = "https://lille.test/actors/lille"

@@ -18,7 +18,7 @@ expire     ``Reject``          the proposal, by the chamber actor
 =========  ==================  ====================================================
 
 Between two chambers, the acceptance is settled by the chambers' actors
-(`node.clearing.settlement.steps`, ``docs/between-chambers.md``): ``prepare`` is the accepting
+(`node.clearing.settlement`, ``docs/between-chambers.md``): ``prepare`` is the accepting
 member's chamber's ``Offer`` of a ``Settlement``; ``commit`` and ``abort`` are the declaring
 member's chamber's ``Accept`` or ``Reject`` of that ``Offer``.
 

@@ -4,7 +4,7 @@ The exchange lives on the chamber where it was declared (its URI is there); the 
 keeps a copy with the same URI, kept in step by the members' signed activities: an ``Offer``
 creates the copy, an ``Update`` amends it, ``TentativeReject``/``Reject``/``Undo`` answer the
 current proposal, and a ``Reject`` by the declaring chamber expires it. Acceptance is not here:
-it is settled by the two chambers (`node.clearing.settlement.steps`).
+it is settled by the two chambers (`node.clearing.settlement`).
 
 Only members of partner chambers are heard; every activity must carry its actor's proof, since
 it is evidence later.

@@ -101,7 +101,7 @@ class ExchangeStates(StateGraph):
 
 
 class SettlementStates(StateGraph):
-    """A settlement between two chambers (`node.clearing.settlement.steps`): the preparer's row is
+    """A settlement between two chambers (`node.clearing.settlement`): the preparer's row is
     ``prepared`` until the decision; the decider's is ``received`` only inside the
     transaction that decides it."""
 

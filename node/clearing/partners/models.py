@@ -7,7 +7,7 @@
 * `Settlement`: this node's side of one attempt to settle a cross-chamber exchange, keyed by its
   ``uri``, minted by the preparing node and shared by both. The *preparer* (the chamber of the
   member who accepts) reserves holds and asks; the *decider* (the other chamber) commits or
-  aborts in one local transaction, and its decision is final (`node.clearing.settlement.steps`).
+  aborts in one local transaction, and its decision is final (`node.clearing.settlement`).
 * `Hold`: a posting reserved by a prepared settlement. An account's headroom counts its pending
   holds; a hold is ``pending`` until its settlement commits (``posted``) or aborts (``voided``).
 """

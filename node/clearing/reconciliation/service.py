@@ -49,15 +49,17 @@ from node.clearing.reconciliation.statements import (
     Statement,
     compare,
     format_time,
-    parse_statement,
     signed_minutes,
-    statement_document,
 )
+from node.clearing.reconciliation.states import ReconciliationStates
+from node.clearing.reconciliation.wire import parse_statement, statement_document
 from node.clearing.units import ClearingError
 from node.config import Settings
 from node.db import read_only, session_scope
 from node.jobs import Done, Handler, Job, Outcome, ensure_pending, recur
 from node.members.audit import AuditAction, record_audit
+from node.process_store import move as move_process
+from node.process_store import start as start_process
 
 __all__ = [
     "ACTIVITY_TYPE",
@@ -290,11 +292,18 @@ class Reconciler:
         if row is None:
             row = Reconciliation(
                 partner_id=partner.id,
-                status=ReconciliationStatus.NEVER,
                 mismatches=[],
                 pending=[],
                 created_at=now,
                 updated_at=now,
+            )
+            start_process(
+                session,
+                ReconciliationStates,
+                row,
+                ReconciliationStates.never,
+                subject=partner.chamber_uri,
+                now=now,
             )
             session.add(row)
             await session.flush()
@@ -428,7 +437,16 @@ class Reconciler:
                 details=details,
                 now=now,
             )
-        row.status = report.status.value
+        if row.status != report.status.value:
+            move_process(
+                session,
+                ReconciliationStates,
+                row,
+                report.status.value,
+                subject=partner.chamber_uri,
+                now=now,
+                reason=report.summary[:2000],
+            )
         row.fingerprint = fingerprint
 
     # --- reading --------------------------------------------------------------------------

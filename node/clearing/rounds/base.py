@@ -42,8 +42,11 @@ from node.clearing.rounds.protocol import (
     proof_problem,
     statement_activity,
 )
+from node.clearing.rounds.states import ParticipantStates, RoundStates
 from node.config import Settings
-from node.jobs import enqueue
+from node.jobs import ensure_pending
+from node.process_store import move as move_process
+from node.process_store import start as start_process
 
 __all__ = [
     "ROUND_DEADLINE_JOB",
@@ -58,7 +61,11 @@ __all__ = [
     "participants_of",
     "partner_of",
     "schedule",
+    "move_participant",
+    "participant_subject",
     "set_state",
+    "start_participant",
+    "start_round",
 ]
 
 ROUND_DEADLINE_JOB = "clearing.round.deadline"
@@ -204,8 +211,12 @@ def origin_matches(a: str, b: str) -> bool:
         return False
 
 
-def set_state(row: ClearingRound, event: RoundEvent, now: datetime, *, reason: str = "") -> None:
-    row.state = next_round_state(RoundState(row.state), event).value
+def set_state(
+    session: AsyncSession, row: ClearingRound, event: RoundEvent, now: datetime, *, reason: str = ""
+) -> None:
+    """Move the round on ``event`` through `RoundStates` (recorded), or raise."""
+    after = next_round_state(RoundState(row.state), event)
+    move_process(session, RoundStates, row, after, subject=row.uri, now=now, reason=reason)
     row.updated_at = now
     if reason:
         row.reason = reason
@@ -263,5 +274,41 @@ async def mirror_balances(
 async def schedule(
     session: AsyncSession, kind: str, uri: str, run_at: datetime, now: datetime
 ) -> None:
-    job = await enqueue(session, kind, {"round": uri}, now=now)
-    job.next_attempt_at = run_at
+    """The round's job of ``kind`` at ``run_at``, unless one is pending for it already."""
+    await ensure_pending(
+        session, kind, run_at, process_key=f"{kind} {uri}", payload={"round": uri}, now=now
+    )
+
+
+def start_round(session: AsyncSession, row: ClearingRound, now: datetime) -> None:
+    """A new round row (either side) starts ``collecting``, recorded."""
+    start_process(session, RoundStates, row, RoundStates.collecting, subject=row.uri, now=now)
+
+
+def participant_subject(round_uri: str, chamber: str) -> str:
+    return f"{round_uri} {chamber}"
+
+
+def start_participant(
+    session: AsyncSession, row: RoundParticipant, round_uri: str, state: str, now: datetime
+) -> None:
+    """A chamber of the round, ``invited`` (or ``stated``: its statement is known), recorded."""
+    subject = participant_subject(round_uri, row.chamber_uri)
+    start_process(session, ParticipantStates, row, state, subject=subject, now=now)
+
+
+def move_participant(
+    session: AsyncSession,
+    row: RoundParticipant,
+    round_uri: str,
+    to: str,
+    now: datetime,
+    *,
+    reason: str = "",
+) -> None:
+    """Move one chamber of the round through `ParticipantStates` (recorded); a repeat of the
+    state it is in (a duplicate message) changes nothing."""
+    if row.state != to:
+        subject = participant_subject(round_uri, row.chamber_uri)
+        move_process(session, ParticipantStates, row, to, subject=subject, now=now, reason=reason)
+    row.updated_at = now

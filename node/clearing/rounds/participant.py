@@ -8,6 +8,7 @@ proposer's decision; past the deadline it drops an unsigned round or asks for th
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -25,11 +26,14 @@ from node.clearing.rounds.base import (
     RoundBase,
     load_round,
     mirror_balances,
+    move_participant,
     origin_matches,
     participants_of,
     partner_of,
     schedule,
     set_state,
+    start_participant,
+    start_round,
 )
 from node.clearing.rounds.models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
 from node.clearing.rounds.protocol import (
@@ -41,11 +45,11 @@ from node.clearing.rounds.protocol import (
     format_time,
     read_invite,
     refusal_activity,
-    review_proposal,
     signature_activity,
     stale_changes,
     undo_activity,
 )
+from node.clearing.rounds.review import ProposalReview, review_proposal
 from node.db import read_only, session_scope
 from node.jobs import Done, Fail, Outcome, Retry, enqueue
 
@@ -82,13 +86,13 @@ class ParticipantSide(RoundBase):
             uri=invitation.uri,
             role=RoundRole.PARTICIPANT,
             proposer_uri=invitation.proposer,
-            state=RoundState.COLLECTING.value,
             deadline=invitation.deadline,
             participants=list(invitation.participants),
             invite_activity_id=ctx.activity["id"],
             created_at=now,
             updated_at=now,
         )
+        start_round(session, round_row, now)
         session.add(round_row)
         await session.flush()
         actor = await self._chamber_actor(session)
@@ -110,22 +114,22 @@ class ParticipantSide(RoundBase):
                 now=now,
                 urgent_until=urgent_until(round_row.deadline, now),
             )
-            set_state(round_row, RoundEvent.ABORT, now, reason=f"declined: {refusal}")
+            set_state(session, round_row, RoundEvent.ABORT, now, reason=f"declined: {refusal}")
             return
         assert partner is not None
         statement = await self._state(session, actor, round_row, inboxes=[partner.inbox], now=now)
         for chamber in invitation.participants:
-            session.add(
-                RoundParticipant(
-                    round_id=round_row.id,
-                    chamber_uri=chamber,
-                    inbox=partner.inbox if chamber == invitation.proposer else "",
-                    state=ParticipantState.STATED if chamber == me else ParticipantState.INVITED,
-                    statement=statement.document if chamber == me else None,
-                    statement_activity_id=statement.activity_id if chamber == me else "",
-                    updated_at=now,
-                )
+            row = RoundParticipant(
+                round_id=round_row.id,
+                chamber_uri=chamber,
+                inbox=partner.inbox if chamber == invitation.proposer else "",
+                statement=statement.document if chamber == me else None,
+                statement_activity_id=statement.activity_id if chamber == me else "",
+                updated_at=now,
             )
+            state = ParticipantState.STATED if chamber == me else ParticipantState.INVITED
+            start_participant(session, row, invitation.uri, state, now)
+            session.add(row)
         await schedule(session, ROUND_DEADLINE_JOB, invitation.uri, invitation.deadline, now)
 
     async def on_update(self, ctx: InboxContext) -> None:
@@ -148,7 +152,7 @@ class ParticipantSide(RoundBase):
                 return  # a duplicate, or we already dropped the round
             round_row.proposal = ctx.activity
             round_row.proposal_activity_id = ctx.activity["id"]
-            set_state(round_row, RoundEvent.PROPOSE, now)
+            set_state(session, round_row, RoundEvent.PROPOSE, now)
             await enqueue(session, ROUND_REVIEW_JOB, {"round": round_row.uri}, now=now)
         elif state == RoundState.COMMITTED.value:
             if current == RoundState.COMMITTED:
@@ -170,13 +174,13 @@ class ParticipantSide(RoundBase):
             await self._post(session, round_row, now)
             round_row.decision = ctx.activity
             round_row.decision_activity_id = ctx.activity["id"]
-            set_state(round_row, RoundEvent.COMMIT, now)
+            set_state(session, round_row, RoundEvent.COMMIT, now)
             rows = await participants_of(session, round_row)
             for signature in signatures:
                 row = rows.get(str(signature.get("actor")))
                 if row is not None:
                     row.signature, row.signature_activity_id = signature, str(signature.get("id"))
-                    row.state, row.updated_at = ParticipantState.SIGNED, now
+                    move_participant(session, row, round_row.uri, ParticipantState.SIGNED, now)
         elif state == RoundState.ABORTED.value:
             if current == RoundState.COMMITTED:
                 log.error("round %s: abort received after a commit", round_row.uri)
@@ -186,7 +190,7 @@ class ParticipantSide(RoundBase):
                 round_row.decision_activity_id = ctx.activity["id"]
             if current != RoundState.ABORTED:
                 reason = str(ctx.activity.get("content") or "aborted by the proposer")
-                set_state(round_row, RoundEvent.ABORT, now, reason=reason[:2000])
+                set_state(session, round_row, RoundEvent.ABORT, now, reason=reason[:2000])
 
     async def review(self, uri: str) -> Outcome:
         """Participant: check the proposal (fetching public keys first, outside any
@@ -239,7 +243,7 @@ class ParticipantSide(RoundBase):
                 return Done()
             now = self.clock()
             if now >= round_row.deadline:
-                set_state(round_row, RoundEvent.ABORT, now, reason="the deadline passed")
+                set_state(session, round_row, RoundEvent.ABORT, now, reason="the deadline passed")
                 return Done()
             changes = changes_for(me, review.lines)
             if not problems:
@@ -251,45 +255,58 @@ class ParticipantSide(RoundBase):
                 if row is not None and row.statement is None:
                     row.statement = dict(statement)
                     row.statement_activity_id = str(statement.get("id"))
-                    row.state, row.updated_at = ParticipantState.STATED, now
-            actor = await self._chamber_actor(session)
-            inbox = await self._inbox_of(session, round_row.proposer_uri)
-            round_row.total_before, round_row.total_after = review.total_before, review.total_after
-            if problems:
-                reason = "; ".join(problems)[:2000]
-                await publish(
-                    self.federation,
-                    session,
-                    actor,
-                    refusal_activity(
-                        me, round_row.proposer_uri, uri, round_row.proposal_activity_id, reason
-                    ),
-                    inboxes=[inbox],
-                    now=now,
-                    urgent_until=urgent_until(round_row.deadline, now),
-                )
-                set_state(round_row, RoundEvent.ABORT, now, reason=f"refused: {reason}")
-                log.warning("round %s refused: %s", uri, reason)
-                return Done()
-            stored = await publish(
+                    move_participant(session, row, round_row.uri, ParticipantState.STATED, now)
+            await self._sign_or_refuse(session, round_row, rows, review, problems, now)
+        return Done()
+
+    async def _sign_or_refuse(
+        self,
+        session: AsyncSession,
+        round_row: ClearingRound,
+        rows: dict[str, RoundParticipant],
+        review: ProposalReview,
+        problems: list[str],
+        now: datetime,
+    ) -> None:
+        """Sign the reviewed proposal, or refuse it saying why (the round aborts here)."""
+        me, uri = self.chamber_uri, round_row.uri
+        actor = await self._chamber_actor(session)
+        inbox = await self._inbox_of(session, round_row.proposer_uri)
+        round_row.total_before, round_row.total_after = review.total_before, review.total_after
+        if problems:
+            reason = "; ".join(problems)[:2000]
+            await publish(
                 self.federation,
                 session,
                 actor,
-                signature_activity(
-                    me, round_row.proposer_uri, uri, round_row.proposal_activity_id, review.digest
+                refusal_activity(
+                    me, round_row.proposer_uri, uri, round_row.proposal_activity_id, reason
                 ),
                 inboxes=[inbox],
                 now=now,
                 urgent_until=urgent_until(round_row.deadline, now),
             )
-            round_row.digest = review.digest
-            round_row.signature_activity_id = stored.activity_id
-            row = rows.get(me)
-            if row is not None:
-                row.signature, row.signature_activity_id = stored.document, stored.activity_id
-                row.state = ParticipantState.SIGNED
-            set_state(round_row, RoundEvent.SIGN, now)
-        return Done()
+            set_state(session, round_row, RoundEvent.ABORT, now, reason=f"refused: {reason}")
+            log.warning("round %s refused: %s", uri, reason)
+            return
+        stored = await publish(
+            self.federation,
+            session,
+            actor,
+            signature_activity(
+                me, round_row.proposer_uri, uri, round_row.proposal_activity_id, review.digest
+            ),
+            inboxes=[inbox],
+            now=now,
+            urgent_until=urgent_until(round_row.deadline, now),
+        )
+        round_row.digest = review.digest
+        round_row.signature_activity_id = stored.activity_id
+        row = rows.get(me)
+        if row is not None:
+            row.signature, row.signature_activity_id = stored.document, stored.activity_id
+            move_participant(session, row, round_row.uri, ParticipantState.SIGNED, now)
+        set_state(session, round_row, RoundEvent.SIGN, now)
 
     async def _participant_deadline(
         self, session: AsyncSession, round_row: ClearingRound
@@ -298,7 +315,7 @@ class ParticipantSide(RoundBase):
         for its decision (``Undo``), again and again with backoff until it comes."""
         now = self.clock()
         if round_row.state != RoundState.SIGNED.value:
-            set_state(round_row, RoundEvent.ABORT, now, reason="the deadline passed")
+            set_state(session, round_row, RoundEvent.ABORT, now, reason="the deadline passed")
             return Done()
         actor = await self._chamber_actor(session)
         inbox = await self._inbox_of(session, round_row.proposer_uri)

@@ -26,9 +26,12 @@ from node.clearing.rounds.base import (
     inboxes_of,
     load_round,
     mirror_balances,
+    move_participant,
     participants_of,
     schedule,
     set_state,
+    start_participant,
+    start_round,
 )
 from node.clearing.rounds.models import ClearingRound, ParticipantState, RoundParticipant, RoundRole
 from node.clearing.rounds.netting import net
@@ -89,35 +92,33 @@ class ProposerSide(RoundBase):
                 uri=uri,
                 role=RoundRole.PROPOSER,
                 proposer_uri=me,
-                state=RoundState.COLLECTING.value,
                 deadline=deadline,
                 participants=participants,
                 created_at=now,
                 updated_at=now,
             )
+            start_round(session, round_row, now)
             session.add(round_row)
             await session.flush()
             statement = await self._state(session, actor, round_row, inboxes=[], now=now)
-            session.add(
-                RoundParticipant(
+            own = RoundParticipant(
+                round_id=round_row.id,
+                chamber_uri=me,
+                statement=statement.document,
+                statement_activity_id=statement.activity_id,
+                updated_at=now,
+            )
+            start_participant(session, own, uri, ParticipantState.STATED, now)
+            session.add(own)
+            for partner in rows:
+                row = RoundParticipant(
                     round_id=round_row.id,
-                    chamber_uri=me,
-                    state=ParticipantState.STATED,
-                    statement=statement.document,
-                    statement_activity_id=statement.activity_id,
+                    chamber_uri=partner.chamber_uri,
+                    inbox=partner.inbox,
                     updated_at=now,
                 )
-            )
-            for partner in rows:
-                session.add(
-                    RoundParticipant(
-                        round_id=round_row.id,
-                        chamber_uri=partner.chamber_uri,
-                        inbox=partner.inbox,
-                        state=ParticipantState.INVITED,
-                        updated_at=now,
-                    )
-                )
+                start_participant(session, row, uri, ParticipantState.INVITED, now)
+                session.add(row)
             invite = await publish(
                 self.federation,
                 session,
@@ -158,7 +159,7 @@ class ProposerSide(RoundBase):
             raise InboxRejected(422, f"invalid statement: {exc}", "invalidRound") from None
         await self._require_proof(ctx)
         row.statement, row.statement_activity_id = ctx.activity, ctx.activity["id"]
-        row.state, row.updated_at = ParticipantState.STATED, now
+        move_participant(session, row, round_row.uri, ParticipantState.STATED, now)
         if all(r.state == ParticipantState.STATED for r in rows.values()):
             await self._propose(session, round_row, rows, now)
 
@@ -205,7 +206,7 @@ class ProposerSide(RoundBase):
         round_row.proposal = stored.document
         round_row.proposal_activity_id = stored.activity_id
         round_row.digest = stored.document["object"]["digest"]
-        set_state(round_row, RoundEvent.PROPOSE, now)
+        set_state(session, round_row, RoundEvent.PROPOSE, now)
 
     async def on_signature(self, ctx: InboxContext) -> None:
         """Proposer: a participant signs the proposal; with the last signature, commit."""
@@ -230,7 +231,7 @@ class ProposerSide(RoundBase):
             return  # a duplicate
         await self._require_proof(ctx)
         row.signature, row.signature_activity_id = ctx.activity, ctx.activity["id"]
-        row.state, row.updated_at = ParticipantState.SIGNED, now
+        move_participant(session, row, round_row.uri, ParticipantState.SIGNED, now)
         others = [r for chamber, r in rows.items() if chamber != self.chamber_uri]
         if all(r.state == ParticipantState.SIGNED for r in others):
             await self._commit(session, round_row, rows, now)
@@ -249,7 +250,8 @@ class ProposerSide(RoundBase):
             raise InboxRejected(403, f"{ctx.actor_uri} is not invited to this round", "notInvited")
         now = self.clock()
         why = str(ctx.activity.get("content") or "no reason given")[:1000]
-        row.state, row.reason, row.updated_at = ParticipantState.DECLINED, why, now
+        move_participant(session, row, round_row.uri, ParticipantState.DECLINED, now, reason=why)
+        row.reason = why
         if round_row.state in FINAL_ROUND_STATES:
             return
         await self._abort(session, round_row, rows, f"{ctx.actor_uri} refused: {why}", now)
@@ -272,7 +274,7 @@ class ProposerSide(RoundBase):
         if round_row.state in FINAL_ROUND_STATES:
             await self._send_decision_again(session, round_row, row, now)
             return
-        row.state, row.updated_at = ParticipantState.WITHDRAWN, now
+        move_participant(session, row, round_row.uri, ParticipantState.WITHDRAWN, now)
         await self._abort(
             session, round_row, rows, f"{ctx.actor_uri} withdrew (no decision by the deadline)", now
         )
@@ -319,7 +321,7 @@ class ProposerSide(RoundBase):
             urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.decision, round_row.decision_activity_id = stored.document, stored.activity_id
-        set_state(round_row, RoundEvent.COMMIT, now)
+        set_state(session, round_row, RoundEvent.COMMIT, now)
 
     async def _abort(
         self,
@@ -348,7 +350,7 @@ class ProposerSide(RoundBase):
             urgent_until=urgent_until(round_row.deadline, now),
         )
         round_row.decision, round_row.decision_activity_id = stored.document, stored.activity_id
-        set_state(round_row, RoundEvent.ABORT, now, reason=reason[:2000])
+        set_state(session, round_row, RoundEvent.ABORT, now, reason=reason[:2000])
 
     async def _send_decision_again(
         self,

@@ -30,17 +30,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import rfc8785
 
-from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
-from node.clearing.rounds.netting import NettingResult, Obligation, net, verify_netting
-from node.clearing.units import ClearingError, NettingError
+from node.clearing.rounds.netting import NettingResult, Obligation
+from node.clearing.rounds.states import RoundStates
+from node.clearing.units import ClearingError
 
 __all__ = [
     "FINAL_ROUND_STATES",
@@ -51,12 +51,10 @@ __all__ = [
     "InvalidRoundDocument",
     "InvalidRoundTransition",
     "Mismatch",
-    "ProposalReview",
     "RoundError",
     "RoundEvent",
     "RoundInvitation",
     "RoundState",
-    "RoundVerification",
     "changes_for",
     "decision_activity",
     "format_time",
@@ -71,12 +69,10 @@ __all__ = [
     "read_invite",
     "read_statement",
     "refusal_activity",
-    "review_proposal",
     "signature_activity",
     "stale_changes",
     "statement_activity",
     "undo_activity",
-    "verify_round",
 ]
 
 ROUND_TYPE = "ClearingRound"
@@ -127,21 +123,19 @@ class RoundEvent(StrEnum):
 
 
 FINAL_ROUND_STATES = frozenset({RoundState.COMMITTED, RoundState.ABORTED})
-_TRANSITIONS: dict[RoundEvent, tuple[frozenset[RoundState], RoundState]] = {
-    RoundEvent.PROPOSE: (frozenset({RoundState.COLLECTING}), RoundState.PROPOSED),
-    RoundEvent.SIGN: (frozenset({RoundState.PROPOSED}), RoundState.SIGNED),
-    RoundEvent.COMMIT: (frozenset({RoundState.PROPOSED, RoundState.SIGNED}), RoundState.COMMITTED),
-    RoundEvent.ABORT: (
-        frozenset({RoundState.COLLECTING, RoundState.PROPOSED, RoundState.SIGNED}),
-        RoundState.ABORTED,
-    ),
+_TARGETS = {
+    RoundEvent.PROPOSE: RoundState.PROPOSED,
+    RoundEvent.SIGN: RoundState.SIGNED,
+    RoundEvent.COMMIT: RoundState.COMMITTED,
+    RoundEvent.ABORT: RoundState.ABORTED,
 }
 
 
 def next_round_state(state: RoundState, event: RoundEvent) -> RoundState:
-    """The state after ``event``, or `InvalidRoundTransition` (final states never change)."""
-    allowed, after = _TRANSITIONS[event]
-    if state not in allowed:
+    """The state after ``event``, or `InvalidRoundTransition`: the moves are `RoundStates`'
+    (final states never change)."""
+    after = _TARGETS[event]
+    if not RoundStates.allows(state, after):
         raise InvalidRoundTransition(state, event)
     return after
 
@@ -524,245 +518,3 @@ def proof_problem(activity: Mapping[str, Any], keys: Mapping[str, Any], actor: s
     if owners != {activity.get("actor")}:
         return f"{where}: signed by {sorted(owners)}, not by its actor {activity.get('actor')}"
     return ""
-
-
-@dataclass
-class ProposalReview:
-    """What a check of a proposal found (``problems`` empty: it may be signed)."""
-
-    problems: list[str] = field(default_factory=list)
-    digest: str = ""
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    statements: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    total_before: int = 0
-    total_after: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _review(
-    proposal: Mapping[str, Any],
-    keys: Mapping[str, Any],
-    *,
-    round_uri: str | None,
-    proposer: str | None,
-    participants: Sequence[str] | None,
-    end_time: str | None,
-) -> ProposalReview:
-    review = ProposalReview()
-    problems = review.problems
-    obj = proposal.get("object")
-    if proposal.get("type") != "Update" or not isinstance(obj, Mapping):
-        problems.append("a proposal is an Update of the round")
-        return review
-    if obj.get("type") != ROUND_TYPE or obj.get("state") != RoundState.PROPOSED.value:
-        problems.append(f"the proposal's object is a {ROUND_TYPE} in state proposed")
-        return review
-    proposer = proposer or str(obj.get("attributedTo"))
-    round_uri = round_uri or str(obj.get("id"))
-    if problem := proof_problem(proposal, keys, proposer):
-        problems.append(f"proposal: {problem}")
-        return review
-    expected: dict[str, Any] = {"id": round_uri, "attributedTo": proposer}
-    if participants is not None:
-        expected["participants"] = sorted(participants)
-    if end_time is not None:
-        expected["endTime"] = end_time
-    for name, value in expected.items():
-        if obj.get(name) != value:
-            problems.append(f"the proposal's {name} is {obj.get(name)!r}, expected {value!r}")
-    if problems:
-        return review
-    members = [str(p) for p in obj.get("participants") or []]
-    statements = obj.get("statements")
-    if not isinstance(statements, list) or len(statements) != len(members):
-        problems.append("the proposal must carry one statement per participant")
-        return review
-    positions: dict[str, dict[str, int]] = {}
-    for statement in statements:
-        if not isinstance(statement, Mapping):
-            problems.append("a statement is a signed Add")
-            continue
-        if problem := proof_problem(statement, keys, None):
-            problems.append(f"statement: {problem}")
-            continue
-        try:
-            chamber, balances = read_statement(statement, round_uri=round_uri, participants=members)
-        except InvalidRoundDocument as exc:
-            problems.append(f"statement of {statement.get('actor')}: {exc}")
-            continue
-        if chamber in positions:
-            problems.append(f"two statements of {chamber}")
-            continue
-        positions[chamber] = balances
-        review.statements[chamber] = statement
-    if problems:
-        return review
-    try:
-        obligations, _ = obligations_from(positions)
-        result = net(obligations)
-    except NettingError as exc:
-        problems.append(f"the statements cannot be netted: {exc}")
-        return review
-    lines = lines_of(result)
-    if obj.get("netting") != lines:
-        problems.append("the netting is not the optimum of the statements (recomputed)")
-    certificate = obj.get("certificate")
-    try:
-        if not isinstance(certificate, Mapping):
-            raise NettingError("the proposal has no certificate")
-        verify_netting(NettingResult(result.obligations, result.removed, dict(certificate)))
-    except (NettingError, TypeError) as exc:
-        problems.append(f"the certificate does not prove the netting optimal: {exc}")
-    totals = (obj.get("totalBefore"), obj.get("totalAfter"))
-    if totals != (result.total_before, result.total_after):
-        problems.append(
-            f"totals {totals} differ from {(result.total_before, result.total_after)} (recomputed)"
-        )
-    digest = proposal_digest(round_uri, members, str(obj.get("endTime")), statements, lines)
-    if obj.get("digest") != digest:
-        problems.append("the digest does not match the proposal")
-    review.digest, review.lines = digest, lines
-    review.total_before, review.total_after = result.total_before, result.total_after
-    return review
-
-
-def review_proposal(
-    proposal: Mapping[str, Any],
-    keys: Mapping[str, Any],
-    *,
-    me: str,
-    my_statement: Mapping[str, Any],
-    round_uri: str,
-    proposer: str,
-    participants: Sequence[str],
-    end_time: str,
-) -> ProposalReview:
-    """A participant's check before signing: the proposal is the proposer's, for the round it
-    was invited to, carries every participant's signed statement (ours exactly as sent), and
-    its netting is the optimum of those statements. ``keys``: every participant's public keys
-    by key id (`public_keys_of` of their actor documents)."""
-    review = _review(
-        proposal,
-        keys,
-        round_uri=round_uri,
-        proposer=proposer,
-        participants=participants,
-        end_time=end_time,
-    )
-    if review.ok and review.statements.get(me) != my_statement:
-        review.problems.append("our statement in the proposal is not the one we sent")
-    return review
-
-
-# --- third-party verification ----------------------------------------------------------------
-
-
-@dataclass
-class RoundVerification:
-    """The outcome of `verify_round`: ``ok``, the state it proves, and what failed."""
-
-    ok: bool
-    state: RoundState | None
-    problems: list[str] = field(default_factory=list)
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    total_before: int = 0
-    total_after: int = 0
-
-    def changes(self, chamber: str) -> dict[str, int]:
-        """What the round posts to ``chamber``'s mirror accounts (if committed)."""
-        return changes_for(chamber, self.lines) if self.state == RoundState.COMMITTED else {}
-
-
-def verify_round(
-    document: Mapping[str, Any], actors: Iterable[Mapping[str, Any]]
-) -> RoundVerification:
-    """Check a round's public document with only the chambers' public actor documents.
-
-    ``document`` is a ``ClearingRound`` with the signed ``proposal`` and, once decided, the
-    signed ``decision``. Checks every proof, that the netting is the optimum of the signed
-    statements, and for a committed round that every participant signed this very proposal
-    (its digest) and that the proposer decided before the deadline.
-    """
-    keys: dict[str, Any] = {}
-    for actor in actors:
-        keys.update(public_keys_of(dict(actor)))
-    fail = RoundVerification(False, None)
-    if document.get("type") != ROUND_TYPE or not isinstance(document.get("proposal"), Mapping):
-        fail.problems.append(f"not a {ROUND_TYPE} with its proposal")
-        return fail
-    round_uri = str(document.get("id"))
-    proposer = str(document.get("attributedTo"))
-    proposal = document["proposal"]
-    review = _review(
-        proposal,
-        keys,
-        round_uri=round_uri,
-        proposer=proposer,
-        participants=None,
-        end_time=None,
-    )
-    verification = RoundVerification(
-        False, None, review.problems, review.lines, review.total_before, review.total_after
-    )
-    if not review.ok:
-        return verification
-    members = sorted(review.statements)
-    end_time = str(proposal["object"]["endTime"])
-    decision = document.get("decision")
-    if not decision:
-        verification.state = RoundState.PROPOSED
-        verification.ok = True
-        return verification
-    problems = verification.problems
-    if not isinstance(decision, Mapping) or not isinstance(decision.get("object"), Mapping):
-        problems.append("the decision is an Update of the round")
-        return verification
-    if problem := proof_problem(decision, keys, proposer):
-        problems.append(f"decision: {problem}")
-        return verification
-    decided = decision["object"]
-    if decided.get("id") != round_uri or decided.get("type") != ROUND_TYPE:
-        problems.append("the decision is about another round")
-        return verification
-    state = decided.get("state")
-    if state == RoundState.ABORTED.value:
-        verification.state, verification.ok = RoundState.ABORTED, True
-        return verification
-    if state != RoundState.COMMITTED.value:
-        problems.append(f"the decision's state is {state!r}")
-        return verification
-    if decided.get("digest") != review.digest:
-        problems.append("the decision commits another proposal (digest)")
-    try:
-        if parse_time(decision.get("published")) > parse_time(end_time):
-            problems.append("the proposer committed after the deadline")
-    except InvalidRoundDocument as exc:
-        problems.append(f"the decision's published time: {exc}")
-    signatures = decided.get("signatures")
-    signed: set[str] = set()
-    for signature in signatures if isinstance(signatures, list) else []:
-        if not isinstance(signature, Mapping):
-            problems.append("a signature is a signed Accept")
-            continue
-        if problem := proof_problem(signature, keys, None):
-            problems.append(f"signature: {problem}")
-            continue
-        result = signature.get("result")
-        if (
-            signature.get("type") != "Accept"
-            or signature.get("object") != proposal.get("id")
-            or not isinstance(result, Mapping)
-            or result.get("digest") != review.digest
-        ):
-            problems.append(f"the signature of {signature.get('actor')} is not for this proposal")
-            continue
-        signed.add(str(signature.get("actor")))
-    missing = set(members) - {proposer} - signed
-    if missing:
-        problems.append(f"not signed by {', '.join(sorted(missing))}")
-    if not problems:
-        verification.state, verification.ok = RoundState.COMMITTED, True
-    return verification

@@ -1,5 +1,5 @@
 """What the pages, the API and the CLI show of clearing rounds: summaries, details, and the
-public document anyone can verify (`node.clearing.rounds.protocol.verify_round`)."""
+public document anyone can verify (`node.clearing.rounds.review.verify_round`)."""
 
 from __future__ import annotations
 
