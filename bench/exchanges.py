@@ -355,21 +355,17 @@ async def run(label: str, database_url: str | None, args: argparse.Namespace) ->
                     member.clearing_override = ClearingOverride.GRANTED
                     members.append(member)
             rng = random.Random(7)
-            pairs = [rng.sample(members, 2) for _ in range(2 * args.count)]
-            declaring = asyncio.Semaphore(args.concurrency)
-
-            async def declare(provider: Any, beneficiary: Any) -> tuple[Any, str]:
-                async with declaring:
-                    exchange, _ = await house.declare(
-                        provider,
-                        beneficiary,
-                        role=Role.PROVIDER,
-                        minutes=rng.randint(15, 90),
-                        description="bench",
-                    )
-                return beneficiary, exchange.key
-
-            pending = list(await asyncio.gather(*(declare(p, b) for p, b in pairs)))
+            pending = []
+            for _ in range(2 * args.count):
+                provider, beneficiary = rng.sample(members, 2)
+                exchange, _ = await house.declare(
+                    provider,
+                    beneficiary,
+                    role=Role.PROVIDER,
+                    minutes=rng.randint(15, 90),
+                    description="bench",
+                )
+                pending.append((beneficiary, exchange.key))
 
             async def accept(item: tuple[Any, str]) -> bool:
                 try:
