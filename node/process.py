@@ -17,6 +17,12 @@ state, and (unless the graph ``recurs``) a way from every state to a final one.
 Every change goes through `StateGraph.move`: it checks the move, assigns it to the row and
 returns a `Move` that the caller's store records (`node.process_store`). `StateGraph.check`
 is the same rule for a pure replay (``archipel verify``, the inbox handlers' reducers).
+
+A process kept by two parties (an exchange's copy on the other chamber) may have to follow
+the party that decides when their messages crossed: such moves are declared apart, as
+*corrections* (``refused.corrected_to(proposed)``), may leave a final state, and are made
+only when the caller asks for one (``move(..., correction=True)``; the domain's rule says
+when), recorded as such.
 Pure: no I/O, no clock.
 """
 
@@ -59,12 +65,17 @@ class State:
         self.try_interval = try_interval
         self.delete_after = delete_after
         self.targets: list[State] = []
+        self.corrections: list[State] = []
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
     def transitions_to(self, *states: State) -> None:
         self.targets.extend(s for s in states if s not in self.targets)
+
+    def corrected_to(self, *states: State) -> None:
+        """Moves made only as a correction (see the module), even out of a final state."""
+        self.corrections.extend(s for s in states if s not in self.corrections)
 
     @property
     def value(self) -> str:
@@ -116,7 +127,7 @@ class StateGraph:
         if not states:
             raise InvalidGraph(f"{name} declares no state")
         for state in states.values():
-            for target in state.targets:
+            for target in (*state.targets, *state.corrections):
                 if target.name not in states or states[target.name] is not target:
                     raise InvalidGraph(f"{name}.{state} goes to a state of another graph")
             if state.final and state.targets:
@@ -149,23 +160,28 @@ class StateGraph:
         return cls.state(value).final
 
     @classmethod
-    def allows(cls, before: Any, after: Any) -> bool:
+    def allows(cls, before: Any, after: Any, *, correction: bool = False) -> bool:
         source = cls.states.get(_value(before))
-        return source is not None and any(t.name == _value(after) for t in source.targets)
+        if source is None:
+            return False
+        moves = [*source.targets, *source.corrections] if correction else source.targets
+        return any(t.name == _value(after) for t in moves)
 
     @classmethod
-    def check(cls, before: Any, after: Any) -> str:
-        """The new state's value, or `InvalidMove` (the pure rule every change obeys)."""
+    def check(cls, before: Any, after: Any, *, correction: bool = False) -> str:
+        """The new state's value, or `InvalidMove` (the pure rule every change obeys);
+        ``correction`` also allows the state's declared corrections."""
         source = cls.state(before)
         target = cls.state(after)
-        if target not in source.targets:
-            why = (
-                "it is final"
-                if source.final
-                else f"{source} goes to " + (", ".join(t.name for t in source.targets) or "nothing")
-            )
-            raise InvalidMove(cls.__name__, source.name, target.name, why)
-        return target.name
+        if target in source.targets or (correction and target in source.corrections):
+            return target.name
+        if target in source.corrections:
+            why = f"{source} → {target} is only a correction"
+        elif source.final:
+            why = "it is final"
+        else:
+            why = f"{source} goes to " + (", ".join(t.name for t in source.targets) or "nothing")
+        raise InvalidMove(cls.__name__, source.name, target.name, why)
 
     @classmethod
     def start(cls, row: Any, state: Any, *, subject: str = "", **details: Any) -> Move:
@@ -186,12 +202,16 @@ class StateGraph:
         by: str = "",
         reason: str = "",
         at: datetime | None = None,
+        correction: bool = False,
         **details: Any,
     ) -> Move:
-        """Check ``row``'s move to ``to``, assign it, and return what to record."""
+        """Check ``row``'s move to ``to``, assign it, and return what to record (a
+        ``correction`` is recorded with ``details["correction"]``)."""
         before = getattr(row, cls.attribute)
-        after = cls.check(before, to)
+        after = cls.check(before, to, correction=correction)
         setattr(row, cls.attribute, after)
+        if correction and not cls.allows(before, after):
+            details = {**details, "correction": True}
         return Move(cls.__name__, subject, _value(before), after, by, reason, at, details)
 
 

@@ -63,10 +63,14 @@ def move(
     now: datetime,
     by: str = "",
     reason: str = "",
+    correction: bool = False,
     **details: Any,
 ) -> Move:
-    """Move ``row`` to ``to`` through ``graph`` (or `node.process.InvalidMove`) and record it."""
-    change = graph.move(row, to, subject=subject, by=by, reason=reason, at=now, **details)
+    """Move ``row`` to ``to`` through ``graph`` (or `node.process.InvalidMove`) and record it
+    (``correction``: one of the graph's declared corrections may be made)."""
+    change = graph.move(
+        row, to, subject=subject, by=by, reason=reason, at=now, correction=correction, **details
+    )
     return record(session, change, now)
 
 

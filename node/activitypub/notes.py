@@ -6,6 +6,10 @@ that owner (``require_audience``, which the domains' handlers of these activitie
 too). An ``Update`` from the object's owner replaces the copy our stored activities hold
 (``apply_update``); a ``Delete`` from it removes every activity we keep about the object, its
 Create, Updates, boosts (``forget_deleted``, which the domain owning ``Delete`` calls).
+
+Except evidence: a domain that keeps signed activities as proofs (an exchange's ``Offer`` of
+its ``EconomicEvent``) names their object types with ``keep_as_signed``; what we keep of
+those is never rewritten nor forgotten by a later Update or Delete, whoever sends it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from node.activitypub.outbox import PUBLIC, publish
 __all__ = [
     "apply_update",
     "forget_deleted",
+    "keep_as_signed",
     "publish_note",
     "register_timeline_handlers",
     "require_audience",
@@ -56,6 +61,21 @@ async def publish_note(
         to_followers=True,
         now=now,
     )
+
+
+_SIGNED_TYPES: set[str] = set()
+
+
+def keep_as_signed(*object_types: str) -> None:
+    """Activities about objects of these types are evidence, kept exactly as signed."""
+    _SIGNED_TYPES.update(object_types)
+
+
+def _signed_evidence(stored: StoredActivity) -> bool:
+    embedded = stored.document.get("object")
+    kinds = embedded.get("type") if isinstance(embedded, dict) else None
+    listed = kinds if isinstance(kinds, list) else [kinds]
+    return any(isinstance(kind, str) and kind in _SIGNED_TYPES for kind in listed)
 
 
 async def _kept_about(ctx: InboxContext, object_id: str) -> list[StoredActivity]:
@@ -117,6 +137,8 @@ async def apply_update(ctx: InboxContext) -> None:
         return
     for row in kept:
         embedded = row.document.get("object")
+        if _signed_evidence(row):
+            continue  # a proof: the document stays as it was signed
         if isinstance(embedded, dict) and embedded.get("id") == object_id:
             row.document = {**row.document, "object": obj}
 
@@ -129,9 +151,8 @@ async def forget_deleted(ctx: InboxContext) -> None:
         return
     kept = await _kept_about(ctx, object_id)
     if kept and any(_owned_by(row, ctx.actor_uri) for row in kept):
-        await ctx.session.execute(
-            delete(StoredActivity).where(StoredActivity.id.in_([row.id for row in kept]))
-        )
+        gone = [row.id for row in kept if not _signed_evidence(row)]
+        await ctx.session.execute(delete(StoredActivity).where(StoredActivity.id.in_(gone)))
 
 
 async def _on_update(ctx: InboxContext) -> None:

@@ -29,6 +29,9 @@ from fractions import Fraction
 from typing import Any
 
 __all__ = [
+    "MAX_BRICKS",
+    "MAX_DESCRIPTION",
+    "MAX_MINUTES",
     "MINUTES_PER_HOUR",
     "AmountError",
     "ClearingError",
@@ -41,6 +44,10 @@ __all__ = [
 ]
 
 MINUTES_PER_HOUR = 60
+MAX_MINUTES = 1000 * 60
+"""The most an exchange may be worth (its declaration, an amendment, a copy received)."""
+MAX_DESCRIPTION = 2000
+MAX_BRICKS = 20
 _MAX_INPUT = 40
 
 

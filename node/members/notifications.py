@@ -62,6 +62,7 @@ class NotificationType:
     EXCHANGE_CONTESTED = "exchange.contested"
     EXCHANGE_REFUSED = "exchange.refused"
     EXCHANGE_SETTLED = "exchange.settled"
+    EXCHANGE_REOPENED = "exchange.reopened"
     BRICK_REVIEWED = "brick.reviewed"
     FOLLOW_NEW = "follow.new"
     FOLLOW_REQUEST = "follow.request"
@@ -81,6 +82,10 @@ TYPES: dict[str, str] = {
     NotificationType.EXCHANGE_REFUSED: N_("%(who)s refused the exchange “%(description)s”."),
     NotificationType.EXCHANGE_SETTLED: N_(
         "The exchange “%(description)s” is settled and posted to the ledger."
+    ),
+    NotificationType.EXCHANGE_REOPENED: N_(
+        "The exchange “%(description)s” was accepted but could not be settled between the"
+        " two chambers: it is open again."
     ),
     NotificationType.BRICK_REVIEWED: N_("%(who)s rated your brick “%(title)s”: %(rating)s/5."),
     NotificationType.FOLLOW_NEW: N_("%(who)s follows you."),
@@ -104,6 +109,7 @@ _SWITCH_OF = {
     NotificationType.REGISTRATION_REFUSED: NotificationType.REGISTRATION_APPROVED,
     NotificationType.EXCHANGE_CONTESTED: NotificationType.EXCHANGE_ACCEPTED,
     NotificationType.EXCHANGE_REFUSED: NotificationType.EXCHANGE_ACCEPTED,
+    NotificationType.EXCHANGE_REOPENED: NotificationType.EXCHANGE_SETTLED,
     NotificationType.FOLLOW_REQUEST: NotificationType.FOLLOW_NEW,
 }
 

@@ -5,6 +5,7 @@
 * `activities`: the signed activities and the replay that verifies a history (pure).
 * `history`: an exchange's moves and events, written in one place.
 * `inbox`: the handlers of other chambers' exchange activities.
+* `copies`: our copy of another chamber's exchange kept in step, crossings included.
 * `jobs`: expiry of declarations and *fonte* as periodic jobs.
 * `notices`, `queries`: members' notifications, read-only queries.
 """

@@ -43,6 +43,7 @@ from node.clearing.exchanges.states import (
     ExchangeState,
     InvalidTransition,
     Party,
+    crossing_correction,
     next_state,
 )
 from node.clearing.units import MINUTES_PER_HOUR, format_minutes
@@ -345,12 +346,26 @@ class _Replay:
         self.terms, self.proposal_id, self.initiator = _terms(obj), str(activity.get("id")), actor
         return "declare"
 
-    def _transition(self, event: ExchangeEvent, party: Party) -> None:
+    def _transition(
+        self, event: ExchangeEvent, party: Party, amended_version: int | None = None
+    ) -> None:
+        """The member's (or chamber's) step, or the correction of a copy whose refusal
+        crossed the declaring side's step (`crossing_correction`, as the inbox does)."""
         assert self.state is not None
         try:
             self.state = next_state(self.state, event, party)
         except InvalidTransition as exc:
-            raise _Refused(str(exc), event.value) from None
+            version = self.terms.get("version")
+            corrected = crossing_correction(
+                self.state,
+                event,
+                party,
+                version=version if isinstance(version, int) else 1,
+                amended_version=amended_version,
+            )
+            if corrected is None:
+                raise _Refused(str(exc), event.value) from None
+            self.state = corrected
 
     def _member(self, activity: Mapping[str, Any], actor: str, kind: Any) -> str:
         party = Party.INITIATOR if actor == self.initiator else Party.COUNTERPARTY
@@ -370,7 +385,9 @@ class _Replay:
         if event != ExchangeEvent.AMEND and obj != self.proposal_id:
             raise _Refused(f"answers {obj}, not the current proposal {self.proposal_id}", event)
         before = self.state
-        self._transition(event, party)
+        amended = obj.get("version") if isinstance(obj, Mapping) else None
+        valid = isinstance(amended, int) and not isinstance(amended, bool)
+        self._transition(event, party, amended if valid else None)
         if event == ExchangeEvent.AMEND:
             assert isinstance(obj, Mapping)
             parties = (obj.get("provider"), obj.get("receiver"))
@@ -408,7 +425,15 @@ class _Replay:
             self.terms["receiver"],
             self.terms["minutes"],
         )
-        if stated != agreed:
+        assert self.state is not None
+        # At the declaring chamber, an acceptance of terms since amended is refused: its
+        # settlement states the older proposal's terms (and cannot commit).
+        stale = (
+            stated != agreed
+            and self.state != ExchangeState.SETTLING
+            and self._states_an_older_proposal(stated, obj.get("evidence"))
+        )
+        if stated != agreed and not stale:
             differ = ", ".join(
                 f"{name} {got!r} instead of {want!r}"
                 for name, got, want in zip(
@@ -418,7 +443,6 @@ class _Replay:
             )
             raise _Refused(f"the settlement differs from the exchange: {differ}", "prepare")
         accept = self._evidence_accept(obj.get("evidence"), counterparty)
-        assert self.state is not None
         if self.state == ExchangeState.SETTLING:
             if accept.get("id") != self.accept_id:
                 raise _Refused("the settlement carries another acceptance", "prepare")
@@ -426,11 +450,27 @@ class _Replay:
         else:
             # The decider records the member's Accept only with a commit: otherwise the
             # acceptance is known from the settlement's evidence alone.
-            back_to, may_commit = self.state, self._acceptable(accept)
+            back_to, may_commit = self.state, not stale and self._acceptable(accept)
             if may_commit:
                 self.state, self.accept_id = ExchangeState.SETTLING, str(accept.get("id"))
         self.in_flight = _InFlight(str(activity.get("id")), uri, actor, back_to, may_commit)
         return "prepare"
+
+    def _states_an_older_proposal(self, stated: tuple[Any, ...], evidence: Any) -> bool:
+        """Whether the settlement's terms are those of the proposal in its evidence, signed
+        by the member who declared the exchange (an acceptance that crossed an amendment)."""
+        if not isinstance(evidence, list) or not evidence or not isinstance(evidence[0], Mapping):
+            return False
+        proposal = evidence[0]
+        terms = proposal.get("object")
+        if proposal.get("type") not in ("Offer", "Update") or not isinstance(terms, Mapping):
+            return False
+        try:
+            self.check_proof(proposal, self.initiator)
+        except _Refused:
+            return False
+        keys = ("id", "provider", "receiver", "minutes")
+        return tuple(terms.get(key) for key in keys) == stated
 
     def _evidence_accept(self, evidence: Any, counterparty: str) -> Mapping[str, Any]:
         if (

@@ -37,10 +37,20 @@ def move(
     now: datetime,
     by: str = "",
     reason: str = "",
+    correction: bool = False,
 ) -> Move:
-    """Move ``exchange`` to ``to`` (or `node.process.InvalidMove`), recorded."""
+    """Move ``exchange`` to ``to`` (or `node.process.InvalidMove`), recorded; ``correction``:
+    our copy follows the declaring chamber after a crossing (`states.crossing_correction`)."""
     change = move_process(
-        session, ExchangeStates, exchange, to, subject=exchange.uri, now=now, by=by, reason=reason
+        session,
+        ExchangeStates,
+        exchange,
+        to,
+        subject=exchange.uri,
+        now=now,
+        by=by,
+        reason=reason,
+        correction=correction,
     )
     exchange.updated_at = now
     return change

@@ -7,35 +7,31 @@ current proposal, and a ``Reject`` by the declaring chamber expires it. Acceptan
 it is settled by the two chambers (`node.clearing.settlement`).
 
 Only members of partner chambers are heard; every activity must carry its actor's proof, since
-it is evidence later.
+it is evidence later. Once checked, a step is applied to our copy by `copies` (which also makes
+the copy follow the declaring chamber when two steps crossed).
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored, InboxRejected
 from node.activitypub.keys import public_keys_of
+from node.activitypub.notes import keep_as_signed
 from node.activitypub.proofs import verify_proof
 from node.activitypub.urls import same_origin
-from node.clearing.exchanges import history
-from node.clearing.exchanges.house import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingHouse
+from node.clearing.exchanges import copies, history
+from node.clearing.exchanges.copies import apply_amendment, terms_of
+from node.clearing.exchanges.house import ClearingHouse
 from node.clearing.exchanges.notices import notify_exchange
 from node.clearing.exchanges.states import (
     ExchangeEvent,
-    ExchangeState,
-    ExchangeStates,
-    InvalidTransition,
     Party,
     Role,
-    next_state,
 )
 from node.clearing.ledger.models import ClearingEvent, Exchange
 from node.clearing.partners.partnership import register_partnership_handlers
@@ -44,46 +40,11 @@ from node.members.models import Member, MemberStatus
 
 __all__ = ["apply_amendment", "register_clearing_handlers"]
 
-log = logging.getLogger(__name__)
-
 ECONOMIC_EVENT = "EconomicEvent"
 
 
 def _bad(message: str) -> InboxRejected:
     return InboxRejected(422, message, "invalidExchange")
-
-
-def _terms(obj: dict[str, Any]) -> dict[str, Any]:
-    """The terms of an exchange document, validated as strictly as a local declaration."""
-    minutes = obj.get("minutes")
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= MAX_MINUTES:
-        raise _bad(f"minutes: a whole number between 1 and {MAX_MINUTES}")
-    summary = obj.get("summary")
-    if not isinstance(summary, str) or not summary.strip() or len(summary) > MAX_DESCRIPTION:
-        raise _bad(f"summary: the description, 1 to {MAX_DESCRIPTION} characters")
-    when = obj.get("hasPointInTime")
-    try:
-        performed_on = date.fromisoformat(str(when)[:10])
-    except ValueError:
-        raise _bad("hasPointInTime: the date of the exchange") from None
-    tags = obj.get("tag") or []
-    if not isinstance(tags, list) or len(tags) > MAX_BRICKS:
-        raise _bad(f"tag: at most {MAX_BRICKS} bricks")
-    bricks = [
-        t["href"]
-        for t in tags
-        if isinstance(t, dict) and isinstance(t.get("href"), str) and len(t["href"]) <= 2048
-    ]
-    version = obj.get("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 10_000:
-        raise _bad("version: a positive whole number")
-    return {
-        "minutes": minutes,
-        "description": summary.strip(),
-        "performed_on": performed_on,
-        "bricks": bricks,
-        "version": version,
-    }
 
 
 async def _check_proof(context: InboxContext) -> None:
@@ -149,7 +110,7 @@ def _on_proposal(house: ClearingHouse) -> Any:
             raise InboxIgnored("the exchange is not with a member of this chamber")
         await _require_partner(context)
         await _check_proof(context)
-        terms = _terms(obj)
+        terms = terms_of(obj)
         session = context.session
         if (await session.execute(select(Exchange.id).where(Exchange.uri == uri))).first():
             return
@@ -179,29 +140,6 @@ def _on_proposal(house: ClearingHouse) -> Any:
     return handle
 
 
-def apply_amendment(
-    session: AsyncSession,
-    exchange: Exchange,
-    obj: dict[str, Any],
-    update_id: str,
-    now: datetime,
-    expiry: timedelta,
-) -> None:
-    """Take the terms of a (checked) ``Update`` into our copy of the exchange."""
-    terms = _terms(obj)
-    if (obj.get("provider"), obj.get("receiver")) != (
-        exchange.provider_uri,
-        exchange.beneficiary_uri,
-    ):
-        raise _bad("an amendment cannot change the parties")
-    for name, value in terms.items():
-        setattr(exchange, name, value)
-    history.move(session, exchange, ExchangeStates.proposed, now=now, by=exchange.initiator_uri)
-    exchange.comment = ""
-    exchange.proposal_activity_id = update_id
-    exchange.expires_at = now + expiry
-
-
 def _on_amend(house: ClearingHouse) -> Any:
     async def handle(context: InboxContext) -> None:
         obj = context.object
@@ -219,23 +157,16 @@ def _on_amend(house: ClearingHouse) -> Any:
         if context.actor_uri != initiator:
             raise InboxRejected(403, "only the member who declared it amends it", "notParty")
         await _check_proof(context)
-        try:
-            next_state(ExchangeState(exchange.state), ExchangeEvent.AMEND, Party.INITIATOR)
-        except InvalidTransition as exc:
-            # While settling, the decider knows of the amendment and refuses the settlement;
-            # its Reject brings the amendment back here (settlement._finish).
-            log.info("amendment of %s ignored: %s", exchange.uri, exc)
-            raise InboxIgnored(str(exc)) from None
-        apply_amendment(
+        # While settling, the decider may know of the amendment and refuse the settlement (its
+        # Reject brings the amendment, settlement._catch_up); else it is kept until then.
+        await copies.amend(
             session,
             exchange,
-            obj,
-            context.activity["id"],
-            house.clock(),
-            house.terms.declaration_expiry,
+            context.activity,
+            context.stored,
+            now=house.clock(),
+            expiry=house.terms.declaration_expiry,
         )
-        session.add(_event(context, exchange, ExchangeEvent.AMEND.value))
-        await notify_exchange(session, exchange, ExchangeEvent.AMEND.value, context.actor_uri)
 
     return handle
 
@@ -278,17 +209,16 @@ def _on_answer(house: ClearingHouse) -> Any:
         if event is None:
             raise InboxIgnored(f"{context.type} by the {party.value} is not an exchange answer")
         await _check_proof(context)
-        try:
-            state = next_state(ExchangeState(exchange.state), event, party)
-        except InvalidTransition as exc:
-            log.info("%s of %s ignored: %s", event.value, exchange.uri, exc)
-            raise InboxIgnored(str(exc)) from None
-        content = context.activity.get("content")
-        comment = content.strip()[:MAX_DESCRIPTION] if isinstance(content, str) else ""
-        history.move(session, exchange, state, now=house.clock(), by=context.actor_uri)
-        exchange.comment = comment if event == ExchangeEvent.CONTEST else exchange.comment
-        session.add(_event(context, exchange, event.value, comment))
-        await notify_exchange(session, exchange, event.value, context.actor_uri)
+        await copies.answer(
+            session,
+            exchange,
+            context.activity,
+            context.stored,
+            event,
+            party,
+            context.actor_uri,
+            now=house.clock(),
+        )
 
     return handle
 
@@ -296,6 +226,7 @@ def _on_answer(house: ClearingHouse) -> Any:
 def register_clearing_handlers(dispatcher: InboxDispatcher, house: ClearingHouse) -> None:
     """Exchanges with members of partner chambers, their settlement between chambers, and the
     partnerships' confirmations."""
+    keep_as_signed(ECONOMIC_EVENT)  # each proposal's signed document is a step of its proof
     dispatcher.register("Offer", ECONOMIC_EVENT, _on_proposal(house))
     dispatcher.register("Update", ECONOMIC_EVENT, _on_amend(house))
     answer = _on_answer(house)

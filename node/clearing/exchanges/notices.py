@@ -20,13 +20,18 @@ _TYPE_OF = {
     "contest": NotificationType.EXCHANGE_CONTESTED,
     "refuse": NotificationType.EXCHANGE_REFUSED,
     "settled": NotificationType.EXCHANGE_SETTLED,
+    "reopened": NotificationType.EXCHANGE_REOPENED,
 }
+
+#: Events every local party hears of, whoever caused them.
+_EVERYONE = frozenset({"settled", "reopened"})
 
 
 async def notify_exchange(
     session: AsyncSession, exchange: Exchange, event: str, actor_uri: str
 ) -> None:
-    """Tell the local parties of ``exchange`` other than ``actor_uri`` (for ``settled``:
+    """Tell the local parties of ``exchange`` other than ``actor_uri`` (for ``settled``, and
+    ``reopened`` when a settlement's abort brings an accepted exchange back to an open state:
     every local party) what happened; other events (withdraw, expire) tell no one."""
     type_ = _TYPE_OF.get(event)
     if type_ is None:
@@ -41,5 +46,5 @@ async def notify_exchange(
         (exchange.beneficiary_member_id, exchange.beneficiary_uri),
     )
     for member_id, uri in parties:
-        if member_id is not None and (event == "settled" or uri != actor_uri):
+        if member_id is not None and (event in _EVERYONE or uri != actor_uri):
             await notify(session, member_id, type_, f"/exchanges/{exchange.key}", params)

@@ -16,7 +16,12 @@ before anything is posted::
 always leads back to ``proposed``. Between two chambers, an acceptance first leads to
 ``settling`` while the chambers settle it; their decision then posts it or brings it
 back. ``posted``, ``refused``, ``withdrawn`` and ``expired`` are
-final. Pure: no I/O, no clock.
+final.
+
+Between two chambers the declaring chamber decides: when the counterparty's refusal crossed
+the declarer's amendment or withdrawal (or its chamber's expiry), the declaring chamber
+ignores the refusal, and the other chamber's refused copy follows it
+(`crossing_correction`, a declared correction of `ExchangeStates`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "Party",
     "Role",
     "allowed_events",
+    "crossing_correction",
     "next_state",
     "party_of",
 ]
@@ -98,6 +104,8 @@ class ExchangeStates(StateGraph):
     proposed.transitions_to(proposed, contested, settling, posted, refused, withdrawn, expired)
     contested.transitions_to(proposed, settling, posted, refused, withdrawn, expired)
     settling.transitions_to(proposed, contested, posted, refused, withdrawn, expired)
+    # A refusal that crossed the declaring side's move (`crossing_correction`).
+    refused.corrected_to(proposed, withdrawn, expired)
 
 
 class SettlementStates(StateGraph):
@@ -173,6 +181,42 @@ def next_state(state: ExchangeState, event: ExchangeEvent, party: Party) -> Exch
     if rule is None or state not in rule[0]:
         raise InvalidTransition(state, event, party)
     return rule[1]
+
+
+_CROSSED = {
+    (ExchangeEvent.AMEND, Party.INITIATOR): ExchangeState.PROPOSED,
+    (ExchangeEvent.WITHDRAW, Party.INITIATOR): ExchangeState.WITHDRAWN,
+    (ExchangeEvent.EXPIRE, Party.CHAMBER): ExchangeState.EXPIRED,
+}
+
+
+def crossing_correction(
+    state: ExchangeState,
+    event: ExchangeEvent,
+    party: Party,
+    *,
+    version: int,
+    amended_version: int | None = None,
+) -> ExchangeState | None:
+    """Where a copy that took a step the declaring chamber never took goes, when the
+    declaring side's own step arrives after it (None: no correction, the step is refused).
+
+    The declaring chamber decides. A copy is ``refused`` (the counterparty refused proposal
+    ``version``) and then receives what the declaring side did before that refusal reached
+    it, so the declaring chamber ignored the refusal: an amendment (a newer signed
+    ``Update``, ``amended_version`` > ``version``) reopens the copy (``proposed``, the new
+    terms); a withdrawal or an expiry of that same proposal makes it ``withdrawn`` or
+    ``expired``. The caller checks that a withdrawal or expiry answers the refused proposal.
+    The inbox and ``archipel verify`` (`activities.verify_exchange`) both use this rule."""
+    if state != ExchangeState.REFUSED:
+        return None
+    corrected = _CROSSED.get((event, party))
+    if corrected is None:
+        return None
+    if event == ExchangeEvent.AMEND and (amended_version is None or amended_version <= version):
+        return None
+    assert ExchangeStates.allows(state, corrected, correction=True)
+    return corrected
 
 
 def allowed_events(state: ExchangeState, party: Party) -> list[ExchangeEvent]:

@@ -10,7 +10,7 @@ from node.clearing.ledger.models import (
     ClearingAccount,
 )
 from node.clearing.ledger.rules import AccountKind, Limits
-from node.clearing.units import ClearingError
+from node.clearing.units import MAX_BRICKS, MAX_DESCRIPTION, MAX_MINUTES, ClearingError
 from node.config import Settings
 
 __all__ = [
@@ -34,9 +34,6 @@ __all__ = [
 
 EXPIRE_JOB = "clearing.expire"
 DEMURRAGE_JOB = "clearing.demurrage"
-MAX_MINUTES = 1000 * 60
-MAX_DESCRIPTION = 2000
-MAX_BRICKS = 20
 
 
 class ExchangeNotFound(ClearingError):

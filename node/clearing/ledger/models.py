@@ -34,6 +34,7 @@ __all__ = [
     "ClearingEntry",
     "ClearingEvent",
     "ClearingTransaction",
+    "DeferredStep",
     "Exchange",
     "TransactionKind",
     "member_account_key",
@@ -186,3 +187,20 @@ class ClearingEvent(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class DeferredStep(Base):
+    """A step of the declaring side received while our copy was settling (an amendment, a
+    withdrawal, an expiry): kept until the settlement's decision, then applied or dropped
+    (`node.clearing.exchanges.copies`)."""
+
+    __tablename__ = "clearing_deferred_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(
+        ForeignKey("clearing_exchanges.id", ondelete="CASCADE"), index=True
+    )
+    activity_pk: Mapped[int] = mapped_column(
+        ForeignKey("activities.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -222,6 +222,8 @@ async def _decide(
         }
     else:
         settle(session, settlement, SettlementStates.aborted.name, now, reason=reason)
+        if exchange.state in {s.value for s in OPEN_STATES}:  # its acceptance was not settled
+            await notify_exchange(session, exchange, "reopened", context.actor_uri)
     await session.flush()
     session.add(
         history.event(exchange, "prepare", context.actor_uri, context.stored, now, comment="")

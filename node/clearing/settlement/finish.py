@@ -14,7 +14,9 @@ from node.activitypub.inbox import InboxContext, InboxRejected
 from node.activitypub.keys import public_keys_of
 from node.activitypub.proofs import verify_proof
 from node.clearing.exchanges import history
+from node.clearing.exchanges.copies import after_decision
 from node.clearing.exchanges.house import DEMURRAGE_JOB, ClearingHouse
+from node.clearing.exchanges.inbox import apply_amendment
 from node.clearing.exchanges.notices import notify_exchange
 from node.clearing.exchanges.states import (
     FINAL_STATES,
@@ -168,6 +170,8 @@ async def _finish(
     if not committed and isinstance(result, dict) and exchange.state in open_states:
         await _catch_up(house, session, exchange, result.get("proposal"), now)
         await session.flush()
+    # What the declaring side did while we were settling (kept by node.clearing.exchanges.copies).
+    await after_decision(session, exchange, now=now, expiry=house.terms.declaration_expiry)
 
 
 async def _catch_up(
@@ -175,8 +179,6 @@ async def _catch_up(
 ) -> None:
     """Apply the amendment the decider reports, if it is one we missed and its member signed
     it (the ``Update`` that reached us while we were settling was ignored)."""
-    from node.clearing.exchanges.inbox import apply_amendment  # noqa: PLC0415 (cycle)
-
     if (
         not isinstance(proposal, dict)
         or proposal.get("type") != "Update"
