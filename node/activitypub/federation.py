@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -94,6 +94,8 @@ class Federation:
         default_factory=InMemorySignatureSchemeMemory
     )
     _signing_keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    #: Parsed Ed25519 keys by their sealed form (a new key has a new sealed form).
+    _proof_keys: dict[str, ed25519.Ed25519PrivateKey] = field(default_factory=dict)
     #: Parsed remote RSA keys by key id, with their owner (``resolve_key``).
     key_cache: KeyCache = field(default_factory=KeyCache)
     #: Blocked hosts and local recipients as the inbox checks them before verifying.
@@ -123,7 +125,12 @@ class Federation:
     def sign_object(self, actor: LocalActor, document: dict[str, Any]) -> dict[str, Any]:
         """``document`` with an ``eddsa-jcs-2022`` proof (FEP-8b32) by ``actor``'s Ed25519
         key, which any third party can verify later from the actor's public document."""
-        key = unseal_ed25519(actor.ed25519_private_sealed, self.box)
+        sealed = actor.ed25519_private_sealed
+        key = self._proof_keys.get(sealed)
+        if key is None:
+            if len(self._proof_keys) >= 4096:
+                self._proof_keys.clear()
+            key = self._proof_keys[sealed] = unseal_ed25519(sealed, self.box)
         return sign_eddsa_jcs_2022(
             document, key, self.urls(actor.username).ed25519_key_id, created=self.clock()
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,6 +65,9 @@ from node.members.models import Member, MemberStatus
 
 __all__ = ["HouseCore"]
 
+_EXCHANGE_BY_KEY = select(Exchange).where(Exchange.key == bindparam("key"))
+_EXCHANGE_FOR_UPDATE = _EXCHANGE_BY_KEY.with_for_update()
+
 
 class HouseCore:
     """Parties, accounts, and an exchange's record; `ClearingHouse` builds it."""
@@ -74,6 +77,8 @@ class HouseCore:
     sessionmaker: async_sessionmaker[AsyncSession]
     terms: ClearingTerms
     clock: Callable[[], datetime]
+    _signers: dict[int | None, LocalActor]
+    """The local actors who sign, by member actor id (None: the chamber): `_signer_of`."""
 
     def exchange_uri(self, key: str) -> str:
         return f"{self.settings.url}/exchanges/{key}"
@@ -199,10 +204,8 @@ class HouseCore:
         raise NotAParty("you are neither the provider nor the beneficiary of this exchange")
 
     async def get(self, session: AsyncSession, key: str, *, lock: bool = False) -> Exchange:
-        query = select(Exchange).where(Exchange.key == key)
-        if lock:
-            query = query.with_for_update()
-        exchange = (await session.execute(query)).scalar_one_or_none()
+        query = _EXCHANGE_FOR_UPDATE if lock else _EXCHANGE_BY_KEY
+        exchange = (await session.execute(query, {"key": key})).scalar_one_or_none()
         if exchange is None:
             raise ExchangeNotFound(f"no exchange {key!r} on this chamber")
         return exchange
@@ -239,6 +242,24 @@ class HouseCore:
             self.terms_of(exchange), state=ExchangeState(exchange.state), attributed_to=initiator
         )
 
+    async def _signer_of(self, session: AsyncSession, member: Member | None) -> LocalActor:
+        """The local actor who signs for ``member`` (None: the chamber), loaded once per
+        process: only its username and its key are used, and neither ever changes."""
+        cache_key = None if member is None else member.actor_id
+        actor = self._signers.get(cache_key)
+        if actor is None:
+            if member is None:
+                query = select(LocalActor).where(
+                    LocalActor.username == self.settings.chamber_username
+                )
+            else:
+                query = select(LocalActor).where(LocalActor.id == member.actor_id)
+            actor = (await session.execute(query)).scalar_one()
+            if len(self._signers) >= 4096:
+                self._signers.clear()
+            self._signers[cache_key] = actor
+        return actor
+
     async def record(
         self,
         session: AsyncSession,
@@ -253,16 +274,7 @@ class HouseCore:
         """Sign and store the activity for this change, and the event that points to it.
 
         The activity goes to the party on another chamber, if there is one (``deliver``)."""
-        if member is None:
-            actor = (
-                await session.execute(
-                    select(LocalActor).where(LocalActor.username == self.settings.chamber_username)
-                )
-            ).scalar_one()
-        else:
-            actor = (
-                await session.execute(select(LocalActor).where(LocalActor.id == member.actor_id))
-            ).scalar_one()
+        actor = await self._signer_of(session, member)
         actor_uri = self.federation.urls(actor.username).id
         other = (
             exchange.beneficiary_uri

@@ -19,6 +19,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -117,6 +118,21 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class _OtherChamber(Exception):
+    """The acceptance of an exchange with another chamber's member: a settlement."""
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """What an answer may carry: a comment, and an amendment's new terms."""
+
+    comment: str
+    minutes: Any
+    description: Any
+    performed_on: date | None
+    bricks: Sequence[str] | None
+
+
 class Settle(Protocol):
     """Settle an acceptance across chambers (the preparer's first step)."""
 
@@ -147,6 +163,7 @@ class ClearingHouse(ChamberWork, Readings):
         self.sessionmaker: async_sessionmaker[AsyncSession] = federation.sessionmaker
         self.terms = ClearingTerms.from_settings(settings)
         self.clock = clock or federation.clock
+        self._signers = {}
 
     def _check_terms(
         self, minutes: Any, description: Any, performed_on: date | None, bricks: Any
@@ -298,29 +315,48 @@ class ClearingHouse(ChamberWork, Readings):
             raise InvalidExchange("comment", f"at most {MAX_DESCRIPTION} characters")
         if event == ExchangeEvent.CONTEST and not comment.strip():
             raise InvalidExchange("comment", "say what is wrong, so that it can be amended")
-        async with read_only(self.sessionmaker) as session:
-            found = await self.get(session, key)
+        changes = _Changes(comment, minutes, description, performed_on, bricks)
+        try:
+            return await self._answer(member, key, event, changes)
+        except (_OtherChamber, ledger.UnknownAccount) as detour:
+            if event != ExchangeEvent.ACCEPT:
+                raise
+            # Rare: the exchange involves another chamber (a settlement), or an account has
+            # yet to be opened (the commons fund once a levy is set). Open what is missing in
+            # its own transaction, then answer again.
+            async with read_only(self.sessionmaker) as session:
+                found = await self.get(session, key)
             member_ids = [
                 m for m in (found.provider_member_id, found.beneficiary_member_id) if m is not None
             ]
-        if event == ExchangeEvent.ACCEPT:
             await self.ensure_accounts(*member_ids, commons=self.terms.levy_basis_points > 0)
-            if self.is_cross_chamber(found):
+            if isinstance(detour, _OtherChamber):
                 if self.settle is None:
-                    raise CrossChamberUnavailable(found.uri)
+                    raise CrossChamberUnavailable(found.uri) from None
                 return await self.settle(self, member, key, comment=comment)
+            return await self._answer(member, key, event, changes)
+
+    async def _answer(
+        self, member: Member, key: str, event: ExchangeEvent, changes: _Changes
+    ) -> Exchange:
+        """One write transaction: lock the exchange, move it, post it if accepted, sign and
+        store the activity. The acceptance of a cross-chamber exchange (a settlement) raises
+        `_OtherChamber` before anything changes."""
         now = self.clock()
+        comment = changes.comment
         async with session_scope(self.sessionmaker) as session:
             exchange = await self.get(session, key, lock=True)
+            if event == ExchangeEvent.ACCEPT and self.is_cross_chamber(exchange):
+                raise _OtherChamber()
             role = self.role_of(exchange, member)
             party = party_of(role, Role(exchange.initiator))
             new_state = next_state(ExchangeState(exchange.state), event, party)
             if event == ExchangeEvent.AMEND:
                 new_minutes, new_description, new_date, new_bricks = self._check_terms(
-                    exchange.minutes if minutes is None else minutes,
-                    exchange.description if description is None else description,
-                    performed_on or exchange.performed_on,
-                    exchange.bricks if bricks is None else bricks,
+                    exchange.minutes if changes.minutes is None else changes.minutes,
+                    exchange.description if changes.description is None else changes.description,
+                    changes.performed_on or exchange.performed_on,
+                    exchange.bricks if changes.bricks is None else changes.bricks,
                 )
                 exchange.minutes, exchange.description = new_minutes, new_description
                 exchange.performed_on, exchange.bricks = new_date, new_bricks
