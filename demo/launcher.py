@@ -155,6 +155,16 @@ def _run_command(
     then ``archipel ARGV`` (its exit status is the process's)."""
     if new_session:
         os.setsid()
+    # Daemonic for the parent (which ends it with its run), but free to start processes of
+    # its own: `serve --workers N` runs N server processes under uvicorn's supervisor.
+    multiprocessing.current_process().daemon = False
+    # multiprocessing closed the standard input (fd 0): give it /dev/null again, as a
+    # command's children (uvicorn's server processes) expect to inherit one
+    null = os.open(os.devnull, os.O_RDONLY)
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own standard input
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
