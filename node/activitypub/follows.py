@@ -20,6 +20,7 @@ __all__ = [
     "answer_follow_request",
     "follow",
     "following_of",
+    "is_followed_here",
     "followers_of",
     "register_follow_handlers",
     "unfollow",
@@ -156,6 +157,20 @@ async def followers_of(session: AsyncSession, actor_uri: str) -> list[str]:
         .order_by(Follow.id)
     )
     return list(rows.scalars())
+
+
+async def is_followed_here(session: AsyncSession, actor_uri: str) -> bool:
+    """Whether an actor here follows ``actor_uri``, or has asked to: what it sends after our
+    ``Follow`` may arrive before its ``Accept`` (deliveries to one host are not ordered)."""
+    row = await session.execute(
+        select(Follow.id)
+        .where(
+            Follow.followee_uri == actor_uri,
+            Follow.state.in_([FollowState.ACCEPTED, FollowState.PENDING]),
+        )
+        .limit(1)
+    )
+    return row.first() is not None
 
 
 async def following_of(session: AsyncSession, actor_uri: str) -> list[str]:

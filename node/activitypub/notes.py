@@ -22,8 +22,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, id_of
+from node.activitypub.follows import is_followed_here
 from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
-from node.activitypub.models import Follow, FollowState, LocalActor, StoredActivity
+from node.activitypub.models import LocalActor, StoredActivity
 from node.activitypub.outbox import PUBLIC, publish
 
 __all__ = [
@@ -117,12 +118,7 @@ async def require_audience(ctx: InboxContext) -> None:
         addressed.extend(value if isinstance(value, list) else [value])
     if any(isinstance(a, str) and ctx.federation.local_username(a) for a in addressed):
         return
-    followed = await ctx.session.execute(
-        select(Follow.id).where(
-            Follow.followee_uri == ctx.actor_uri, Follow.state == FollowState.ACCEPTED
-        )
-    )
-    if followed.first() is None:
+    if not await is_followed_here(ctx.session, ctx.actor_uri):
         raise InboxIgnored("nobody here follows this actor or is addressed")
 
 

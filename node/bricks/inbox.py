@@ -15,8 +15,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import id_of
+from node.activitypub.follows import is_followed_here
 from node.activitypub.inbox import ANY, InboxContext, InboxDispatcher, InboxIgnored
-from node.activitypub.models import Follow, FollowState, RemoteActor
+from node.activitypub.models import RemoteActor
 from node.activitypub.notes import apply_update, forget_deleted, require_audience
 from node.activitypub.urls import same_origin
 from node.bricks.as2 import ArticleInvalid, BrickDocument, parse_article, parse_reply
@@ -37,15 +38,6 @@ def _owned_by(brick: Brick, sender: str) -> bool:
     """Only an owner changes our copy of a brick: one of its authors, or its chamber (an older
     node announces its members' ``Update``/``Delete``); another actor of the same host does not."""
     return sender == brick.chamber_uri or any(a.actor_uri == sender for a in brick.authors)
-
-
-async def _followed(ctx: InboxContext, actor_uri: str) -> bool:
-    row = await ctx.session.execute(
-        select(Follow.id).where(
-            Follow.followee_uri == actor_uri, Follow.state == FollowState.ACCEPTED
-        )
-    )
-    return row.first() is not None
 
 
 async def _author_refs(ctx: InboxContext, uris: list[str]) -> list[AuthorRef]:
@@ -128,7 +120,7 @@ async def _upsert(ctx: InboxContext, obj: Any, sender: str, *, creating: bool) -
     existing = (
         await ctx.session.execute(select(Brick).where(Brick.uri == doc.uri))
     ).scalar_one_or_none()
-    if existing is None and not await _followed(ctx, sender):
+    if existing is None and not await is_followed_here(ctx.session, sender):
         return  # nobody here follows the author or the chamber of this brick
     if existing is not None and (creating or not _owned_by(existing, sender)):
         return  # a repeated Create (or the chamber's Announce after the author's Create)

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select
 
 from node.activitypub.federation import authority_of, id_of
+from node.activitypub.follows import is_followed_here
 from node.activitypub.inbox import InboxContext, InboxDispatcher, InboxIgnored
-from node.activitypub.models import Follow, FollowState, RemoteActor
+from node.activitypub.models import RemoteActor
 from node.activitypub.urls import same_origin
 from node.offers.as2 import ProposalInvalid, is_proposal, parse_proposal
 from node.offers.models import Offer
@@ -27,15 +28,6 @@ PROPOSAL = "Proposal"
 
 def _same_origin(a: str | None, b: str | None) -> bool:
     return bool(a and b) and same_origin(str(a), str(b))
-
-
-async def _followed(ctx: InboxContext, actor_uri: str) -> bool:
-    row = await ctx.session.execute(
-        select(Follow.id).where(
-            Follow.followee_uri == actor_uri, Follow.state == FollowState.ACCEPTED
-        )
-    )
-    return row.first() is not None
 
 
 async def _cached(ctx: InboxContext, uri: str | None) -> dict[str, Any]:
@@ -62,7 +54,11 @@ async def _upsert(ctx: InboxContext, obj: Any, *, announced: bool) -> None:
     exists = (
         await ctx.session.execute(select(Offer.id).where(Offer.uri == doc.uri))
     ).first() is not None
-    if not exists and not await _followed(ctx, sender) and not await _followed(ctx, doc.author):
+    if (
+        not exists
+        and not await is_followed_here(ctx.session, sender)
+        and not await is_followed_here(ctx.session, doc.author)
+    ):
         return  # nobody here follows the author or the chamber of this offer
     author = await _cached(ctx, doc.author)
     chamber = await _cached(ctx, doc.chamber_uri)

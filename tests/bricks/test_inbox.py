@@ -62,7 +62,7 @@ async def remote_bricks(app: Starlette) -> list[Brick]:
         return list((await session.execute(select(Brick).where(Brick.local.is_(False)))).scalars())
 
 
-async def follow_gand(app: Starlette) -> None:
+async def follow_gand(app: Starlette, state: str = FollowState.ACCEPTED) -> None:
     node = app.state.node
     async with session_scope(node.sessionmaker) as session:
         session.add(
@@ -70,7 +70,7 @@ async def follow_gand(app: Starlette) -> None:
                 follower_uri=node.federation.urls("lille").id,
                 followee_uri=GAND_CHAMBER,
                 follow_activity_id="https://lille.test/f/1",
-                state=FollowState.ACCEPTED,
+                state=state,
             )
         )
 
@@ -78,6 +78,20 @@ async def follow_gand(app: Starlette) -> None:
 async def test_nothing_is_kept_from_actors_nobody_follows(app: Starlette) -> None:
     await deliver(app, GAND_CHAMBER, {"type": "Announce", "object": gand_article()})
     await deliver(app, PIET, {"type": "Create", "object": gand_article()})
+    assert await remote_bricks(app) == []
+
+
+async def test_what_a_followed_actor_sends_before_its_accept_is_kept(app: Starlette) -> None:
+    """Our Follow is pending: its Accept and the chamber's next Announce travel separately, and
+    the Announce may come first."""
+    await follow_gand(app, FollowState.PENDING)
+    await deliver(app, GAND_CHAMBER, {"type": "Announce", "object": gand_article()})
+    assert [brick.uri for brick in await remote_bricks(app)] == [f"{GAND}/bricks/b1"]
+
+
+async def test_nothing_is_kept_from_an_actor_that_refused_our_follow(app: Starlette) -> None:
+    await follow_gand(app, FollowState.REJECTED)
+    await deliver(app, GAND_CHAMBER, {"type": "Announce", "object": gand_article()})
     assert await remote_bricks(app) == []
 
 
