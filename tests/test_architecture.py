@@ -367,14 +367,6 @@ def test_services_are_built_once_by_the_runtime() -> None:
 #: the graph) and `node.process_store` records it. Nothing else assigns one.
 ENGINE = {"node/process.py", "node/process_store.py"}
 
-#: Domains whose rows still change state by hand (not clearing: follows, offers, members' status).
-NOT_YET_ON_THE_ENGINE = {
-    "node/activitypub/follows.py",
-    "node/members/governance.py",
-    "node/members/service.py",
-    "node/offers/service.py",
-}
-
 STATE_ATTRIBUTES = {"state", "status"}
 
 
@@ -452,17 +444,18 @@ def test_state_assignment_detection() -> None:
     tables = process_tables()
     assert {"Exchange", "Settlement", "ClearingRound", "RoundParticipant", "Hold"} <= tables
     assert {"Reconciliation", "Job"} <= tables
+    assert {"Follow", "Member", "Offer"} <= tables
 
 
 def test_every_process_changes_state_through_the_engine() -> None:
-    """Exchanges, settlements, rounds and their chambers, holds, reconciliation, jobs: a
-    state changes only by `node.process_store.move` / `start` (the graph checks it, the
-    store records it)."""
+    """Exchanges, settlements, rounds and their chambers, holds, reconciliation, jobs,
+    follows, members' standing and offers: a state changes only by
+    `node.process_store.move` / `start` (the graph checks it, the store records it)."""
     tables = process_tables()
     found = [
         f"{relative}: {problem}"
         for path in MODULES.values()
-        if (relative := str(path.relative_to(ROOT.parent))) not in ENGINE | NOT_YET_ON_THE_ENGINE
+        if (relative := str(path.relative_to(ROOT.parent))) not in ENGINE
         and relative not in PURE_MODULES
         for problem in state_assignments(path, tables)
     ]

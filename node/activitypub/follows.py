@@ -4,6 +4,7 @@ directions."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -11,8 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.activitypub.federation import Federation, FederationError, id_of
 from node.activitypub.inbox import ACTOR, ANY, InboxContext, InboxDispatcher, InboxRejected
-from node.activitypub.models import Follow, FollowState, LocalActor, RemoteActor
+from node.activitypub.models import (
+    Follow,
+    FollowState,
+    FollowStates,
+    LocalActor,
+    RemoteActor,
+    follow_subject,
+)
 from node.activitypub.outbox import new_activity_id, publish
+from node.process_store import move, start
 
 __all__ = [
     "OnActorUpdated",
@@ -52,14 +61,31 @@ async def follow(
             follower_uri=me,
             followee_uri=remote.uri,
             follow_activity_id=activity_id,
-            state=FollowState.PENDING,
             created_at=now,
             updated_at=now,
+        )
+        start(
+            session,
+            FollowStates,
+            existing,
+            FollowStates.pending,
+            subject=follow_subject(existing),
+            now=now,
+            by=me,
         )
         session.add(existing)
     else:
         existing.follow_activity_id = activity_id
-        existing.state = FollowState.PENDING
+        if existing.state != FollowState.PENDING:
+            move(
+                session,
+                FollowStates,
+                existing,
+                FollowStates.pending,
+                subject=follow_subject(existing),
+                now=now,
+                by=me,
+            )
         existing.updated_at = now
     await session.flush()
     await publish(
@@ -144,10 +170,24 @@ async def _answer(
         inboxes=[remote.inbox],
     )
     if accept:
-        request.state = FollowState.ACCEPTED
-        request.updated_at = federation.clock()
+        _accepted(session, request, federation.clock())
     else:
         await session.delete(request)
+
+
+def _accepted(session: AsyncSession, request: Follow, now: datetime) -> None:
+    """The follow is accepted (a repeated Accept changes nothing)."""
+    if request.state != FollowState.ACCEPTED:
+        move(
+            session,
+            FollowStates,
+            request,
+            FollowStates.accepted,
+            subject=follow_subject(request),
+            now=now,
+            by=request.followee_uri,
+        )
+    request.updated_at = now
 
 
 async def followers_of(session: AsyncSession, actor_uri: str) -> list[str]:
@@ -227,9 +267,17 @@ async def _on_follow(ctx: InboxContext) -> tuple[LocalActor, str] | None:
             follower_uri=ctx.actor_uri,
             followee_uri=me,
             follow_activity_id=ctx.activity["id"],
-            state=FollowState.PENDING,
             created_at=now,
             updated_at=now,
+        )
+        start(
+            ctx.session,
+            FollowStates,
+            request,
+            FollowStates.pending,
+            subject=follow_subject(request),
+            now=now,
+            by=ctx.actor_uri,
         )
         ctx.session.add(request)
     else:
@@ -265,8 +313,7 @@ async def _our_follow(ctx: InboxContext) -> Follow | None:
 async def _on_accept(ctx: InboxContext) -> None:
     request = await _our_follow(ctx)
     if request is not None:
-        request.state = FollowState.ACCEPTED
-        request.updated_at = ctx.federation.clock()
+        _accepted(ctx.session, request, ctx.federation.clock())
 
 
 async def _on_reject(ctx: InboxContext) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base, UTCDateTime, utcnow
+from node.process import State, StateGraph
 
 __all__ = [
     "Delivery",
@@ -16,10 +17,12 @@ __all__ = [
     "FeaturedObject",
     "Follow",
     "FollowState",
+    "FollowStates",
     "HostHealth",
     "LocalActor",
     "RemoteActor",
     "StoredActivity",
+    "follow_subject",
 ]
 
 
@@ -77,10 +80,27 @@ class Follow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class FollowStates(StateGraph):
+    """A follow waits for the followee's answer; a rejected one may be asked again (an
+    Undo, a Reject or an unfollow deletes the row instead)."""
+
+    pending = State(initial=True)
+    accepted = State(final=True)
+    rejected = State()
+
+    pending.transitions_to(accepted, rejected)
+    rejected.transitions_to(pending)
+
+
 class FollowState:
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
+    PENDING = FollowStates.pending.name
+    ACCEPTED = FollowStates.accepted.name
+    REJECTED = FollowStates.rejected.name
+
+
+def follow_subject(follow: Follow) -> str:
+    """The process key of a follow: its two actors (its activity id changes when asked again)."""
+    return f"{follow.follower_uri} {follow.followee_uri}"
 
 
 class StoredActivity(Base):

@@ -23,9 +23,17 @@ from node.members.errors import (
     LastAdministrator,
     NotAllowed,
 )
-from node.members.models import ClearingOverride, Member, MemberRole, MemberStatus
+from node.members.models import (
+    ClearingOverride,
+    Member,
+    MemberRole,
+    MemberStates,
+    MemberStatus,
+    member_subject,
+)
 from node.members.notifications import NotificationType, notify
 from node.members.service import revoke_tokens
+from node.process_store import move
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -93,6 +101,23 @@ def _expect(member: Member, action: str, *states: str) -> None:
         )
 
 
+def _move(
+    session: AsyncSession, by: Member | None, member: Member, to: str, reason: str, now: datetime
+) -> None:
+    """Change the member's standing through its graph (``_expect`` has checked it first)."""
+    who = by.username if by is not None else "operator"
+    move(
+        session,
+        MemberStates,
+        member,
+        to,
+        subject=member_subject(member),
+        now=now,
+        by=who,
+        reason=reason,
+    )
+
+
 async def approve_member(
     session: AsyncSession,
     by: Member | None,
@@ -104,7 +129,7 @@ async def approve_member(
     require_admin(by)
     _expect(member, "approve", MemberStatus.PENDING, MemberStatus.REFUSED)
     now = now or utcnow()
-    member.status = MemberStatus.APPROVED
+    _move(session, by, member, MemberStatus.APPROVED, reason, now)
     member.status_reason = ""
     member.approved_at = now
     await record_audit(
@@ -126,7 +151,8 @@ async def refuse_member(
     require_admin(by)
     reason = _reason(reason, required=True)
     _expect(member, "refuse", MemberStatus.PENDING)
-    member.status = MemberStatus.REFUSED
+    now = now or utcnow()
+    _move(session, by, member, MemberStatus.REFUSED, reason, now)
     member.status_reason = reason
     await record_audit(session, by, AuditAction.REFUSE, member.username, reason, now=now)
     await notify(
@@ -148,7 +174,8 @@ async def suspend_member(
     reason = _reason(reason, required=True)
     _expect(member, "suspend", MemberStatus.APPROVED)
     await _not_the_last_admin(session, member, "suspend")
-    member.status = MemberStatus.SUSPENDED
+    now = now or utcnow()
+    _move(session, by, member, MemberStatus.SUSPENDED, reason, now)
     member.status_reason = reason
     revoked = await revoke_tokens(session, member, now=now)
     await record_audit(
@@ -173,7 +200,8 @@ async def reinstate_member(
 ) -> Member:
     require_admin(by)
     _expect(member, "reinstate", MemberStatus.SUSPENDED)
-    member.status = MemberStatus.APPROVED
+    now = now or utcnow()
+    _move(session, by, member, MemberStatus.APPROVED, reason, now)
     member.status_reason = ""
     await record_audit(
         session,

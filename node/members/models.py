@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from node.activitypub.models import LocalActor
 from node.db import Base, UTCDateTime, utcnow
+from node.process import State, StateGraph
 
 __all__ = [
     "AccountToken",
@@ -22,18 +23,46 @@ __all__ = [
     "LoginThrottle",
     "Member",
     "MemberRole",
+    "MemberStates",
     "MemberStatus",
     "Notification",
     "TokenState",
+    "member_subject",
 ]
 
 
+class MemberStates(StateGraph):
+    """A member's standing: a registration waits for the administrators (or the operator
+    creates an approved member); a refused one may still be approved, a suspended one
+    reinstated. Membership has no end here (a member who leaves is deleted)."""
+
+    recurs = True
+    attribute = "status"
+
+    pending = State(initial=True)
+    approved = State(initial=True)
+    refused = State()
+    suspended = State()
+
+    pending.transitions_to(approved, refused)
+    refused.transitions_to(approved)
+    approved.transitions_to(suspended)
+    suspended.transitions_to(approved)
+
+
 class MemberStatus:
-    PENDING = "pending"
-    APPROVED = "approved"
-    REFUSED = "refused"
-    SUSPENDED = "suspended"
+    PENDING = MemberStates.pending.name
+    APPROVED = MemberStates.approved.name
+    REFUSED = MemberStates.refused.name
+    SUSPENDED = MemberStates.suspended.name
     ALL = (PENDING, APPROVED, REFUSED, SUSPENDED)
+    NEW = (PENDING, APPROVED)
+    """What a member may be created as."""
+
+
+def member_subject(member: Member) -> str:
+    """The process key of a member's standing: the username (as in the audit log)."""
+    return member.username
 
 
 class MemberRole:

@@ -19,8 +19,17 @@ from node.members.errors import (
     TokenRefused,
     UsernameTaken,
 )
-from node.members.models import ApiToken, Member, MemberRole, MemberStatus, TokenState
+from node.members.models import (
+    ApiToken,
+    Member,
+    MemberRole,
+    MemberStates,
+    MemberStatus,
+    TokenState,
+    member_subject,
+)
 from node.members.passwords import MIN_PASSWORD_LENGTH, hash_password_async
+from node.process_store import start
 from node.secretbox import SecretBox
 
 __all__ = [
@@ -90,8 +99,8 @@ async def create_member(
     """A member and their ``Person`` actor (with its keys), in the caller's transaction.
     ``password_hash`` instead of ``password``: hashed by the caller before its transaction."""
     name = validate_username(username, chamber_username=chamber_username)
-    if status not in MemberStatus.ALL:
-        raise InvalidMemberInput("status", f"one of {', '.join(MemberStatus.ALL)}")
+    if status not in MemberStatus.NEW:
+        raise InvalidMemberInput("status", f"one of {', '.join(MemberStatus.NEW)}")
     if role not in MemberRole.ALL:
         raise InvalidMemberInput("role", f"one of {', '.join(MemberRole.ALL)}")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
@@ -107,13 +116,13 @@ async def create_member(
         username=name,
         display_name=display_name.strip() or name,
         password_hash=hashed,
-        status=status,
         role=role,
         actor_id=actor.id,
         actor=actor,
         created_at=now,
         approved_at=now if status == MemberStatus.APPROVED else None,
     )
+    start(session, MemberStates, member, status, subject=member_subject(member), now=now)
     session.add(member)
     await session.flush()
     return member

@@ -12,8 +12,9 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base, UTCDateTime, utcnow
+from node.process import State, StateGraph
 
-__all__ = ["Offer", "OfferKind", "OfferState"]
+__all__ = ["Offer", "OfferKind", "OfferState", "OfferStates"]
 
 
 class OfferKind:
@@ -23,9 +24,18 @@ class OfferKind:
     ALL = (OFFER, NEED)
 
 
+class OfferStates(StateGraph):
+    """An offer or need is open until its author closes it (its ``uri`` is the subject)."""
+
+    open = State(initial=True)
+    closed = State(final=True)
+
+    open.transitions_to(closed)
+
+
 class OfferState:
-    OPEN = "open"
-    CLOSED = "closed"
+    OPEN = OfferStates.open.name
+    CLOSED = OfferStates.closed.name
 
 
 class Offer(Base):

@@ -31,8 +31,9 @@ from node.bricks.validation import normalize_tag
 from node.clearing.units import format_minutes
 from node.members.models import Member
 from node.offers.as2 import PUBLIC, OfferDocument, description_html, proposal
-from node.offers.models import Offer, OfferKind, OfferState
+from node.offers.models import Offer, OfferKind, OfferState, OfferStates
 from node.offers.validation import OfferInput
+from node.process_store import move, start
 
 __all__ = [
     "MAX_PAGE",
@@ -255,7 +256,6 @@ async def create_offer(
         url=uri,
         local=True,
         kind=data.kind,
-        state=OfferState.OPEN,
         title=data.title,
         description=data.description,
         description_html=described,
@@ -273,6 +273,7 @@ async def create_offer(
         updated_at=now,
     )
     _index(offer)
+    start(session, OfferStates, offer, OfferStates.open, subject=offer.uri, now=now)
     session.add(offer)
     await session.flush()
     document = offer_proposal(federation, offer)
@@ -290,7 +291,15 @@ async def close_offer(
     if offer.state == OfferState.CLOSED:
         return False
     now = federation.clock()
-    offer.state = OfferState.CLOSED
+    move(
+        session,
+        OfferStates,
+        offer,
+        OfferStates.closed,
+        subject=offer.uri,
+        now=now,
+        by=offer.author_uri,
+    )
     offer.closed_at = now
     offer.updated_at = now
     tombstone = {
@@ -320,11 +329,11 @@ async def store_remote_offer(
             key=secrets.token_hex(8),
             uri=doc.uri,
             local=False,
-            state=OfferState.OPEN,
             host=urlsplit(doc.uri).netloc.lower(),
             published_at=doc.published,
             description="",
         )
+        start(session, OfferStates, offer, OfferStates.open, subject=doc.uri, now=now)
         session.add(offer)
     offer.url = doc.url
     offer.kind = doc.kind
