@@ -21,6 +21,7 @@ from node.activitypub.models import (
     DomainBlock,
     Follow,
     FollowState,
+    FollowStates,
     RemoteActor,
     StoredActivity,
 )
@@ -29,6 +30,7 @@ from node.activitypub.transport import GuardedTransport
 from node.config import Settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Job
+from node.process_store import moves_of
 from tests.activitypub._keys import OTHER_KEY
 from tests.activitypub._remote import (
     BOB,
@@ -98,10 +100,16 @@ async def test_follow_is_accepted_and_answered(
         follows = list((await session.execute(select(Follow))).scalars())
         jobs = list((await session.execute(select(Job))).scalars())
         stored = list((await session.execute(select(StoredActivity))).scalars())
+        moves = await moves_of(session, FollowStates, f"{BOB} {LILLE}")
     assert [(f.follower_uri, f.followee_uri, f.state) for f in follows] == [
         (BOB, LILLE, FollowState.ACCEPTED)
     ]
     assert follows[0].follow_activity_id == f"{BOB}/follows/1"
+    # Asked and accepted through the follow's graph, each move recorded with who made it.
+    assert [(m.before, m.after, m.by) for m in moves] == [
+        (None, FollowState.PENDING, BOB),
+        (FollowState.PENDING, FollowState.ACCEPTED, LILLE),
+    ]
     assert [(j.kind, j.payload["inbox"], j.host, j.state) for j in jobs] == [
         ("deliver", BOB_INBOX, "remote.test", "pending")
     ]

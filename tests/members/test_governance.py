@@ -27,8 +27,9 @@ from node.members.errors import (
     LoginRefused,
     NotAllowed,
 )
-from node.members.models import Member, MemberRole, MemberStatus
+from node.members.models import Member, MemberRole, MemberStates, MemberStatus
 from node.members.service import create_member
+from node.process_store import moves_of
 from node.secretbox import SecretBox
 
 NOW = datetime(2026, 11, 12, 10, 0, tzinfo=UTC)
@@ -143,6 +144,16 @@ async def test_approve_refuse_and_who_may_sign_in(
         assert (refused.value.status, refused.value.reason) == ("suspended", "spam")
         await governance.reinstate_member(session, None, marie)
         entries, _ = await list_audit(session)
+        moves = await moves_of(session, MemberStates, "marie")
+        with pytest.raises(InvalidMemberInput):
+            await _member(session, settings, "zoe", status=MemberStatus.SUSPENDED)
+    # Every change of standing went through the member's graph and was recorded.
+    assert [(m.before, m.after, m.by, m.reason) for m in moves] == [
+        (None, "pending", "", ""),
+        ("pending", "approved", "ada", ""),
+        ("approved", "suspended", "ada", "spam"),
+        ("suspended", "approved", "operator", ""),
+    ]
     assert [(e.by, e.action, e.target) for e in reversed(entries)] == [
         ("ada", "member.approve", "marie"),
         ("ada", "member.refuse", "paul"),

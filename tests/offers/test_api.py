@@ -10,7 +10,8 @@ from starlette.applications import Starlette
 from node.activitypub.models import StoredActivity
 from node.clearing.ledger.models import Exchange
 from node.db import read_only
-from node.offers.models import Offer
+from node.offers.models import Offer, OfferStates
+from node.process_store import moves_of
 from tests.bricks._helpers import add_member, bearer
 from tests.bricks.test_delivery_records import LILLE, follows, sent
 from tests.offers._helpers import NEED, OFFER, grant_clearing
@@ -79,6 +80,10 @@ async def test_publish_find_and_close(app: Starlette, client: httpx.AsyncClient)
     assert (await client.get(f"/api/v1/offers/{key}")).json()["state"] == "closed"
     again = await client.post(f"/api/v1/offers/{key}/close", headers=bearer(marie))
     assert again.status_code == 200
+    async with read_only(app.state.node.sessionmaker) as session:
+        moves = await moves_of(session, OfferStates, body["id"])
+    # Opened and closed once through the offer's graph (the second close changed nothing).
+    assert [(m.before, m.after) for m in moves] == [(None, "open"), ("open", "closed")]
     assert (
         await client.post("/api/v1/offers/nope/close", headers=bearer(marie))
     ).status_code == 404
