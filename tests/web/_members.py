@@ -8,6 +8,7 @@ import httpx
 from starlette.applications import Starlette
 
 from node.db import session_scope
+from node.members import governance
 from node.members.models import MemberRole, MemberStatus
 from node.members.service import create_member, create_token
 
@@ -29,7 +30,13 @@ async def add_member(
     status: str = MemberStatus.APPROVED,
     token: bool = False,
 ) -> str | None:
+    """A member in ``status``: a refused or suspended one is created, then moved there by the
+    operator (as the members' graph allows)."""
     node = app.state.node
+    first = {
+        MemberStatus.REFUSED: MemberStatus.PENDING,
+        MemberStatus.SUSPENDED: MemberStatus.APPROVED,
+    }
     async with session_scope(node.sessionmaker) as session:
         member = await create_member(
             session,
@@ -37,9 +44,13 @@ async def add_member(
             username=username,
             chamber_username=node.settings.chamber_username,
             password=PASSWORD,
-            status=status,
+            status=first.get(status, status),
             role=role,
         )
+        if status == MemberStatus.REFUSED:
+            await governance.refuse_member(session, None, member, "refused in a test")
+        elif status == MemberStatus.SUSPENDED:
+            await governance.suspend_member(session, None, member, "suspended in a test")
         return await create_token(session, member) if token else None
 
 
