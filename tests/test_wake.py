@@ -35,9 +35,14 @@ async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEn
         await second.dispose()
 
 
-async def woken(wakeup: asyncio.Event) -> None:
-    await asyncio.wait_for(wakeup.wait(), PATIENCE)
+async def woken(wakeup: asyncio.Event) -> bool:
+    """Whether ``wakeup`` was set within the patience (then cleared for the next one)."""
+    try:
+        await asyncio.wait_for(wakeup.wait(), PATIENCE)
+    except TimeoutError:
+        return False
     wakeup.clear()
+    return True
 
 
 async def test_a_job_committed_elsewhere_wakes_the_listener(
@@ -46,10 +51,10 @@ async def test_a_job_committed_elsewhere_wakes_the_listener(
     worker_engine, server_engine = engines
     wakeup = asyncio.Event()
     async with listening(worker_engine, wakeup, poll_interval=0.05):
-        await woken(wakeup)  # once when it starts listening
+        assert await woken(wakeup), "a listener wakes once when it starts (jobs may be due)"
         async with session_scope(make_sessionmaker(server_engine)) as session:
             await enqueue(session, "test", {})
-        await woken(wakeup)
+        assert await woken(wakeup), "a job committed through another engine woke nobody"
 
 
 @pytest.fixture
@@ -105,7 +110,7 @@ async def test_a_listener_whose_connection_is_cut_listens_again(postgres_url: st
     wakeup = asyncio.Event()
     try:
         async with listening(listener_engine, wakeup, retry=0.05):
-            await woken(wakeup)
+            assert await woken(wakeup)
             async with other.begin() as connection:
                 cut = await connection.execute(
                     text(
@@ -114,10 +119,10 @@ async def test_a_listener_whose_connection_is_cut_listens_again(postgres_url: st
                     )
                 )
                 assert cut.scalars().all() == [True]
-            await woken(wakeup)  # listening again (and woken, in case a job came meanwhile)
+            assert await woken(wakeup)  # listening again (woken, in case a job came meanwhile)
             async with session_scope(make_sessionmaker(other)) as session:
                 await enqueue(session, "test", {})
-            await woken(wakeup)
+            assert await woken(wakeup), "after the cut, a committed job woke nobody"
     finally:
         await listener_engine.dispose()
         await other.dispose()
