@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +25,6 @@ from node.activitypub.models import (
 )
 from node.activitypub.outbox import DELIVER, DeliveryPolicy, deliver_job, publish
 from node.activitypub.signatures import verify_request
-from node.config import Settings
 from node.db import make_engine, make_sessionmaker, read_only, session_scope, utcnow
 from node.jobs import Done, Fail, Job, JobState, Retry, Worker
 from tests.activitypub._remote import (
@@ -37,7 +35,6 @@ from tests.activitypub._remote import (
     actor_document,
     count,
 )
-from tests.harness.chambers import quiet_app
 
 SHARED = "https://remote.test/inbox"
 DAVE = "https://other.test/users/dave"
@@ -46,12 +43,6 @@ DAVE = "https://other.test/users/dave"
 @pytest.fixture
 def remote() -> FakeRemote:
     return FakeRemote()
-
-
-@pytest.fixture
-async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings, transport=remote.transport()) as application:
-        yield application
 
 
 def federation_of(app: Starlette) -> Federation:

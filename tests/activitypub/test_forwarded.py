@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -13,7 +12,6 @@ from starlette.applications import Starlette
 from node.activitypub import multikey
 from node.activitypub.models import StoredActivity
 from node.activitypub.proofs import sign_eddsa_jcs_2022, sign_rsa_signature_2017
-from node.config import Settings
 from node.db import utcnow
 from tests.activitypub._keys import OTHER_KEY
 from tests.activitypub._remote import (
@@ -26,7 +24,6 @@ from tests.activitypub._remote import (
     count,
     signed_post,
 )
-from tests.harness.chambers import quiet_app
 
 CAROL_ED25519 = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
@@ -46,12 +43,6 @@ def remote() -> FakeRemote:
     ]
     fake.add(carol)
     return fake
-
-
-@pytest.fixture
-async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings, transport=remote.transport()) as application:
-        yield application
 
 
 def carols_create() -> dict:  # type: ignore[type-arg]

@@ -46,19 +46,6 @@ from tests.activitypub._remote import (
 from tests.harness.chambers import quiet_app
 
 
-@pytest.fixture
-def remote() -> FakeRemote:
-    fake = FakeRemote()
-    fake.add(actor_document(BOB))
-    return fake
-
-
-@pytest.fixture
-async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings, transport=remote.transport()) as application:
-        yield application
-
-
 @asynccontextmanager
 async def app_and_client(
     settings: Settings, transport: httpx.AsyncBaseTransport

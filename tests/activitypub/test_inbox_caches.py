@@ -30,22 +30,8 @@ from tests.activitypub._remote import (
     count,
     signed_post,
 )
-from tests.harness.chambers import quiet_app
 
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
-
-
-@pytest.fixture
-def remote() -> FakeRemote:
-    fake = FakeRemote()
-    fake.add(actor_document(BOB))
-    return fake
-
-
-@pytest.fixture
-async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings, transport=remote.transport()) as application:
-        yield application
 
 
 @pytest.fixture

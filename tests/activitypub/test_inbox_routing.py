@@ -8,7 +8,6 @@ handler cared about was stored and answered "accepted".
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,32 +18,16 @@ from starlette.applications import Starlette
 from node.activitypub.inbox import ACTOR, ANY, InboxContext, InboxDispatcher
 from node.activitypub.models import StoredActivity
 from node.bricks.models import BrickReview
-from node.config import Settings
 from node.db import read_only, session_scope
 from tests.activitypub._remote import (
     BOB,
     LILLE,
     FakeRemote,
     activity_body,
-    actor_document,
     count,
     signed_post,
 )
 from tests.bricks._helpers import BRICK, add_member, bearer
-from tests.harness.chambers import quiet_app
-
-
-@pytest.fixture
-def remote() -> FakeRemote:
-    fake = FakeRemote()
-    fake.add(actor_document(BOB))
-    return fake
-
-
-@pytest.fixture
-async def app(settings: Settings, remote: FakeRemote) -> AsyncIterator[Starlette]:
-    async with quiet_app(settings, transport=remote.transport()) as application:
-        yield application
 
 
 async def _nothing(ctx: InboxContext) -> None:
