@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib import resources
 from typing import Any
 
@@ -61,8 +62,10 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
+@functools.cache
 def head_revisions() -> frozenset[str]:
-    """The newest revision of each branch (one, once branches are merged)."""
+    """The newest revision of each branch (one, once branches are merged). The scripts ship
+    with the package and cannot change while it runs: they are read once per process."""
     return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
