@@ -31,6 +31,7 @@ cannot route around the guard.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -220,7 +221,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = _DEFAULT_LIMITS,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        ssl_context = (
+            _default_ssl_context(http2)
+            if verify is True
+            else httpx.create_ssl_context(verify=verify, trust_env=False)
+        )
         super().__init__(verify=ssl_context, trust_env=False, http2=http2, limits=limits)
         self.network_backend = GuardedNetworkBackend(
             allow_private_addresses=allow_private_addresses,
@@ -334,6 +339,15 @@ def make_async_client(
         follow_redirects=False,
         max_redirects=5,
     )
+
+
+@functools.cache
+def _default_ssl_context(http2: bool) -> ssl.SSLContext:
+    """The verifying context, built once per process: loading the CA bundle costs about 20 ms,
+    and an `ssl.SSLContext` is safe to share between connections and clients. One per
+    ``http2``: httpcore sets the context's ALPN protocols before each handshake, so clients
+    sharing one must offer the same."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
 
 
 def _unique(addresses: Iterable[IPAddress]) -> list[IPAddress]:
