@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +21,10 @@ from node.web.sessions import csrf_token
 __all__ = ["make_templates", "render"]
 
 
+@functools.cache
 def make_templates() -> Environment:
+    """The pages' environment, one per process: it holds nothing of a chamber (the settings
+    come with each render), and its compiled templates are kept across apps."""
     env = Environment(
         loader=PackageLoader("node.web", "templates"),
         autoescape=select_autoescape(["html", "xml"]),
