@@ -8,6 +8,7 @@ languages: ``?lang=`` then the cookie choose them, as the language switch does.
 
 from __future__ import annotations
 
+import functools
 import re
 from html.parser import HTMLParser
 from importlib import resources
@@ -71,9 +72,11 @@ class Shown(HTMLParser):
             self.texts.append(text)
 
 
-def _untranslated(language: str) -> tuple[frozenset[str], list[re.Pattern[str]]]:
+@functools.cache
+def _untranslated(language: str) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
     """The English msgids whose translation differs: exact ones, and patterns for those
-    with placeholders (long enough not to match by chance)."""
+    with placeholders (long enough not to match by chance). Read once per language: the
+    catalogue is a file of the package, the same for every page."""
     path = resources.files("node") / "locale" / language / "LC_MESSAGES" / "archipel.po"
     with path.open("rb") as po:
         catalog = read_po(po, locale=language)
@@ -93,7 +96,7 @@ def _untranslated(language: str) -> tuple[frozenset[str], list[re.Pattern[str]]]
                     patterns.append(re.compile("^" + ".+?".join(parts) + "$"))
             else:
                 exact.add(msgid)
-    return frozenset(exact), patterns
+    return frozenset(exact), tuple(patterns)
 
 
 def problems_of(html: str, language: str) -> list[str]:
