@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from node.config import Settings, new_settings
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import _free_port, launch_chromium
 from tests.e2e.test_member_journey import check_accessible, screenshots_on_failure
 from tests.web._members import PASSWORD
 
@@ -111,7 +111,7 @@ def people_browser(chromium: str, two_chambers: dict[str, Any]) -> Iterator[Any]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        launched = launch_chromium(playwright, chromium)
         try:
             yield launched
         finally:

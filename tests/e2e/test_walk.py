@@ -25,7 +25,7 @@ import pytest
 
 from node import i18n
 from node.config import Settings, new_settings
-from tests.e2e.conftest import CHROMIUM, _free_port
+from tests.e2e.conftest import _free_port, launch_chromium
 from tests.e2e.test_member_journey import ACCESSIBILITY_PROBLEMS, screenshots_on_failure
 from tests.web._members import PASSWORD
 
@@ -49,7 +49,7 @@ def shared_browser(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = launch_chromium(playwright, chromium)
         try:
             yield launched
         finally:
