@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from node.config import Settings, new_settings
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import _free_port, launch_chromium
 from tests.e2e.test_member_journey import check_accessible, screenshots_on_failure
 from tests.web._members import PASSWORD
 
@@ -111,7 +111,7 @@ def people_browser(chromium: str, two_chambers: dict[str, Any]) -> Iterator[Any]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        launched = launch_chromium(playwright, chromium)
         try:
             yield launched
         finally:
@@ -119,10 +119,14 @@ def people_browser(chromium: str, two_chambers: dict[str, Any]) -> Iterator[Any]
 
 
 def _until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    """Polls ``condition``: soon after the first try (a delivery between the chambers takes
+    a tenth of a second or so), then every 0.3 s."""
     deadline = time.monotonic() + timeout
+    pause = 0.05
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.3)
 
 
 def walk_to_the_timeline(page: Any, chambers: dict[str, Any]) -> str:

@@ -25,16 +25,23 @@ import pytest
 
 from node import i18n
 from node.config import Settings, new_settings
-from tests.e2e.conftest import CHROMIUM, _free_port
+from tests.e2e.conftest import _free_port, launch_chromium
 from tests.e2e.test_member_journey import ACCESSIBILITY_PROBLEMS, screenshots_on_failure
 from tests.web._members import PASSWORD
 
 #: Dutch joins the walk as soon as its catalogue is part of the node.
 LANGUAGES = [language for language in ("fr", "nl", "en") if language in i18n.SUPPORTED_LANGUAGES]
 WIDTHS = (1280, 390)
-FITS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 BLOCKING_IMPACTS = ("serious", "critical")
-AXE_RUN = "() => axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)"
+#: Every check of a page in one round trip: whether it fits the width, its language and the
+#: simple checks (read before axe runs, as they were), then axe-core's violations.
+CHECKS = f"""() => {{
+  const fits = [document.documentElement.scrollWidth, window.innerWidth];
+  const lang = document.documentElement.lang;
+  const problems = ({ACCESSIBILITY_PROBLEMS})();
+  return axe.run(document, {{resultTypes: ['violations']}})
+    .then(r => ({{fits, lang, problems, violations: r.violations}}));
+}}"""
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,7 @@ def shared_browser(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = launch_chromium(playwright, chromium)
         try:
             yield launched
         finally:
@@ -56,6 +63,26 @@ def axe() -> str:
         "axe_playwright_python", reason="axe-playwright-python is not installed (the test extra)"
     )
     return str(Path(axe_playwright_python.__file__).parent / "axe.min.js")
+
+
+@pytest.fixture(scope="module")
+def people(shared_browser: Any, axe: str) -> Iterator[list[Any]]:
+    """Marie, Ada and Paul: a page each, in a browser context of its own, kept for every walk
+    of the module (a walk clears their cookies and sets the width first). A context per
+    person and walk cost the browser about half a second of CPU each."""
+    contexts = []
+    try:
+        for _ in range(3):
+            context = shared_browser.new_context(
+                viewport={"width": WIDTHS[0], "height": 900}, locale="de-DE"
+            )
+            contexts.append(context)
+            context.add_init_script(path=axe)  # axe-core in every page, loaded once
+            context.new_page().set_default_timeout(10_000)
+        yield [context.pages[0] for context in contexts]
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def _in_a_thread(work: Any) -> None:
@@ -147,32 +174,24 @@ def chamber_in(tmp_path: Path, sqlite_template: Path, language: str) -> Iterator
 class Walk:
     """Pages of one width; ``check`` runs every check on the page shown."""
 
-    def __init__(self, browser: Any, axe: str, base: str, language: str, width: int) -> None:
-        self.browser, self.axe, self.base = browser, axe, base
+    def __init__(self, people: list[Any], base: str, language: str, width: int) -> None:
+        self.people, self.base = people, base
         self.language, self.width = language, width
-        self.contexts: list[Any] = []
         self.checked: list[str] = []
-
-    def page(self) -> Any:
-        context = self.browser.new_context(
-            viewport={"width": self.width, "height": 900}, locale="de-DE"
-        )
-        context.add_init_script(path=self.axe)  # axe-core in every page, loaded once
-        self.contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        return page
+        for page in people:  # as new: signed out (cookies are per host, not per port)
+            page.context.clear_cookies()
+            page.set_viewport_size({"width": width, "height": 900})
 
     def check(self, page: Any) -> None:
         where = f"{page.url} at {self.width} px in {self.language}"
-        scroll_width, viewport = page.evaluate(FITS)
+        found = page.evaluate(CHECKS)
+        scroll_width, viewport = found["fits"]
         assert scroll_width <= viewport, f"{where} scrolls sideways ({scroll_width} px)"
-        assert page.evaluate("() => document.documentElement.lang") == self.language, where
-        assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], where
-        violations = page.evaluate(AXE_RUN)
+        assert found["lang"] == self.language, where
+        assert found["problems"] == [], where
         blocking = [
             (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in violations
+            for v in found["violations"]
             if v["impact"] in BLOCKING_IMPACTS
         ]
         assert blocking == [], f"{where}: {blocking}"
@@ -187,15 +206,11 @@ class Walk:
         page.locator("form[action='/login'] button[type=submit]").click()
         page.wait_for_url(re.compile(r".*/account$"))
 
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
 
 def walk_once(walk: Walk) -> None:
     base, check = walk.base, walk.check
     name = f"marie{walk.width}"
-    marie, ada, paul = walk.page(), walk.page(), walk.page()
+    marie, ada, paul = walk.people
     with screenshots_on_failure(f"walk-{walk.language}-{walk.width}", marie, ada, paul):
         marie.goto(base + "/")
         check(marie)
@@ -318,13 +333,8 @@ def walk_offer(walk: Walk, paul: Any, marie: Any) -> None:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_the_walk_of_a_new_member(
-    shared_browser: Any, axe: str, chamber_in: str, language: str
-) -> None:
+def test_the_walk_of_a_new_member(people: list[Any], chamber_in: str, language: str) -> None:
     for width in WIDTHS:
-        walk = Walk(shared_browser, axe, chamber_in, language, width)
-        try:
-            walk_once(walk)
-        finally:
-            walk.close()
+        walk = Walk(people, chamber_in, language, width)
+        walk_once(walk)
         assert len(walk.checked) >= 25, walk.checked

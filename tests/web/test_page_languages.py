@@ -8,6 +8,7 @@ languages: ``?lang=`` then the cookie choose them, as the language switch does.
 
 from __future__ import annotations
 
+import functools
 import re
 from html.parser import HTMLParser
 from importlib import resources
@@ -71,14 +72,16 @@ class Shown(HTMLParser):
             self.texts.append(text)
 
 
-def _untranslated(language: str) -> tuple[frozenset[str], list[re.Pattern[str]]]:
-    """The English msgids whose translation differs: exact ones, and patterns for those
-    with placeholders (long enough not to match by chance)."""
+@functools.cache
+def _untranslated(language: str) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """The English msgids whose translation differs: exact ones, and one pattern matching
+    those with placeholders (long enough not to match by chance). Read once per language:
+    the catalogue is a file of the package, the same for every page."""
     path = resources.files("node") / "locale" / language / "LC_MESSAGES" / "archipel.po"
     with path.open("rb") as po:
         catalog = read_po(po, locale=language)
     exact: set[str] = set()
-    patterns: list[re.Pattern[str]] = []
+    patterns: list[str] = []
     for message in catalog:
         ids = message.id if isinstance(message.id, tuple) else (message.id,)
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
@@ -90,26 +93,33 @@ def _untranslated(language: str) -> tuple[frozenset[str], list[re.Pattern[str]]]
                 literal = _PLACEHOLDER.sub("", msgid)
                 if len(literal.strip()) >= 12:
                     parts = [re.escape(p) for p in _PLACEHOLDER.split(msgid)]
-                    patterns.append(re.compile("^" + ".+?".join(parts) + "$"))
+                    patterns.append("^" + ".+?".join(parts) + "$")
             else:
                 exact.add(msgid)
-    return frozenset(exact), patterns
+    placeholders = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+    return frozenset(exact), placeholders
+
+
+@functools.cache
+def _problems_of_text(text: str, language: str) -> tuple[str, ...]:
+    """What is wrong with one shown text (the same menus and footers are on every page:
+    each text is judged once)."""
+    exact, placeholders = _untranslated(language)
+    found = []
+    if text in exact or (placeholders is not None and placeholders.match(text)):
+        found.append(f"untranslated: {text!r}")
+    elif ENGLISH.search(text):
+        found.append(f"English: {text!r}")
+    for word in re.findall(r"\w+(?:\.\w+)*", text):
+        if word in CODES:
+            found.append(f"code {word!r} in {text!r}")
+    return tuple(found)
 
 
 def problems_of(html: str, language: str) -> list[str]:
-    exact, patterns = _untranslated(language)
     shown = Shown()
     shown.feed(html)
-    found = []
-    for text in shown.texts:
-        if text in exact or any(p.match(text) for p in patterns):
-            found.append(f"untranslated: {text!r}")
-        elif ENGLISH.search(text):
-            found.append(f"English: {text!r}")
-        for word in re.findall(r"\w+(?:\.\w+)*", text):
-            if word in CODES:
-                found.append(f"code {word!r} in {text!r}")
-    return found
+    return [problem for text in shown.texts for problem in _problems_of_text(text, language)]
 
 
 def test_the_checker_sees_english_and_codes() -> None:
