@@ -18,6 +18,7 @@ the demo and ``python -m`` modules do).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import random
 import signal
@@ -183,9 +184,19 @@ def _run_command(
     sys.exit(code)
 
 
+#: ``multiprocessing`` reads a child's exit status from a pipe that any thread polling the
+#: child reads too (``Process.start`` polls every child still running): when two threads read
+#: it at once, one gets the status and the other an end of file, which ``multiprocessing``
+#: reports as exit status 255 (a command that succeeded, "failed" with an empty stderr: the
+#: demo builds its chambers from several threads). Every start and poll of a command holds
+#: this lock; waiting for its end does not.
+_REAPING = threading.Lock()
+
+
 class NodeCommand:
     """A running ``archipel`` command, with the parts of ``subprocess.Popen`` the launcher's
-    callers use (``poll``, ``wait``, ``terminate``, ``kill``, ``send_signal``, ``pid``)."""
+    callers use (``poll``, ``wait``, ``terminate``, ``kill``, ``send_signal``, ``pid``); safe
+    to use from several threads."""
 
     def __init__(
         self,
@@ -205,7 +216,8 @@ class NodeCommand:
             # a node a test forgot is ended with its test run instead of keeping it waiting
             daemon=True,
         )
-        self._process.start()
+        with _REAPING:
+            self._process.start()
 
     @property
     def pid(self) -> int:
@@ -215,17 +227,17 @@ class NodeCommand:
 
     @property
     def returncode(self) -> int | None:
-        return self._process.exitcode
+        return self.poll()
 
     def poll(self) -> int | None:
-        self._process.join(0)
-        return self._process.exitcode
+        with _REAPING:
+            return self._process.exitcode  # reads the status once it has come (no waiting)
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        code = self._process.exitcode
-        if code is None:
+        if not multiprocessing.connection.wait([self._process.sentinel], timeout):
             raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        code = self.poll()
+        assert code is not None  # the sentinel is ready: the status is in (or the server died)
         return code
 
     def send_signal(self, signum: int) -> None:
@@ -256,7 +268,7 @@ def archipel(*argv: str, env: Mapping[str, str] | None = None) -> str:
         out = stdout.read_text() if stdout.exists() else ""
         err = stderr.read_text() if stderr.exists() else ""
     if code != 0:
-        raise LaunchError(f"archipel {' '.join(argv)} failed:\n{out}\n{err}")
+        raise LaunchError(f"archipel {' '.join(argv)} failed (exit status {code}):\n{out}\n{err}")
     return out
 
 
