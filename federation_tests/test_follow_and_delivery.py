@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess
+from federation_tests.harness import NodeProcess, pending_deliveries
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
@@ -39,6 +39,12 @@ def received_notes(node: NodeProcess, token: str) -> list[str]:
         if item["type"] == "Create" and isinstance(obj, dict):
             notes.append(obj["content"])
     return notes
+
+
+def failed_attempts(node: NodeProcess) -> int:
+    """The attempts of the delivery still waiting to get through (0: none waits)."""
+    rows = node.sql("SELECT MAX(attempts) FROM jobs WHERE kind = 'deliver' AND state = 'pending'")
+    return int(rows[0][0] or 0)
 
 
 def follow(node: NodeProcess, token: str, handle: str, undo: bool = False) -> httpx.Response:
@@ -86,7 +92,8 @@ def test_follow_accept_publish_undo(lille_follows_gand) -> None:  # type: ignore
         what="gand to drop the follower after Undo",
     )
     gand.cli("announce", "Après le départ")
-    time.sleep(3)
+    # a delivery would be queued with the note: once none is left, it would have arrived
+    wait_for(lambda: pending_deliveries(gand) == 0, what="gand's deliveries to end")
     assert "<p>Après le départ</p>" not in received_notes(lille, token)
 
 
@@ -94,7 +101,7 @@ def test_a_node_that_was_down_receives_after_it_comes_back(lille_follows_gand) -
     lille, gand, token = lille_follows_gand
     lille.kill()
     gand.cli("announce", "Pendant la panne")
-    time.sleep(2)  # a few failed attempts against the dead port
+    wait_for(lambda: failed_attempts(gand) >= 2, what="two failed attempts against the dead port")
     lille.start()
     wait_for(
         lambda: "<p>Pendant la panne</p>" in received_notes(lille, token),
