@@ -15,8 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from demo import launcher
 from demo.launcher import HOST, free_port, port_is_free
 
@@ -165,8 +163,8 @@ class Chamber:
         headers = dict(kwargs.pop("headers", None) or {})
         if as_user is not None:
             headers["Authorization"] = f"Bearer {self.tokens[as_user]}"
-        response = httpx.request(
-            method, self.url + path, headers=headers, timeout=30, trust_env=False, **kwargs
+        response = launcher.http_request(
+            method, self.url + path, headers=headers, timeout=30, **kwargs
         )
         if response.status_code >= 400:
             raise DemoError(

@@ -17,12 +17,14 @@ the demo and ``python -m`` modules do).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,9 @@ __all__ = [
     "NodeCommand",
     "archipel",
     "free_port",
+    "http_get",
+    "http_post",
+    "http_request",
     "kill",
     "port_is_free",
     "start_serve",
@@ -124,6 +129,30 @@ def wait_for(
         time.sleep(0.2)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def http_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.request`` for a node on this machine: the same (a client of its own, a new
+    connection, no cookie kept), with no proxy from the environment and this process's one
+    TLS context. ``httpx.request`` makes a TLS context per call, whose CA bundle costs about
+    20 ms of CPU, and the demo and the tests make thousands of requests (polling included)."""
+    kwargs.setdefault("trust_env", False)
+    return httpx.request(method, url, verify=_tls_context(), **kwargs)
+
+
+def http_get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` as ``http_request`` makes it."""
+    return http_request("GET", url, **kwargs)
+
+
+def http_post(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.post`` as ``http_request`` makes it."""
+    return http_request("POST", url, **kwargs)
+
+
 def without_archipel_settings(extra: Mapping[str, str]) -> dict[str, str]:
     """This environment without the caller's ``ARCHIPEL_*`` settings (an
     ``ARCHIPEL_DATABASE_URL`` left in the shell would put every chamber in one database) and
@@ -134,13 +163,19 @@ def without_archipel_settings(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 #: What the command server imports before it forks (a module missing here is imported by
-#: each command, as before).
-_PRELOAD = ["node.cli", "node.web.app", "uvicorn"]
+#: each command): the node and what its commands would do at each start
+#: (``demo.command_server``), and this module (each command's target).
+_PRELOAD = ["demo.command_server", __name__]
 
 
 def _context() -> Any:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    preload = list(_PRELOAD)
+    if "_pytest.config" in sys.modules:
+        # each command runs the caller's main script again (see the module's note): pytest's
+        # imports _pytest.config, 50 ms of CPU per command unless the server has it
+        preload.append("_pytest.config")
+    context.set_forkserver_preload(preload)
     return context
 
 
@@ -316,7 +351,7 @@ def start_serve(
         if process.poll() is not None:
             raise LaunchError(f"{name} exited at start; its log:\n{_log_tail(log_path)}")
         try:
-            health = httpx.get(f"http://{HOST}:{port}/healthz", timeout=1.0, trust_env=False)
+            health = http_get(f"http://{HOST}:{port}/healthz", timeout=1.0)
             if health.status_code == 200:
                 return process
         except httpx.TransportError:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from federation_tests.harness import free_port
+from federation_tests.harness import free_port, http_get, http_post
 
 PEER_DIR = Path(__file__).resolve().parent / "fedify_peer"
 #: Node keeps the code it compiled from Fedify's modules here (beside the runtime install.sh
@@ -83,12 +83,12 @@ class FedifyPeer:
         return dict(self.health["actors"][name])
 
     def get(self, route: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.url}/_control/{route}", params=params, timeout=30)
+        response = http_get(f"{self.url}/_control/{route}", params=params, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def post(self, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        response = httpx.post(f"{self.url}/_control/{route}", json=body, timeout=60)
+        response = http_post(f"{self.url}/_control/{route}", json=body, timeout=60)
         return response.status_code, response.json()
 
     def log_tail(self, lines: int = 40) -> str:
@@ -159,7 +159,7 @@ def fedify_peer_fixture(
             if process.poll() is not None:
                 raise RuntimeError(f"fedify peer exited ({process.returncode}):\n{peer.log_tail()}")
             try:
-                response = httpx.get(f"{peer.url}/_control/health", timeout=1.0)
+                response = http_get(f"{peer.url}/_control/health", timeout=1.0)
                 if response.status_code == 200:
                     peer.health = response.json()
                     break

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from demo import launcher
-from demo.launcher import free_port
+from demo.launcher import free_port, http_get, http_post, http_request
 from federation_tests.proxy import Proxy
 
 __all__ = [
@@ -31,6 +31,9 @@ __all__ = [
     "archipel",
     "assert_ledgers_agree",
     "free_port",
+    "http_get",
+    "http_post",
+    "http_request",
     "in_flight",
     "ledger_of",
     "pending_deliveries",
@@ -201,7 +204,7 @@ class NodeProcess:
         headers = dict(kwargs.pop("headers", None) or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+        return launcher.http_request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
         """Read the node's SQLite database (read-only; the node may be running)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess, pending_deliveries
+from federation_tests.harness import NodeProcess, http_get, http_request, pending_deliveries
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
@@ -25,13 +25,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str =
 
 
 def collection(url: str) -> list[str]:
-    page = httpx.get(url + "?page=true", headers=AS2)
+    page = http_get(url + "?page=true", headers=AS2)
     page.raise_for_status()
     return list(page.json()["orderedItems"])
 
 
 def received_notes(node: NodeProcess, token: str) -> list[str]:
-    response = httpx.get(node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
+    response = http_get(node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
     response.raise_for_status()
     notes = []
     for item in response.json()["items"]:
@@ -48,7 +48,7 @@ def failed_attempts(node: NodeProcess) -> int:
 
 
 def follow(node: NodeProcess, token: str, handle: str, undo: bool = False) -> httpx.Response:
-    return httpx.request(
+    return http_request(
         "DELETE" if undo else "POST",
         node.url + "/api/v1/follows",
         json={"handle": handle},

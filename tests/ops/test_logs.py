@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.launcher import http_get
 from node.ops.logs import JsonFormatter, logging_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_serve_writes_json_lines_and_trusts_its_proxy(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(
+                response = http_get(
                     f"http://127.0.0.1:{port}/healthz",
                     headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
                 )

@@ -1,0 +1,41 @@
+"""What the launcher's command server holds before it forks a command (``demo.launcher``
+imports this module there, once): each command then finds it done instead of doing it again.
+
+The node's modules, its server's and database drivers' (imported on first use otherwise),
+the pages' templates compiled, the translations built and the migrations' heads read: the
+same work every ``archipel serve`` (and most other commands) would do at start. Importing
+this module anywhere else only does that work early.
+"""
+
+from __future__ import annotations
+
+import aiosqlite  # noqa: F401 -- imported for the commands (see the module's note)
+import jinja2.ext  # noqa: F401
+import sqlalchemy.dialects.postgresql.asyncpg  # noqa: F401
+import uvicorn  # noqa: F401
+import uvicorn.lifespan.on  # noqa: F401
+import uvicorn.loops.uvloop  # noqa: F401
+import uvicorn.protocols.http.httptools_impl  # noqa: F401
+import uvicorn.protocols.websockets.auto  # noqa: F401
+
+import node.cli  # noqa: F401
+import node.models  # noqa: F401
+import node.ops.logs  # noqa: F401
+import node.web.app  # noqa: F401
+from node import i18n
+from node.migrate import head_revisions
+from node.web.templating import make_templates
+
+__all__: list[str] = []
+
+
+def _prepare() -> None:
+    templates = make_templates()
+    for name in templates.list_templates():
+        templates.get_template(name)
+    for language in i18n.SUPPORTED_LANGUAGES:
+        i18n.translations(language)
+    head_revisions()
+
+
+_prepare()
