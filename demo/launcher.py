@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ __all__ = [
     "http_post",
     "http_request",
     "kill",
+    "pauses",
     "port_is_free",
     "start_serve",
     "start_worker",
@@ -107,6 +108,16 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def pauses(first: float = 0.02, longest: float = 0.2) -> Iterator[float]:
+    """The pauses between two looks at something awaited: short at first (most things come
+    within tens of milliseconds), then half as long again each time, up to ``longest`` (each
+    look costs a request to a node)."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(longest, pause * 1.5)
+
+
 def wait_for(
     condition: Callable[[], Any],
     timeout: float = 30.0,
@@ -117,7 +128,7 @@ def wait_for(
 ) -> Any:
     """Poll ``condition`` until it returns something true; that value. Raises ``error`` when
     ``timeout`` seconds pass or ``stopping`` is set."""
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, pauses()
     while True:
         value = condition()
         if value:
@@ -126,7 +137,7 @@ def wait_for(
             raise error(f"stopped while waiting for {what}")
         if time.monotonic() > deadline:
             raise error(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(next(pause))
 
 
 @functools.cache
@@ -346,7 +357,7 @@ def start_serve(
         stdout=log_path,
         new_session=new_session,
     )
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, pauses(longest=0.1)
     while stopping is None or not stopping.is_set():
         if process.poll() is not None:
             raise LaunchError(f"{name} exited at start; its log:\n{_log_tail(log_path)}")
@@ -359,7 +370,7 @@ def start_serve(
         if time.monotonic() > deadline:
             kill(process)  # nobody else holds it: it would outlive the caller
             raise LaunchError(f"{name} did not answer in {timeout:.0f}s:\n{_log_tail(log_path)}")
-        time.sleep(0.1)
+        time.sleep(next(pause))
     return process
 
 

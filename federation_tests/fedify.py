@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from federation_tests.harness import free_port, http_get, http_post
+from federation_tests import harness
+from federation_tests.harness import free_port, http_get, http_post, pauses
 
 PEER_DIR = Path(__file__).resolve().parent / "fedify_peer"
 #: Node keeps the code it compiled from Fedify's modules here (beside the runtime install.sh
@@ -57,13 +58,8 @@ __all__ = [
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """Poll ``condition`` until it returns something true (see ``harness.wait_for``)."""
+    return harness.wait_for(condition, timeout, what)
 
 
 @dataclass
@@ -154,7 +150,7 @@ def fedify_peer_fixture(
         )
     peer = FedifyPeer(process=process, port=port, log_path=log_path)
     try:
-        deadline = time.monotonic() + 30
+        deadline, pause = time.monotonic() + 30, pauses(longest=0.1)
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"fedify peer exited ({process.returncode}):\n{peer.log_tail()}")
@@ -167,7 +163,7 @@ def fedify_peer_fixture(
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"fedify peer not ready after 30s:\n{peer.log_tail()}")
-            time.sleep(0.1)
+            time.sleep(next(pause))
         yield peer
     finally:
         peer.stop()

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from demo import launcher
-from demo.launcher import free_port, http_get, http_post, http_request
+from demo.launcher import free_port, http_get, http_post, http_request, pauses
 from federation_tests.proxy import Proxy
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "http_request",
     "in_flight",
     "ledger_of",
+    "pauses",
     "pending_deliveries",
     "wait_for",
     "wait_settled",
@@ -402,12 +403,12 @@ def wait_settled(*nodes: NodeProcess, timeout: float = 60.0, quiet: bool = False
             busy += [f"{n.name}: deliveries pending" for n in nodes if pending_deliveries(n)]
         return busy
 
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, launcher.pauses()
     while waiting():
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {n.name}\n{n.log_text()[-4000:]}" for n in nodes)
             raise AssertionError(f"still in flight after {timeout}s: {waiting()}\n{logs}")
-        time.sleep(0.2)
+        time.sleep(next(pause))
 
 
 def assert_ledgers_agree(*nodes: NodeProcess) -> None:

@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from federation_tests.harness import free_port, http_get, http_post, http_request, wait_for
+from federation_tests.harness import (
+    free_port,
+    http_get,
+    http_post,
+    http_request,
+    pauses,
+    wait_for,
+)
 from node.activitypub.jsonld import CONTEXT_FILES
 
 pytestmark = pytest.mark.federation
@@ -78,11 +85,11 @@ def bovine_peer(tmp_path: Path) -> Iterator[BovinePeer]:
         )
     peer = BovinePeer(process, port, log_path)
     try:
-        deadline = time.monotonic() + 30
+        deadline, pause = time.monotonic() + 30, pauses(longest=0.1)
         while peer.health() is None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bovine peer did not start:\n{peer.log_tail()}")
-            time.sleep(0.1)
+            time.sleep(next(pause))
         yield peer
     finally:
         process.terminate()

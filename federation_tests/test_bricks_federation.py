@@ -7,26 +7,21 @@ rating) reaches Lille's brick page and the author's profile; Roubaix shows nothi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from federation_tests import harness
 from federation_tests.harness import NodeProcess, http_get, http_post, http_request
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something true (see ``harness.wait_for``)."""
+    return harness.wait_for(condition, timeout, what)
 
 
 def auth(token: str) -> dict[str, str]:

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess, http_get, http_request, pending_deliveries
+from federation_tests.harness import (
+    NodeProcess,
+    http_get,
+    http_request,
+    pending_deliveries,
+    wait_for,
+)
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def collection(url: str) -> list[str]:
