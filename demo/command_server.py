@@ -2,8 +2,9 @@
 imports this module there, once): each command then finds it done instead of doing it again.
 
 The node's modules, its server's and database drivers' (imported on first use otherwise),
-the pages' templates compiled, the translations built and the migrations' heads read: the
-same work every ``archipel serve`` (and most other commands) would do at start. Importing
+the pages' templates compiled, the translations built, the migrations' heads read, the
+models' mappers configured and the federation's TLS context loaded: the same work every
+``archipel serve`` (and most other commands) would do at start. Importing
 this module anywhere else only does that work early.
 """
 
@@ -17,12 +18,14 @@ import uvicorn.lifespan.on  # noqa: F401
 import uvicorn.loops.uvloop  # noqa: F401
 import uvicorn.protocols.http.httptools_impl  # noqa: F401
 import uvicorn.protocols.websockets.auto  # noqa: F401
+from sqlalchemy.orm import configure_mappers
 
 import node.cli  # noqa: F401
 import node.models  # noqa: F401
 import node.ops.logs  # noqa: F401
 import node.web.app  # noqa: F401
 from node import i18n
+from node.activitypub.transport import make_async_client
 from node.migrate import head_revisions
 from node.web.templating import make_templates
 
@@ -36,6 +39,9 @@ def _prepare() -> None:
     for language in i18n.SUPPORTED_LANGUAGES:
         i18n.translations(language)
     head_revisions()
+    configure_mappers()  # the models' mappers, configured at the first query otherwise
+    # the federation's verifying TLS context, kept by the transport (the CA bundle)
+    make_async_client(allow_private_addresses=False, user_agent="archipel")
 
 
 _prepare()
