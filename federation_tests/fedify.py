@@ -52,6 +52,7 @@ __all__ = [
     "FedifyPeer",
     "fedify_node_binary_fixture",
     "fedify_peer_fixture",
+    "fedify_peer_process_fixture",
     "read_with_fedify",
     "wait_for",
 ]
@@ -124,15 +125,16 @@ def fedify_node_binary_fixture() -> str:
     return lines[-1]
 
 
-@pytest.fixture(name="fedify_peer")
-def fedify_peer_fixture(
-    fedify_node_binary: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+@pytest.fixture(scope="module", name="fedify_peer_process")
+def fedify_peer_process_fixture(
+    fedify_node_binary: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FedifyPeer]:
-    """A new peer, with new state; its actors' keys are the test run's (made by its first
-    peer), so that it generates no RSA key of its own."""
+    """The peer of a module's tests, started once (``fedify_peer`` hands it to each test as
+    new); its actors' keys are the test run's (made by its first peer), so that it generates
+    no RSA key of its own."""
     keys = tmp_path_factory.getbasetemp() / "fedify-peer-keys.json"
     port = free_port()
-    log_path = tmp_path / "fedify-peer.log"
+    log_path = tmp_path_factory.mktemp("fedify-peer") / "fedify-peer.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -167,3 +169,16 @@ def fedify_peer_fixture(
         yield peer
     finally:
         peer.stop()
+
+
+@pytest.fixture(name="fedify_peer")
+def fedify_peer_fixture(fedify_peer_process: FedifyPeer) -> FedifyPeer:
+    """The module's peer as if new: it forgets everything it received, sent, followed and
+    held (``/_control/forget``; its actors and keys stay). Each test makes chambers of its
+    own, on ports never handed out before, so nothing the peer cached applies to them."""
+    peer = fedify_peer_process
+    if peer.process.poll() is not None:
+        raise RuntimeError(f"fedify peer exited ({peer.process.returncode}):\n{peer.log_tail()}")
+    status, answer = peer.post("forget", {})
+    assert status == 200, answer
+    return peer

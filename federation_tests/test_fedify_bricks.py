@@ -11,6 +11,7 @@ from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    fedify_peer_process_fixture,
     read_with_fedify,
     wait_for,
 )

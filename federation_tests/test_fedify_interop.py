@@ -1,8 +1,9 @@
 """Interop with a real third-party ActivityPub server: the Fedify 2.3.6 peer (fedify_peer/).
 
-Each test starts one chamber (``archipel serve``) and one Fedify peer on 127.0.0.1, and
-checks what each side actually recorded: the peer's ``/_control/`` API says how Fedify (and
-its own explicit checks) judged our signatures; our collections and API say what we did.
+Each test starts one chamber (``archipel serve``) and gets the module's Fedify peer on
+127.0.0.1 as new (it forgets what earlier tests did), and checks what each side actually
+recorded: the peer's ``/_control/`` API says how Fedify (and its own explicit checks) judged
+our signatures; our collections and API say what we did.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    fedify_peer_process_fixture,
     wait_for,
 )
 from federation_tests.harness import NodeProcess, http_get, http_post
