@@ -2,10 +2,10 @@
 imports this module there, once): each command then finds it done instead of doing it again.
 
 The node's modules, its server's and database drivers' (imported on first use otherwise),
-the pages' templates compiled, the translations built, the migrations' heads read, the
-models' mappers configured and the federation's TLS context loaded: the same work every
-``archipel serve`` (and most other commands) would do at start. Importing
-this module anywhere else only does that work early.
+the translations built, the migrations' heads read, the models' mappers configured and the
+federation's TLS context loaded: the same work every ``archipel serve`` (and most other
+commands) would do at start. (Not the pages' templates: compiling all 48 costs more than the
+few a test's chamber renders.) Importing this module anywhere else only does that work early.
 """
 
 from __future__ import annotations
@@ -27,15 +27,11 @@ import node.web.app  # noqa: F401
 from node import i18n
 from node.activitypub.transport import make_async_client
 from node.migrate import head_revisions
-from node.web.templating import make_templates
 
 __all__: list[str] = []
 
 
 def _prepare() -> None:
-    templates = make_templates()
-    for name in templates.list_templates():
-        templates.get_template(name)
     for language in i18n.SUPPORTED_LANGUAGES:
         i18n.translations(language)
     head_revisions()
