@@ -35,8 +35,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-import httpx
-
 from demo.chambers import (
     STOPPING,
     Chamber,
@@ -46,6 +44,7 @@ from demo.chambers import (
     stop_all,
     wait_for,
 )
+from demo.launcher import http_get
 
 T = TypeVar("T")
 
@@ -361,9 +360,7 @@ class Archipelago:
         """Raise ``DemoError`` unless everything a visitor is told about holds."""
         for chamber in self.chambers:
             for path in ("/healthz", "/", "/bricks", "/ledger", "/login"):
-                response = httpx.get(
-                    chamber.url + path, timeout=10, follow_redirects=True, trust_env=False
-                )
+                response = http_get(chamber.url + path, timeout=10, follow_redirects=True)
                 if response.status_code != 200:
                     raise DemoError(f"{chamber.url}{path} answered {response.status_code}")
                 raw = RAW_ACTOR_NAME.search(response.text)
@@ -459,7 +456,7 @@ class Archipelago:
         return "\n".join(lines)
 
     def has_partner_pages(self) -> bool:
-        response = httpx.get(self.chambers[0].url + "/admin/partners", timeout=10, trust_env=False)
+        response = http_get(self.chambers[0].url + "/admin/partners", timeout=10)
         return response.status_code != 404
 
 

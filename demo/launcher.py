@@ -17,17 +17,20 @@ the demo and ``python -m`` modules do).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import multiprocessing.connection
 import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,11 @@ __all__ = [
     "NodeCommand",
     "archipel",
     "free_port",
+    "http_get",
+    "http_post",
+    "http_request",
     "kill",
+    "pauses",
     "port_is_free",
     "start_serve",
     "start_worker",
@@ -101,6 +108,16 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def pauses(first: float = 0.02, longest: float = 0.2) -> Iterator[float]:
+    """The pauses between two looks at something awaited: short at first (most things come
+    within tens of milliseconds), then half as long again each time, up to ``longest`` (each
+    look costs a request to a node)."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(longest, pause * 1.5)
+
+
 def wait_for(
     condition: Callable[[], Any],
     timeout: float = 30.0,
@@ -111,7 +128,7 @@ def wait_for(
 ) -> Any:
     """Poll ``condition`` until it returns something true; that value. Raises ``error`` when
     ``timeout`` seconds pass or ``stopping`` is set."""
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, pauses()
     while True:
         value = condition()
         if value:
@@ -120,7 +137,31 @@ def wait_for(
             raise error(f"stopped while waiting for {what}")
         if time.monotonic() > deadline:
             raise error(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(next(pause))
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def http_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.request`` for a node on this machine: the same (a client of its own, a new
+    connection, no cookie kept), with no proxy from the environment and this process's one
+    TLS context. ``httpx.request`` makes a TLS context per call, whose CA bundle costs about
+    20 ms of CPU, and the demo and the tests make thousands of requests (polling included)."""
+    kwargs.setdefault("trust_env", False)
+    return httpx.request(method, url, verify=_tls_context(), **kwargs)
+
+
+def http_get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` as ``http_request`` makes it."""
+    return http_request("GET", url, **kwargs)
+
+
+def http_post(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.post`` as ``http_request`` makes it."""
+    return http_request("POST", url, **kwargs)
 
 
 def without_archipel_settings(extra: Mapping[str, str]) -> dict[str, str]:
@@ -133,13 +174,19 @@ def without_archipel_settings(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 #: What the command server imports before it forks (a module missing here is imported by
-#: each command, as before).
-_PRELOAD = ["node.cli", "node.web.app", "uvicorn"]
+#: each command): the node and what its commands would do at each start
+#: (``demo.command_server``), and this module (each command's target).
+_PRELOAD = ["demo.command_server", __name__]
 
 
 def _context() -> Any:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    preload = list(_PRELOAD)
+    if "_pytest.config" in sys.modules:
+        # each command runs the caller's main script again (see the module's note): pytest's
+        # imports _pytest.config, 50 ms of CPU per command unless the server has it
+        preload.append("_pytest.config")
+    context.set_forkserver_preload(preload)
     return context
 
 
@@ -183,9 +230,19 @@ def _run_command(
     sys.exit(code)
 
 
+#: ``multiprocessing`` reads a child's exit status from a pipe that any thread polling the
+#: child reads too (``Process.start`` polls every child still running): when two threads read
+#: it at once, one gets the status and the other an end of file, which ``multiprocessing``
+#: reports as exit status 255 (a command that succeeded, "failed" with an empty stderr: the
+#: demo builds its chambers from several threads). Every start and poll of a command holds
+#: this lock; waiting for its end does not.
+_REAPING = threading.Lock()
+
+
 class NodeCommand:
     """A running ``archipel`` command, with the parts of ``subprocess.Popen`` the launcher's
-    callers use (``poll``, ``wait``, ``terminate``, ``kill``, ``send_signal``, ``pid``)."""
+    callers use (``poll``, ``wait``, ``terminate``, ``kill``, ``send_signal``, ``pid``); safe
+    to use from several threads."""
 
     def __init__(
         self,
@@ -205,7 +262,8 @@ class NodeCommand:
             # a node a test forgot is ended with its test run instead of keeping it waiting
             daemon=True,
         )
-        self._process.start()
+        with _REAPING:
+            self._process.start()
 
     @property
     def pid(self) -> int:
@@ -215,17 +273,17 @@ class NodeCommand:
 
     @property
     def returncode(self) -> int | None:
-        return self._process.exitcode
+        return self.poll()
 
     def poll(self) -> int | None:
-        self._process.join(0)
-        return self._process.exitcode
+        with _REAPING:
+            return self._process.exitcode  # reads the status once it has come (no waiting)
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        code = self._process.exitcode
-        if code is None:
+        if not multiprocessing.connection.wait([self._process.sentinel], timeout):
             raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        code = self.poll()
+        assert code is not None  # the sentinel is ready: the status is in (or the server died)
         return code
 
     def send_signal(self, signum: int) -> None:
@@ -256,7 +314,7 @@ def archipel(*argv: str, env: Mapping[str, str] | None = None) -> str:
         out = stdout.read_text() if stdout.exists() else ""
         err = stderr.read_text() if stderr.exists() else ""
     if code != 0:
-        raise LaunchError(f"archipel {' '.join(argv)} failed:\n{out}\n{err}")
+        raise LaunchError(f"archipel {' '.join(argv)} failed (exit status {code}):\n{out}\n{err}")
     return out
 
 
@@ -299,12 +357,12 @@ def start_serve(
         stdout=log_path,
         new_session=new_session,
     )
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, pauses(longest=0.1)
     while stopping is None or not stopping.is_set():
         if process.poll() is not None:
             raise LaunchError(f"{name} exited at start; its log:\n{_log_tail(log_path)}")
         try:
-            health = httpx.get(f"http://{HOST}:{port}/healthz", timeout=1.0, trust_env=False)
+            health = http_get(f"http://{HOST}:{port}/healthz", timeout=1.0)
             if health.status_code == 200:
                 return process
         except httpx.TransportError:
@@ -312,7 +370,7 @@ def start_serve(
         if time.monotonic() > deadline:
             kill(process)  # nobody else holds it: it would outlive the caller
             raise LaunchError(f"{name} did not answer in {timeout:.0f}s:\n{_log_tail(log_path)}")
-        time.sleep(0.1)
+        time.sleep(next(pause))
     return process
 
 

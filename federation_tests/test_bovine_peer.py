@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from federation_tests.harness import free_port, wait_for
+from federation_tests.harness import (
+    free_port,
+    http_get,
+    http_post,
+    http_request,
+    pauses,
+    wait_for,
+)
 from node.activitypub.jsonld import CONTEXT_FILES
 
 pytestmark = pytest.mark.federation
@@ -31,11 +38,11 @@ class BovinePeer:
         self.actor = f"{self.url}/users/carol"
 
     def get(self, route: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.url}/_control/{route}", params=params, timeout=30)
+        response = http_get(f"{self.url}/_control/{route}", params=params, timeout=30)
         return response.json() if response.status_code == 200 else None
 
     def follow(self, target: str) -> dict[str, Any]:
-        response = httpx.post(f"{self.url}/_control/follow", json={"target": target}, timeout=60)
+        response = http_post(f"{self.url}/_control/follow", json={"target": target}, timeout=60)
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -78,11 +85,11 @@ def bovine_peer(tmp_path: Path) -> Iterator[BovinePeer]:
         )
     peer = BovinePeer(process, port, log_path)
     try:
-        deadline = time.monotonic() + 30
+        deadline, pause = time.monotonic() + 30, pauses(longest=0.1)
         while peer.health() is None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"bovine peer did not start:\n{peer.log_tail()}")
-            time.sleep(0.1)
+            time.sleep(next(pause))
         yield peer
     finally:
         process.terminate()
@@ -107,14 +114,14 @@ def test_a_bovine_peer_follows_and_sees_a_brick_edited_then_deleted(
         what="our Accepts of both follows, verified by bovine",
     )
     for actor in ("lille", "marie"):
-        followers = httpx.get(
+        followers = http_get(
             f"{lille.url}/actors/{actor}/followers?page=true",
             headers={"Accept": "application/activity+json"},
         ).json()["orderedItems"]
         assert bovine_peer.actor in followers
 
     headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(
+    created = http_post(
         lille.url + "/api/v1/bricks",
         json={
             "title": "La grainothèque",
@@ -134,7 +141,8 @@ def test_a_bovine_peer_follows_and_sees_a_brick_edited_then_deleted(
     first = wait_for(held, what="the brick to reach the bovine peer")
     assert first["owners"] == [marie] and first["object"]["name"] == "La grainothèque"
 
-    edited = httpx.patch(
+    edited = http_request(
+        "PATCH",
         f"{lille.url}/api/v1/bricks/{key}",
         json={"title": "La grainothèque du quartier"},
         headers=headers,
@@ -143,7 +151,10 @@ def test_a_bovine_peer_follows_and_sees_a_brick_edited_then_deleted(
     wait_for(lambda: (held() or {}).get("updates"), what="the edit on the bovine peer")
     assert held()["object"]["name"] == "La grainothèque du quartier"  # type: ignore[index]
 
-    assert httpx.delete(f"{lille.url}/api/v1/bricks/{key}", headers=headers).status_code == 204
+    assert (
+        http_request("DELETE", f"{lille.url}/api/v1/bricks/{key}", headers=headers).status_code
+        == 204
+    )
     wait_for(lambda: (held() or {}).get("deleted"), what="the delete on the bovine peer")
     assert held()["deleted_by"]["actor"] == marie and held()["object"] is None  # type: ignore[index]
 

@@ -7,27 +7,21 @@ rating) reaches Lille's brick page and the author's profile; Roubaix shows nothi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess
+from federation_tests import harness
+from federation_tests.harness import NodeProcess, http_get, http_post, http_request
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something true (see ``harness.wait_for``)."""
+    return harness.wait_for(condition, timeout, what)
 
 
 def auth(token: str) -> dict[str, str]:
@@ -36,11 +30,11 @@ def auth(token: str) -> dict[str, str]:
 
 def federated(node: NodeProcess, brick_id: str) -> dict[str, Any] | None:
     """The node's full copy of the brick ``brick_id``, or None."""
-    listing = httpx.get(node.url + "/api/v1/bricks", params={"scope": "federated"})
+    listing = http_get(node.url + "/api/v1/bricks", params={"scope": "federated"})
     listing.raise_for_status()
     for item in listing.json()["items"]:
         if item["id"] == brick_id:
-            detail = httpx.get(f"{node.url}/api/v1/bricks/{item['key']}")
+            detail = http_get(f"{node.url}/api/v1/bricks/{item['key']}")
             if detail.status_code == 404:
                 return None  # deleted between the two requests
             detail.raise_for_status()
@@ -60,7 +54,7 @@ def test_bricks_travel_between_chambers(make_node) -> None:  # type: ignore[no-u
     wait_for(
         lambda: (
             f"{gand.url}/actors/gand"
-            in httpx.get(f"{lille.url}/actors/lille/followers?page=true", headers=AS2).json()[
+            in http_get(f"{lille.url}/actors/lille/followers?page=true", headers=AS2).json()[
                 "orderedItems"
             ]
         ),
@@ -75,7 +69,7 @@ def test_bricks_travel_between_chambers(make_node) -> None:  # type: ignore[no-u
         "tags": "jardin, quartier",
         "links": "https://example.org/jardins",
     }
-    created = httpx.post(
+    created = http_post(
         lille.url + "/api/v1/bricks",
         data=fields,
         files={"files": ("plan.pdf", b"%PDF-1.4 plan du jardin", "application/pdf")},
@@ -94,14 +88,15 @@ def test_bricks_travel_between_chambers(make_node) -> None:  # type: ignore[no-u
     ]
     assert copy["files"][0]["name"] == "plan.pdf"
     assert copy["files"][0]["mediaType"] == "application/pdf"
-    assert httpx.get(copy["files"][0]["href"]).content == b"%PDF-1.4 plan du jardin"
+    assert http_get(copy["files"][0]["href"]).content == b"%PDF-1.4 plan du jardin"
     assert copy["licence"] == "https://creativecommons.org/licenses/by-sa/4.0/"
     assert copy["authors"][0]["id"] == f"{lille.url}/actors/marie"
     assert copy["version"] == 1
-    page = httpx.get(f"{gand.url}/bricks", headers={"Accept": "text/html"})
+    page = http_get(f"{gand.url}/bricks", headers={"Accept": "text/html"})
     assert fields["title"] in page.text
 
-    edited = httpx.patch(
+    edited = http_request(
+        "PATCH",
         f"{lille.url}/api/v1/bricks/{lille_key}",
         json={"title": "Le jardin des voisins"},
         headers=auth(marie),
@@ -114,7 +109,7 @@ def test_bricks_travel_between_chambers(make_node) -> None:  # type: ignore[no-u
     assert federated(gand, brick_id)["version"] == 2  # type: ignore[index]
 
     gand_key = federated(gand, brick_id)["key"]  # type: ignore[index]
-    review = httpx.post(
+    review = http_post(
         f"{gand.url}/api/v1/bricks/{gand_key}/reviews",
         json={"rating": 4, "comment": "Utilisé au Rabot, très clair."},
         headers=auth(piet),
@@ -124,15 +119,15 @@ def test_bricks_travel_between_chambers(make_node) -> None:  # type: ignore[no-u
     wait_for(
         lambda: (
             "Utilisé au Rabot, très clair."
-            in httpx.get(f"{lille.url}/bricks/{lille_key}", headers={"Accept": "text/html"}).text
+            in http_get(f"{lille.url}/bricks/{lille_key}", headers={"Accept": "text/html"}).text
         ),
         what="the reply on lille's brick page",
     )
-    profile = httpx.get(f"{lille.url}/actors/marie", headers=AS2).json()
+    profile = http_get(f"{lille.url}/actors/marie", headers=AS2).json()
     assert profile["ratingAverage"] == 4.0 and profile["ratingCount"] == 1
 
-    deleted = httpx.delete(f"{lille.url}/api/v1/bricks/{lille_key}", headers=auth(marie))
+    deleted = http_request("DELETE", f"{lille.url}/api/v1/bricks/{lille_key}", headers=auth(marie))
     assert deleted.status_code == 204
     wait_for(lambda: federated(gand, brick_id) is None, what="the delete to reach gand")
 
-    assert httpx.get(roubaix.url + "/api/v1/bricks").json()["items"] == []
+    assert http_get(roubaix.url + "/api/v1/bricks").json()["items"] == []

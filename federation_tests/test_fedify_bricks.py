@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    fedify_peer_process_fixture,
     read_with_fedify,
     wait_for,
 )
+from federation_tests.harness import http_get, http_post, http_request
 
 pytestmark = pytest.mark.federation
 
@@ -39,7 +40,7 @@ def test_fedify_reads_a_brick_as_an_article(
         "body": "Des **voisins** et une charte.",
         "tags": ["jardin", "quartier"],
     }
-    created = httpx.post(
+    created = http_post(
         lille.url + "/api/v1/bricks", json=brick, headers={"Authorization": f"Bearer {token}"}
     )
     assert created.status_code == 201, created.text
@@ -91,7 +92,7 @@ def test_a_peer_following_only_the_chamber_sees_the_authors_edit_and_delete(
     )
     assert [f["id"] for f in fedify_peer.get("following")] == [f"{lille.url}/actors/lille"]
     headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(
+    created = http_post(
         lille.url + "/api/v1/bricks",
         json={
             "title": "Le jardin partagé",
@@ -105,22 +106,28 @@ def test_a_peer_following_only_the_chamber_sees_the_authors_edit_and_delete(
     brick_id, key = created.json()["id"], created.json()["key"]
 
     def held() -> dict[str, Any] | None:
-        response = httpx.get(f"{fedify_peer.url}/_control/object", params={"id": brick_id})
+        response = http_get(f"{fedify_peer.url}/_control/object", params={"id": brick_id})
         return dict(response.json()) if response.status_code == 200 else None
 
     first = wait_for(held, what="the peer to hold the brick")
     assert first["via"]["type"] == "Announce" and first["owners"] == [marie]
     assert first["object"]["name"] == "Le jardin partagé"
 
-    edited = httpx.patch(
-        f"{lille.url}/api/v1/bricks/{key}", json={"title": "Le jardin des voisins"}, headers=headers
+    edited = http_request(
+        "PATCH",
+        f"{lille.url}/api/v1/bricks/{key}",
+        json={"title": "Le jardin des voisins"},
+        headers=headers,
     )
     assert edited.status_code == 200, edited.text
     updated = wait_for(lambda: (held() or {}).get("updates"), what="the edit to reach the peer")
     assert [u["actor"] for u in updated] == [marie]
     assert held()["object"]["name"] == "Le jardin des voisins"  # type: ignore[index]
 
-    assert httpx.delete(f"{lille.url}/api/v1/bricks/{key}", headers=headers).status_code == 204
+    assert (
+        http_request("DELETE", f"{lille.url}/api/v1/bricks/{key}", headers=headers).status_code
+        == 204
+    )
     gone = wait_for(lambda: (held() or {}).get("deleted"), what="the delete to reach the peer")
     assert gone is True and held()["deleted_by"]["actor"] == marie  # type: ignore[index]
     assert held()["object"] is None  # type: ignore[index]

@@ -1,8 +1,9 @@
 """Interop with a real third-party ActivityPub server: the Fedify 2.3.6 peer (fedify_peer/).
 
-Each test starts one chamber (``archipel serve``) and one Fedify peer on 127.0.0.1, and
-checks what each side actually recorded: the peer's ``/_control/`` API says how Fedify (and
-its own explicit checks) judged our signatures; our collections and API say what we did.
+Each test starts one chamber (``archipel serve``) and gets the module's Fedify peer on
+127.0.0.1 as new (it forgets what earlier tests did), and checks what each side actually
+recorded: the peer's ``/_control/`` API says how Fedify (and its own explicit checks) judged
+our signatures; our collections and API say what we did.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    fedify_peer_process_fixture,
     wait_for,
 )
-from federation_tests.harness import NodeProcess
+from federation_tests.harness import NodeProcess, http_get, http_post
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
@@ -29,13 +30,13 @@ CAVAGE = "draft-cavage-http-signatures-12"
 
 
 def collection(url: str) -> list[str]:
-    page = httpx.get(url + "?page=true", headers=AS2, timeout=10)
+    page = http_get(url + "?page=true", headers=AS2, timeout=10)
     page.raise_for_status()
     return list(page.json()["orderedItems"])
 
 
 def inbox_items(node: NodeProcess, token: str) -> list[dict[str, Any]]:
-    response = httpx.get(
+    response = http_get(
         node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
     response.raise_for_status()
@@ -120,7 +121,7 @@ def test_our_create_reaches_fedify_with_valid_signature_and_proof(
     assert http_sig["scheme"] == RFC9421, http_sig
     assert http_sig["owner"] == chamber, http_sig
 
-    actor_doc = httpx.get(chamber, headers=AS2, timeout=10).json()
+    actor_doc = http_get(chamber, headers=AS2, timeout=10).json()
     methods = actor_doc.get("assertionMethod") or []
     methods = methods if isinstance(methods, list) else [methods]
     method_ids = {m["id"] if isinstance(m, dict) else m for m in methods}
@@ -145,7 +146,7 @@ def marie_follows_fedify(make_node, fedify_peer: FedifyPeer):  # type: ignore[no
     token = lille.token("marie")
     alice = fedify_peer.actor("alice")
     marie = f"{lille.url}/actors/marie"
-    response = httpx.post(
+    response = http_post(
         lille.url + "/api/v1/follows",
         json={"handle": "@" + alice["handle"]},
         headers={"Authorization": f"Bearer {token}"},
@@ -221,7 +222,7 @@ def test_unsigned_or_tampered_delivery_is_refused(marie_follows_fedify, fedify_p
         },
     }
     for forged in (tampered, bare):
-        response = httpx.post(
+        response = http_post(
             inbox,
             content=json.dumps(forged),
             headers={"Content-Type": "application/activity+json"},

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from federation_tests.fedify import (  # noqa: F401  (pytest fixtures)
     FedifyPeer,
     fedify_node_binary_fixture,
     fedify_peer_fixture,
+    fedify_peer_process_fixture,
     read_with_fedify,
     wait_for,
 )
+from federation_tests.harness import http_post
 
 pytestmark = pytest.mark.federation
 
@@ -40,7 +41,7 @@ def test_fedify_reads_an_offer_as_a_proposal(
         "tags": ["traduction"],
         "minutes": 90,
     }
-    created = httpx.post(
+    created = http_post(
         lille.url + "/api/v1/offers", json=offer, headers={"Authorization": f"Bearer {token}"}
     )
     assert created.status_code == 201, created.text

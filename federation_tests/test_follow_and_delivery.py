@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess
+from federation_tests.harness import (
+    NodeProcess,
+    http_get,
+    http_request,
+    pending_deliveries,
+    wait_for,
+)
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def collection(url: str) -> list[str]:
-    page = httpx.get(url + "?page=true", headers=AS2)
+    page = http_get(url + "?page=true", headers=AS2)
     page.raise_for_status()
     return list(page.json()["orderedItems"])
 
 
 def received_notes(node: NodeProcess, token: str) -> list[str]:
-    response = httpx.get(node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
+    response = http_get(node.url + "/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
     response.raise_for_status()
     notes = []
     for item in response.json()["items"]:
@@ -41,8 +36,14 @@ def received_notes(node: NodeProcess, token: str) -> list[str]:
     return notes
 
 
+def failed_attempts(node: NodeProcess) -> int:
+    """The attempts of the delivery still waiting to get through (0: none waits)."""
+    rows = node.sql("SELECT MAX(attempts) FROM jobs WHERE kind = 'deliver' AND state = 'pending'")
+    return int(rows[0][0] or 0)
+
+
 def follow(node: NodeProcess, token: str, handle: str, undo: bool = False) -> httpx.Response:
-    return httpx.request(
+    return http_request(
         "DELETE" if undo else "POST",
         node.url + "/api/v1/follows",
         json={"handle": handle},
@@ -86,7 +87,8 @@ def test_follow_accept_publish_undo(lille_follows_gand) -> None:  # type: ignore
         what="gand to drop the follower after Undo",
     )
     gand.cli("announce", "Après le départ")
-    time.sleep(3)
+    # a delivery would be queued with the note: once none is left, it would have arrived
+    wait_for(lambda: pending_deliveries(gand) == 0, what="gand's deliveries to end")
     assert "<p>Après le départ</p>" not in received_notes(lille, token)
 
 
@@ -94,7 +96,7 @@ def test_a_node_that_was_down_receives_after_it_comes_back(lille_follows_gand) -
     lille, gand, token = lille_follows_gand
     lille.kill()
     gand.cli("announce", "Pendant la panne")
-    time.sleep(2)  # a few failed attempts against the dead port
+    wait_for(lambda: failed_attempts(gand) >= 2, what="two failed attempts against the dead port")
     lille.start()
     wait_for(
         lambda: "<p>Pendant la panne</p>" in received_notes(lille, token),

@@ -8,10 +8,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 
-from federation_tests.harness import NodeProcess, Trader, wait_for, wait_settled
+from federation_tests.harness import NodeProcess, Trader, http_get, wait_for, wait_settled
 
 pytestmark = pytest.mark.federation
 AS2 = {"Accept": "application/activity+json"}
@@ -23,13 +22,13 @@ def _in_parallel(*jobs: Any) -> list[Any]:
 
 
 def _followers(url: str) -> list[str]:
-    page = httpx.get(url + "/followers?page=true", headers=AS2, timeout=30)
+    page = http_get(url + "/followers?page=true", headers=AS2, timeout=30)
     page.raise_for_status()
     return list(page.json()["orderedItems"])
 
 
 def _federated(node: NodeProcess, **params: str) -> list[dict[str, Any]]:
-    response = httpx.get(
+    response = http_get(
         node.url + "/api/v1/offers", params={"scope": "federated", **params}, timeout=30
     )
     response.raise_for_status()

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from federation_tests.harness import http_get, http_post
 from federation_tests.proxy import Proxy, Request, activity
 
 OFFER = {"type": "Offer", "id": "https://a.example/1", "object": {"type": "Settlement"}}
@@ -59,7 +60,11 @@ class Upstream:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # checks for shutdown() every 10 ms (the default half second made each test's
+        # teardown wait for it)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self.thread.start()
 
     def bodies(self) -> list[object]:
@@ -84,11 +89,11 @@ def proxy(upstream: Upstream) -> Iterator[Proxy]:
 
 
 def post(proxy: Proxy, body: object, path: str = "/inbox", **kwargs: object) -> httpx.Response:
-    return httpx.post(proxy.url + path, json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
+    return http_post(proxy.url + path, json=body, timeout=10, **kwargs)
 
 
 def test_forwards_verbatim(proxy: Proxy, upstream: Upstream) -> None:
-    response = httpx.post(
+    response = http_post(
         proxy.url + "/users/alice/inbox?x=1",
         content=b'{"type": "Create"}',
         headers={
@@ -110,7 +115,7 @@ def test_forwards_verbatim(proxy: Proxy, upstream: Upstream) -> None:
     assert headers["content-type"] == "application/activity+json"
     assert seen["body"] == '{"type": "Create"}'
     assert response.json()["body"] == '{"type": "Create"}'
-    assert httpx.get(proxy.url + "/healthz?a=b", timeout=10).json()["path"] == "/healthz?a=b"
+    assert http_get(proxy.url + "/healthz?a=b", timeout=10).json()["path"] == "/healthz?a=b"
     (logged, get) = proxy.log
     assert (logged.action, logged.statuses, logged.answered) == ("forwarded", [202], 202)
     assert logged.activity_type == "Create" and get.method == "GET"
@@ -121,7 +126,7 @@ def test_chunked_request_bodies_are_forwarded(proxy: Proxy, upstream: Upstream) 
         yield b'{"type": '
         yield b'"Offer"}'
 
-    response = httpx.post(proxy.url + "/inbox", content=chunks(), timeout=10)
+    response = http_post(proxy.url + "/inbox", content=chunks(), timeout=10)
     assert response.status_code == 202
     assert upstream.bodies() == [{"type": "Offer"}]
 

@@ -24,6 +24,15 @@ def _wake_tasks() -> list[asyncio.Task[object]]:
     return [task for task in asyncio.all_tasks() if task.get_name() == "archipel-wake"]
 
 
+def _worker_tasks() -> list[asyncio.Task[object]]:
+    """The job worker's task (``Runtime.run_worker``, which starts the listener)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "Runtime.run_worker"
+    ]
+
+
 @pytest.mark.parametrize("worker", ["1", "0"])
 def test_each_server_process_builds_the_app_of_the_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: str
@@ -38,8 +47,10 @@ def test_each_server_process_builds_the_app_of_the_data_dir(
         app = server_process_app()
         async with app.router.lifespan_context(app):
             assert app.state.node.settings.data_dir == data_dir.resolve()
-            for _ in range(200):  # the worker (and its listener) start once the loop turns
-                if _wake_tasks():
+            # the worker (and its listener) start once the loop turns; with no worker task
+            # there is nothing to wait for
+            for _ in range(200):
+                if _wake_tasks() or not _worker_tasks():
                     break
                 await asyncio.sleep(0.01)
             return len(_wake_tasks())

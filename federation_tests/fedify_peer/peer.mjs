@@ -715,6 +715,18 @@ async function control(request, url) {
       state.sent.length = 0;
       return json(200, { ok: true });
     }
+    case "POST /_control/forget": {
+      // As a new peer: nothing received, sent, followed or held (its actors and keys stay).
+      state.received.length = 0;
+      state.sent.length = 0;
+      for (const a of ACTORS) {
+        state.followers[a].clear();
+        state.following[a].clear();
+        state.outbox[a].length = 0;
+      }
+      for (const held of [state.followObjects, state.notes, state.activities, state.objects]) held.clear();
+      return json(200, { ok: true });
+    }
     case "POST /_control/follow": {
       const body = await readJsonBody(request);
       const me = pickActor(body);

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.launcher import http_get, pauses, wait_for
+from node.cli import main
 from node.ops.logs import JsonFormatter, logging_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,22 +70,19 @@ def test_serve_writes_json_lines_and_trusts_its_proxy(tmp_path: Path) -> None:
     is JSON, and the client address comes from X-Forwarded-For sent by a trusted proxy."""
     data, port = tmp_path / "data", _free_port()
     env = {**os.environ, "ARCHIPEL_LOG_FORMAT": "json", "ARCHIPEL_TRUSTED_PROXIES": "127.0.0.1"}
-    cli = [sys.executable, "-m", "node.cli"]
-    subprocess.run(
-        [*cli, "init", "--data-dir", str(data), "--url", f"http://127.0.0.1:{port}",
-         "--name", "Lille", "--allow-private-addresses"],
-        check=True, capture_output=True, cwd=ROOT, env=env, timeout=120,
-    )  # fmt: skip
+    assert main(["init", "--data-dir", str(data), "--url", f"http://127.0.0.1:{port}",
+                 "--name", "Lille", "--allow-private-addresses"]) == 0  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        [*cli, "serve", "--data-dir", str(data), "--port", str(port), "--proxy-headers"],
+        [sys.executable, "-m", "node.cli", "serve", "--data-dir", str(data), "--port", str(port),
+         "--proxy-headers"],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline, pause = time.monotonic() + 30, pauses()
         while True:
             try:
-                response = httpx.get(
+                response = http_get(
                     f"http://127.0.0.1:{port}/healthz",
                     headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
                 )
@@ -91,9 +90,14 @@ def test_serve_writes_json_lines_and_trusts_its_proxy(tmp_path: Path) -> None:
             except httpx.TransportError:
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()
                 assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.2)
+                time.sleep(next(pause))
         assert response.status_code == 200
-        time.sleep(0.3)
+        wait_for(  # written once the answer has gone
+            lambda: "node.access" in (tmp_path / "serve.log").read_text(),
+            10,
+            "the access line",
+            error=AssertionError,
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
