@@ -48,7 +48,8 @@ CHANNEL = "archipel_jobs"
 _NOTIFIED = "archipel_wake_notified"
 _ENQUEUED = "archipel_wake_enqueued"
 
-#: The wake-up events of the workers listening in this process, by engine, with their loops.
+#: The wake-up events of the workers listening in this process, by engine, with their loops
+#: (each value is replaced, never changed: a commit in another thread may be reading it).
 _LOCAL: weakref.WeakKeyDictionary[Engine, dict[asyncio.Event, asyncio.AbstractEventLoop]] = (
     weakref.WeakKeyDictionary()
 )
@@ -79,15 +80,16 @@ def _wake_local_workers(session: Session) -> None:
     engine = session.info.pop(_ENQUEUED, None)
     if engine is None:
         return
-    for wakeup, loop in list(_LOCAL.get(engine, {}).items()):
+    for wakeup, loop in _LOCAL.get(engine, {}).items():
         try:
             same_loop = asyncio.get_running_loop() is loop
         except RuntimeError:
             same_loop = False
         if same_loop:
             wakeup.set()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(wakeup.set)
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody to wake
+                loop.call_soon_threadsafe(wakeup.set)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -108,18 +110,19 @@ async def listening(
     retry: float = 2.0,
 ) -> AsyncIterator[None]:
     """While inside, ``wakeup`` is set whenever any process enqueues a job on ``engine``'s
-    database (``LISTEN`` on PostgreSQL, a poll on SQLite)."""
+    database (``LISTEN`` on PostgreSQL, a poll on SQLite; at the commit itself in this
+    process)."""
     if engine.dialect.name == "postgresql":
         watch = _listen_postgres(engine, wakeup, keepalive=keepalive, retry=retry)
     else:
         watch = _poll_newest_job(engine, wakeup, interval=poll_interval)
     task = asyncio.create_task(watch, name="archipel-wake")
-    local = _LOCAL.setdefault(engine.sync_engine, {})
-    local[wakeup] = asyncio.get_running_loop()
+    key = engine.sync_engine
+    _LOCAL[key] = {**_LOCAL.get(key, {}), wakeup: asyncio.get_running_loop()}
     try:
         yield
     finally:
-        local.pop(wakeup, None)
+        _LOCAL[key] = {w: loop for w, loop in _LOCAL.get(key, {}).items() if w is not wakeup}
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
