@@ -92,9 +92,10 @@ def chambers(make_module_node: Any) -> Chambers:
     )
     gand.wait_partnered(lille, roubaix)
     found = Chambers(lille, gand, roubaix)
-    found.alice, (found.bob, found.dirk), found.chloe = together(
+    found.alice, found.bob, found.dirk, found.chloe = together(
         lambda: lille.add_trader("alice"),
-        lambda: (gand.add_trader("bob"), gand.add_trader("dirk", floor="-1 h")),
+        lambda: gand.add_trader("bob"),
+        lambda: gand.add_trader("dirk", floor="-1 h"),
         lambda: roubaix.add_trader("chloe"),
     )
     return found

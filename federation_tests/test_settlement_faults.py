@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from federation_tests.harness import (
     NodeProcess,
     Trader,
     assert_ledgers_agree,
+    together,
     wait_for,
     wait_settled,
 )
@@ -86,9 +86,9 @@ def pair(make_module_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Pai
     timeouts = {"lille": SHORT_TIMEOUT, "gand": LONG_TIMEOUT}
     crash_dir = tmp_path_factory.mktemp("crash-points")
     crash_files = {name: crash_dir / name for name in ("lille", "gand")}
-    with ThreadPoolExecutor(2) as pool:
-        lille, gand = pool.map(
-            lambda name: make_module_node(
+    lille, gand = together(
+        *(
+            lambda name=name: make_module_node(
                 name,
                 behind_proxy=True,
                 env={
@@ -96,16 +96,18 @@ def pair(make_module_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Pai
                     "ARCHIPEL_CLEARING_SETTLEMENT_TIMEOUT_SECONDS": timeouts[name],
                     "ARCHIPEL_CRASH_AT_FILE": str(crash_files[name]),
                 },
-            ),
-            ("lille", "gand"),
+            )
+            for name in ("lille", "gand")
         )
-        list(pool.map(lambda a: a[0].add_partner(a[1], 100_000), ((lille, gand), (gand, lille))))
-        lille.wait_partnered(gand)
-        alice = pool.submit(lille.add_trader, "alice")
-        bob, emile = pool.submit(
-            lambda: (gand.add_trader("bob"), gand.add_trader("emile", floor="-15 min"))
-        ).result()
-        return Pair(lille, gand, alice.result(), bob, emile, crash_files)
+    )
+    together(lambda: lille.add_partner(gand, 100_000), lambda: gand.add_partner(lille, 100_000))
+    lille.wait_partnered(gand)
+    alice, bob, emile = together(
+        lambda: lille.add_trader("alice"),
+        lambda: gand.add_trader("bob"),
+        lambda: gand.add_trader("emile", floor="-15 min"),
+    )
+    return Pair(lille, gand, alice, bob, emile, crash_files)
 
 
 @pytest.fixture(autouse=True)
