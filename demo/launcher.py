@@ -18,6 +18,7 @@ the demo and ``python -m`` modules do).
 from __future__ import annotations
 
 import functools
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -52,6 +53,7 @@ __all__ = [
     "start_serve",
     "start_worker",
     "stop",
+    "tls_context",
     "wait_for",
     "without_archipel_settings",
 ]
@@ -125,10 +127,13 @@ def wait_for(
     *,
     stopping: threading.Event | None = None,
     error: type[Exception] = LaunchError,
+    interval: float | None = None,
 ) -> Any:
     """Poll ``condition`` until it returns something true; that value. Raises ``error`` when
-    ``timeout`` seconds pass or ``stopping`` is set."""
-    deadline, pause = time.monotonic() + timeout, pauses()
+    ``timeout`` seconds pass or ``stopping`` is set. Between looks: ``interval`` seconds, or
+    ``pauses()`` when none is given."""
+    deadline = time.monotonic() + timeout
+    pause = itertools.repeat(interval) if interval is not None else pauses()
     while True:
         value = condition()
         if value:
@@ -141,7 +146,8 @@ def wait_for(
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
+    """This process's one verifying TLS context for requests to local nodes."""
     return httpx.create_ssl_context()
 
 
@@ -151,7 +157,7 @@ def http_request(method: str, url: str, **kwargs: Any) -> httpx.Response:
     TLS context. ``httpx.request`` makes a TLS context per call, whose CA bundle costs about
     20 ms of CPU, and the demo and the tests make thousands of requests (polling included)."""
     kwargs.setdefault("trust_env", False)
-    return httpx.request(method, url, verify=_tls_context(), **kwargs)
+    return httpx.request(method, url, verify=tls_context(), **kwargs)
 
 
 def http_get(url: str, **kwargs: Any) -> httpx.Response:

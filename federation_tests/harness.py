@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from demo.launcher import free_port, http_get, http_post, http_request, pauses
 from federation_tests.proxy import Proxy
 
 __all__ = [
+    "API_POLL",
+    "QUICK_POLL",
     "NodeProcess",
     "Trader",
     "archipel",
@@ -43,6 +46,8 @@ __all__ = [
     "migrated_sqlite",
     "pauses",
     "pending_deliveries",
+    "tls",
+    "together",
     "wait_for",
     "wait_settled",
 ]
@@ -73,10 +78,32 @@ def migrated_sqlite() -> Path:
         return _migrated[0]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+#: How often the clearing helpers look again: at what costs nothing (a read of a node's
+#: database, the proxy's log), and at a node's API (each request costs the node some work).
+QUICK_POLL = 0.05
+API_POLL = 0.1
+
+#: One verifying TLS context for the tests' requests (``launcher.http_request`` uses it too).
+tls = launcher.tls_context
+
+
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "",
+    interval: float | None = None,
+) -> Any:
     """Poll ``condition`` until it returns something true; that value (AssertionError when
-    ``timeout`` seconds pass)."""
-    return launcher.wait_for(condition, timeout, what, error=AssertionError)
+    ``timeout`` seconds pass). It looks again every ``interval`` seconds, or by
+    ``launcher.pauses`` (short at first) when none is given."""
+    return launcher.wait_for(condition, timeout, what, error=AssertionError, interval=interval)
+
+
+def together(*jobs: Callable[[], Any]) -> list[Any]:
+    """Run ``jobs`` side by side, in threads (each mostly waits for a node or a command);
+    their results, in order."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return [future.result() for future in [pool.submit(job) for job in jobs]]
 
 
 @dataclass
@@ -281,6 +308,7 @@ class NodeProcess:
             wait_for(
                 lambda o=other: self.partner_confirmed(o) and o.partner_confirmed(self),
                 what=f"{self.name} and {other.name} to confirm their partnership",
+                interval=API_POLL,
             )
 
 
@@ -352,7 +380,9 @@ class Trader:
                 return item
             return None
 
-        seen = wait_for(found, timeout, f"{uri} on {self.node.name} in {states or 'any state'}")
+        seen = wait_for(
+            found, timeout, f"{uri} on {self.node.name} in {states or 'any state'}", API_POLL
+        )
         return dict(seen)
 
 
@@ -399,17 +429,25 @@ def ledger_of(node: NodeProcess) -> dict[str, Any]:
     }
 
 
+_IN_FLIGHT = {
+    "settling": "{} settling",
+    "prepared": "settlement {} prepared",
+    "holds": "{} pending holds",
+}
+
+
 def in_flight(*nodes: NodeProcess) -> list[str]:
-    """What is not decided yet: exchanges settling, settlements prepared, holds pending."""
+    """What is not decided yet: exchanges settling, settlements prepared, holds pending (one
+    query per node: `wait_settled` asks often)."""
     waiting = []
     for node in nodes:
-        ledger = ledger_of(node)
-        waiting += [
-            f"{node.name}: {u} settling" for u, s in ledger["exchanges"].items() if s == "settling"
-        ]
-        waiting += [f"{node.name}: settlement {u} prepared" for (u,) in ledger["prepared"]]
-        if ledger["pending_holds"]:
-            waiting.append(f"{node.name}: {ledger['pending_holds']} pending holds")
+        found = node.sql(
+            "SELECT 'settling', uri FROM clearing_exchanges WHERE state = 'settling' "
+            "UNION ALL SELECT 'prepared', uri FROM clearing_settlements WHERE state = 'prepared' "
+            "UNION ALL SELECT 'holds', CAST(COUNT(*) AS TEXT) FROM clearing_holds "
+            "WHERE state = 'pending' HAVING COUNT(*) > 0"
+        )
+        waiting += [f"{node.name}: " + _IN_FLIGHT[what].format(value) for what, value in found]
     return waiting
 
 
@@ -430,7 +468,7 @@ def wait_settled(*nodes: NodeProcess, timeout: float = 60.0, quiet: bool = False
             busy += [f"{n.name}: deliveries pending" for n in nodes if pending_deliveries(n)]
         return busy
 
-    deadline, pause = time.monotonic() + timeout, launcher.pauses()
+    deadline, pause = time.monotonic() + timeout, launcher.pauses(longest=QUICK_POLL)
     while waiting():
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {n.name}\n{n.log_text()[-4000:]}" for n in nodes)

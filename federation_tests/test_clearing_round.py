@@ -17,11 +17,14 @@ import httpx
 import pytest
 
 from federation_tests.harness import (
+    QUICK_POLL,
     NodeProcess,
     Trader,
     archipel,
     assert_ledgers_agree,
     ledger_of,
+    tls,
+    together,
     wait_for,
     wait_settled,
 )
@@ -55,18 +58,22 @@ def round_state(node: NodeProcess, uri: str) -> str | None:
 
 
 def test_a_round_clears_the_three_cycle_in_every_ledger(make_node: Any) -> None:
-    lille, gand, roubaix = (make_node(name) for name in ("lille", "gand", "roubaix"))
+    lille, gand, roubaix = together(
+        *(lambda name=name: make_node(name) for name in ("lille", "gand", "roubaix"))
+    )
     chambers = (lille, gand, roubaix)
-    for node in chambers:
-        for other in chambers:
-            if other is not node:
-                node.add_partner(other, 10 * HOUR)
+    together(
+        *(
+            lambda node=node: [node.add_partner(o, 10 * HOUR) for o in chambers if o is not node]
+            for node in chambers
+        )
+    )
     lille.wait_partnered(gand, roubaix)
     gand.wait_partnered(roubaix)
-    alice, bob, chloe = (
-        lille.add_trader("alice"),
-        gand.add_trader("bob"),
-        roubaix.add_trader("chloe"),
+    alice, bob, chloe = together(
+        lambda: lille.add_trader("alice"),
+        lambda: gand.add_trader("bob"),
+        lambda: roubaix.add_trader("chloe"),
     )
 
     trade(chloe, alice, 5 * HOUR)  # Lille owes Roubaix
@@ -88,7 +95,7 @@ def test_a_round_clears_the_three_cycle_in_every_ledger(make_node: Any) -> None:
     def committed_everywhere() -> bool:
         return all(round_state(node, uri) == "committed" for node in chambers)
 
-    wait_for(committed_everywhere, timeout=60, what="the round to commit on every chamber")
+    wait_for(committed_everywhere, 60, "the round to commit on every chamber", QUICK_POLL)
 
     for node in chambers:
         assert set(mirrors(node).values()) == {0}, (node.name, mirrors(node))
@@ -105,9 +112,11 @@ def test_a_round_clears_the_three_cycle_in_every_ledger(make_node: Any) -> None:
     assert (listed[0]["total_before_minutes"], listed[0]["total_after_minutes"]) == (900, 0)
 
     # Anyone can check the round with the chambers' public documents only.
-    document = httpx.get(uri, headers=AS2, timeout=10).json()
+    document = httpx.get(uri, headers=AS2, timeout=10, verify=tls()).json()
     assert json.loads(roubaix.cli("round", "show", uri))["document"] == document
-    actors = [httpx.get(n.chamber(), headers=AS2, timeout=10).json() for n in chambers]
+    actors = [
+        httpx.get(n.chamber(), headers=AS2, timeout=10, verify=tls()).json() for n in chambers
+    ]
     verification = verify_round(document, actors)
     assert verification.ok, verification.problems
     assert verification.state == RoundState.COMMITTED

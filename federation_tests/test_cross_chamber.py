@@ -13,7 +13,6 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +26,8 @@ from federation_tests.harness import (
     Trader,
     assert_ledgers_agree,
     in_flight,
+    tls,
+    together,
     wait_settled,
 )
 from federation_tests.proxy import Request, activity
@@ -76,29 +77,25 @@ class Chambers:
         return figures
 
 
-def start_in_parallel(*jobs: Any) -> list[Any]:
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return [f.result() for f in [pool.submit(job) for job in jobs]]
-
-
 @pytest.fixture(scope="module")
 def chambers(make_module_node: Any) -> Chambers:
-    lille, gand, roubaix = start_in_parallel(
+    lille, gand, roubaix = together(
         *(
             lambda n=name: make_module_node(n, behind_proxy=True)
             for name in ("lille", "gand", "roubaix")
         )
     )
-    start_in_parallel(
+    together(
         lambda: (lille.add_partner(gand, 600), lille.add_partner(roubaix, 600)),
         lambda: (gand.add_partner(lille, 600), gand.add_partner(roubaix, 600)),
         lambda: roubaix.add_partner(gand, 60),
     )
     gand.wait_partnered(lille, roubaix)
     found = Chambers(lille, gand, roubaix)
-    found.alice, (found.bob, found.dirk), found.chloe = start_in_parallel(
+    found.alice, found.bob, found.dirk, found.chloe = together(
         lambda: lille.add_trader("alice"),
-        lambda: (gand.add_trader("bob"), gand.add_trader("dirk", floor="-1 h")),
+        lambda: gand.add_trader("bob"),
+        lambda: gand.add_trader("dirk", floor="-1 h"),
         lambda: roubaix.add_trader("chloe"),
     )
     return found
@@ -404,7 +401,7 @@ class Mallory:
                 datetime.now(UTC),
             )
         )
-        return httpx.post(url, content=body, headers=headers, timeout=30)
+        return httpx.post(url, content=body, headers=headers, timeout=30, verify=tls())
 
     def prove(self, document: dict[str, Any], verification_method: str) -> dict[str, Any]:
         """Replace the document's proof by one made with Mallory's Ed25519 key."""
@@ -459,7 +456,7 @@ def settlements_count(chambers: Chambers) -> int:
 
 def chamber_keys(node: NodeProcess) -> tuple[str, str]:
     """The chamber actor's RSA key id and Ed25519 (Multikey) id."""
-    document = httpx.get(node.chamber(), headers={"Accept": AS2}).json()
+    document = httpx.get(node.chamber(), headers={"Accept": AS2}, verify=tls()).json()
     methods = document["assertionMethod"]
     multikey = methods[0] if isinstance(methods, list) else methods
     return document["publicKey"]["id"], multikey["id"]
@@ -528,7 +525,9 @@ def test_a_replayed_activity_has_no_effect(chambers: Chambers, mallory: Mallory)
 
     def verbatim(node: NodeProcess, request: Request) -> httpx.Response:
         headers = [(k, v) for k, v in request.headers if k.lower() not in ("connection",)]
-        return httpx.post(node.url + request.target, content=request.body, headers=headers)
+        return httpx.post(
+            node.url + request.target, content=request.body, headers=headers, verify=tls()
+        )
 
     exchange_uri = offer.json["object"]["exchange"]
     assert chambers.gand.proxy is not None

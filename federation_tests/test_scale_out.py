@@ -24,8 +24,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,11 @@ import pytest
 from demo import launcher
 from federation_tests.conftest import NodeFactory
 from federation_tests.harness import (
+    QUICK_POLL,
     NodeProcess,
     Trader,
     assert_ledgers_agree,
+    together,
     wait_for,
     wait_settled,
 )
@@ -164,6 +165,7 @@ class ServerProcesses:
         self.pids: list[int] = wait_for(
             lambda: (found := _server_processes(parent)) and len(found) == count and found,
             what=f"{count} server processes of {node.name}",
+            interval=QUICK_POLL,
         )
 
     def _connect(self, pid: int) -> http.client.HTTPConnection:
@@ -175,6 +177,7 @@ class ServerProcesses:
             owner = wait_for(
                 lambda p=client_port: _connection_owner(self.node.inner_port, p, self.pids),
                 what="a server process to accept the connection",
+                interval=QUICK_POLL,
             )
             if owner == pid:
                 return connection
@@ -242,7 +245,7 @@ def scene(tmp_path: Path, make_node: NodeFactory) -> Iterator[Scene]:
         lille.env["ARCHIPEL_JOB_LEASE_SECONDS"] = "60"
         try:
             # Each chamber starts, then each adds the other and its members, side by side.
-            servers, gand = _together(
+            servers, gand = together(
                 lambda: _start_scaled(lille), lambda: make_node("gand", behind_proxy=True)
             )
 
@@ -255,17 +258,11 @@ def scene(tmp_path: Path, make_node: NodeFactory) -> Iterator[Scene]:
                 gand.add_partner(lille, 600)
                 return gand.add_trader("bob")
 
-            alice, bob = _together(lille_side, gand_side)
+            alice, bob = together(lille_side, gand_side)
             lille.wait_partnered(gand)
             yield Scene(lille, gand, servers, alice, bob)
         finally:
             lille.close()
-
-
-def _together(*jobs: Callable[[], Any]) -> list[Any]:
-    """Run ``jobs`` in threads (each mostly waits for a process); their results."""
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return [future.result() for future in [pool.submit(job) for job in jobs]]
 
 
 def _start_scaled(lille: ScaledNode) -> ServerProcesses:
@@ -362,4 +359,5 @@ def test_two_servers_and_two_workers_settle_deliver_once_and_throttle(scene: Sce
     wait_for(
         lambda: not any(_alive(pid) for pid in scene.servers.pids),
         what="the server processes to end with their supervisor",
+        interval=QUICK_POLL,
     )

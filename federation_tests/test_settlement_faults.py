@@ -3,7 +3,8 @@ recording the exchange or neither does, each sums to zero, and no one repairs an
 
 Lille and Gand trade (large credit lines); both are behind loopback proxies that can drop,
 swallow, duplicate, hold or reorder the settlement's messages, or kill a node when one arrives;
-a node can also kill itself at a named step (``ARCHIPEL_CRASH_AT``, ``node/faults.py``).
+a node can also kill itself at a named step, which a test arms while it runs
+(``ARCHIPEL_CRASH_AT_FILE``, ``node/faults.py``).
 
 The preparer is the chamber of the member who accepts, the decider the other one. Gand, as
 preparer, waits 30 s for a decision; Lille only 3 s, for the tests about deadlines (lost or late
@@ -15,18 +16,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from federation_tests.harness import (
+    QUICK_POLL,
     NodeProcess,
     Trader,
     assert_ledgers_agree,
+    together,
     wait_for,
     wait_settled,
 )
@@ -56,6 +59,7 @@ class Pair:
     alice: Trader
     bob: Trader
     emile: Trader  # on Gand, with a floor of -15 min
+    crash_files: dict[str, Path]
 
     def proxy(self, node: NodeProcess) -> Proxy:
         assert node.proxy is not None
@@ -67,33 +71,51 @@ class Pair:
     def trader(self, node: NodeProcess) -> Trader:
         return self.alice if node is self.lille else self.bob
 
+    def arm(self, node: NodeProcess, point: str) -> None:
+        """The running ``node`` kills itself when it next reaches ``point`` (once)."""
+        self.crash_files[node.name].write_text(point)
+
+    def disarm(self) -> None:
+        for path in self.crash_files.values():
+            path.unlink(missing_ok=True)
+
 
 @pytest.fixture(scope="module")
-def pair(make_module_node: Any) -> Pair:
-    fast = {"ARCHIPEL_RETRY_BASE_SECONDS": "0.25"}  # a host that failed is paused 5 s
+def pair(make_module_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    fast = {"ARCHIPEL_RETRY_BASE_SECONDS": "0.1"}  # the least; a host that failed is paused 2 s
     timeouts = {"lille": SHORT_TIMEOUT, "gand": LONG_TIMEOUT}
-    with ThreadPoolExecutor(2) as pool:
-        lille, gand = pool.map(
-            lambda name: make_module_node(
+    crash_dir = tmp_path_factory.mktemp("crash-points")
+    crash_files = {name: crash_dir / name for name in ("lille", "gand")}
+    lille, gand = together(
+        *(
+            lambda name=name: make_module_node(
                 name,
                 behind_proxy=True,
-                env={**fast, "ARCHIPEL_CLEARING_SETTLEMENT_TIMEOUT_SECONDS": timeouts[name]},
-            ),
-            ("lille", "gand"),
+                env={
+                    **fast,
+                    "ARCHIPEL_CLEARING_SETTLEMENT_TIMEOUT_SECONDS": timeouts[name],
+                    "ARCHIPEL_CRASH_AT_FILE": str(crash_files[name]),
+                },
+            )
+            for name in ("lille", "gand")
         )
-        list(pool.map(lambda a: a[0].add_partner(a[1], 100_000), ((lille, gand), (gand, lille))))
-        lille.wait_partnered(gand)
-        alice = pool.submit(lille.add_trader, "alice")
-        bob, emile = pool.submit(
-            lambda: (gand.add_trader("bob"), gand.add_trader("emile", floor="-15 min"))
-        ).result()
-        return Pair(lille, gand, alice.result(), bob, emile)
+    )
+    together(lambda: lille.add_partner(gand, 100_000), lambda: gand.add_partner(lille, 100_000))
+    lille.wait_partnered(gand)
+    alice, bob, emile = together(
+        lambda: lille.add_trader("alice"),
+        lambda: gand.add_trader("bob"),
+        lambda: gand.add_trader("emile", floor="-15 min"),
+    )
+    return Pair(lille, gand, alice, bob, emile, crash_files)
 
 
 @pytest.fixture(autouse=True)
 def healthy(pair: Pair) -> Iterator[None]:
-    """Every test starts and ends with both nodes running, no rule, nothing in flight."""
+    """Every test starts and ends with both nodes running, no rule, no crash point armed,
+    nothing in flight."""
     yield
+    pair.disarm()
     for node in (pair.lille, pair.gand):
         pair.proxy(node).clear()
     for node in (pair.lille, pair.gand):
@@ -199,10 +221,10 @@ CRASH_POINTS = [
 def test_a_node_killed_at_a_step_recovers_on_restart(pair: Pair, point: str, victim: str) -> None:
     flow = new_flow(pair, preparer=pair.gand)
     node = flow.preparer if victim == "preparer" else flow.decider
-    node.restart(env={"ARCHIPEL_CRASH_AT": point})
+    pair.arm(node, point)
     flow.accept()
     assert node.wait_exit(timeout=30) == -9, f"{node.name} did not die at {point}"
-    node.start()  # without the crash point; nobody does anything else
+    node.start()  # the crash point is spent; nobody does anything else
     assert flow.outcome() == "posted"
 
 
@@ -222,7 +244,7 @@ LATE = {
 def test_a_node_down_past_the_deadline(pair: Pair, point: str, victim: str) -> None:
     flow = new_flow(pair, preparer=pair.lille)  # Lille waits 3 s only
     node = flow.preparer if victim == "preparer" else flow.decider
-    node.restart(env={"ARCHIPEL_CRASH_AT": point})
+    pair.arm(node, point)
     flow.accept()
     assert node.wait_exit(timeout=30) == -9, f"{node.name} did not die at {point}"
     ((deadline,),) = flow.preparer.sql(
@@ -231,7 +253,10 @@ def test_a_node_down_past_the_deadline(pair: Pair, point: str, victim: str) -> N
         flow.uri,
     )
     past = datetime.fromisoformat(deadline).replace(tzinfo=UTC) - datetime.now(UTC)
-    time.sleep(max(0.0, past.total_seconds()) + 1.0)  # down until after the deadline
+    time.sleep(max(0.0, past.total_seconds()) + 0.1)  # down until after the deadline
+    if node is flow.decider:  # and until the preparer, at its deadline, asked it to abort
+        asked = pair.proxy(node)
+        wait_for(lambda: asked.seen(UNDO), what="the preparer's Undo", interval=QUICK_POLL)
     node.start()
     assert flow.outcome() == LATE[point]
 
@@ -248,8 +273,8 @@ def test_the_receiver_killed_as_a_message_arrives(pair: Pair, receiver: str) -> 
     rule = kill_on_arrival(pair, node, match)
     flow.accept()
     rule.wait_hits(1)
-    wait_for(lambda: not node.running, what=f"{node.name} to die")
-    wait_for(lambda: rule.hits[0].answered, what="the proxy to answer the sender")
+    wait_for(lambda: not node.running, what=f"{node.name} to die", interval=QUICK_POLL)
+    wait_for(lambda: rule.hits[0].answered, what="the proxy's answer", interval=QUICK_POLL)
     assert rule.hits[0].answered == 502  # the sender knows it was not delivered
     node.start()
     assert flow.outcome() == "posted"
@@ -330,7 +355,7 @@ def test_an_offer_overtaken_by_the_abort_request_is_refused(pair: Pair) -> None:
     assert proxy.seen(UNDO)
     held.release()
     (late,) = held.wait_hits(1)
-    wait_for(lambda: late.statuses, what="the late Offer to be delivered")
+    wait_for(lambda: late.statuses, what="the late Offer to be delivered", interval=QUICK_POLL)
     assert late.statuses[0] is not None and late.statuses[0] < 500
     assert flow.outcome() == "proposed"
     assert [s for _, s, _ in settlement_of(flow.decider, flow.uri)] == ["aborted"]
@@ -346,7 +371,7 @@ def test_an_offer_arriving_after_its_deadline_is_refused(pair: Pair) -> None:
     flow.accept()
     lost.wait_hits(1, timeout=30)  # the deadline has passed
     held.release()
-    wait_for(lambda: held.hits[0].statuses, what="the late Offer to be delivered")
+    wait_for(lambda: held.hits[0].statuses, what="the late Offer's delivery", interval=QUICK_POLL)
     proxy.remove(lost)
     assert flow.outcome() == "proposed"
     ((role, state, reason),) = settlement_of(flow.decider, flow.uri)
@@ -362,7 +387,9 @@ def test_a_late_decision_still_counts(pair: Pair) -> None:
     flow.accept()
     assert flow.outcome() == "posted"
     held.release()
-    wait_for(lambda: held.hits[0].statuses, what="the late decision to be delivered")
+    wait_for(
+        lambda: held.hits[0].statuses, what="the late decision's delivery", interval=QUICK_POLL
+    )
     assert flow.outcome() == "posted"
 
 
@@ -421,6 +448,7 @@ def test_an_amendment_racing_with_the_acceptance(pair: Pair) -> None:
     wait_for(
         lambda: [r for r in pair.proxy(flow.preparer).seen(update) if r.answered],
         what="the amendment to reach Gand",
+        interval=QUICK_POLL,
     )
     held.release()
     wait_settled(pair.lille, pair.gand)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -36,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.db import WRITE, Base, UTCDateTime, utcnow
+from node.db import WRITE, Base, UTCDateTime, read_only, utcnow
 from node.ops.metrics import JOBS_FINISHED
 from node.process import State, StateGraph
 from node.wake import notify_jobs
@@ -281,10 +282,11 @@ class Worker:
         self._host_running: Counter[str] = Counter()
         self._unwritten: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
         self._write_lock = asyncio.Lock()
+        self._claimed_at: datetime | None = None  # the time the last claim looked at
 
     async def claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due jobs, oldest first, within each host's share."""
-        now = self.clock()
+        now = self._claimed_at = self.clock()
         async with self.sessionmaker() as session, session.begin():
             await session.connection(execution_options=WRITE)
             query = (
@@ -307,6 +309,38 @@ class Worker:
                     .values(locked_until=now + self.lease)
                 )
             return jobs
+
+    async def next_due(self, after: datetime | None = None) -> datetime | None:
+        """When a pending job of this worker's kinds can next be claimed, of those a claim at
+        ``after`` (default: now) could not take: the next attempt of one that waits for it,
+        or the end of the lease of one due but leased (by a worker that may have died); None
+        when no job waits."""
+        now = after or self.clock()
+        pending = (Job.state == JobState.PENDING, Job.kind.in_(list(self.handlers)))
+        async with read_only(self.sessionmaker) as session:
+            later = await session.scalar(
+                select(func.min(Job.next_attempt_at)).where(*pending, Job.next_attempt_at > now)
+            )
+            leased = await session.scalar(
+                select(func.min(Job.locked_until)).where(
+                    *pending, Job.next_attempt_at <= now, Job.locked_until > now
+                )
+            )
+        times = [time for time in (later, leased) if time is not None]
+        return min(times) if times else None
+
+    async def _idle_timeout(self, idle_sleep: float) -> float:
+        """How long a worker with nothing to claim sleeps (unless woken): until the next job
+        is due, at most ``idle_sleep`` (which bounds the cost of a lost wake-up). A job that
+        fell due since the claim looked (a timer may fire a little early) is claimed at once."""
+        try:
+            due = await self.next_due(after=self._claimed_at)
+        except Exception:  # the database may be briefly unreachable: poll as usual
+            log.debug("looking for the next due job failed", exc_info=True)
+            return idle_sleep
+        if due is None:
+            return idle_sleep
+        return min(idle_sleep, max(0.0, (due - self.clock()).total_seconds()))
 
     def _within_host_shares(self, candidates: list[Job], limit: int) -> list[Job]:
         taken: Counter[str] = Counter(self._host_running)
@@ -454,7 +488,9 @@ class Worker:
 
     async def run_forever(self, idle_sleep: float = 1.0) -> None:
         """Keep up to ``concurrency`` jobs running: a new one is claimed as each finishes,
-        so one slow host never holds the others back."""
+        so one slow host never holds the others back. With nothing due, sleep until woken
+        (``wakeup``) or until the next job is due (a retry, a deadline), at most
+        ``idle_sleep`` seconds."""
         await self._pump(until_idle=False, idle_sleep=idle_sleep)
 
     async def _pump(
@@ -466,10 +502,12 @@ class Worker:
         try:
             while True:
                 claimed: list[Job] = []
+                looked = False
                 free = self.concurrency - len(running)
                 if max_jobs is not None:
                     free = min(free, max_jobs - total)
                 if free > 0 and (free >= batch or not running):
+                    looked = True
                     self.wakeup.clear()
                     try:
                         claimed = await self.claim(free)
@@ -485,14 +523,13 @@ class Worker:
                         continue  # there may be more due jobs
                 elif until_idle and not running:
                     return total
+                timeout = None if until_idle and running else idle_sleep
+                if looked and not claimed and not until_idle:
+                    timeout = await self._idle_timeout(idle_sleep)  # a retry, a deadline…
                 waiters: set[asyncio.Future[Any]] = set(running)
                 wakeup = asyncio.ensure_future(self.wakeup.wait())
                 waiters.add(wakeup)
-                await asyncio.wait(
-                    waiters,
-                    timeout=None if until_idle and running else idle_sleep,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 wakeup.cancel()
                 finished = {task for task in running if task.done()}
                 running -= finished

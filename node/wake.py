@@ -1,9 +1,10 @@
-"""Waking workers in other processes when a job is enqueued.
+"""Waking workers when a job is enqueued.
 
-A worker sleeps until its ``wakeup`` event is set or its idle poll comes round (a second).
-In one process the code that enqueues sets the event itself; when servers and workers are
-separate processes (``archipel serve --workers N --no-worker`` beside ``archipel worker``),
-the news crosses the database:
+A worker sleeps until its ``wakeup`` event is set, its next job is due, or its idle poll
+comes round (a second). In one process, a transaction that enqueued a job (``notify_jobs``)
+sets the events of the workers ``listening`` on the same engine when it commits; when servers
+and workers are separate processes (``archipel serve --workers N --no-worker`` beside
+``archipel worker``), the news crosses the database:
 
 - **PostgreSQL**: ``enqueue`` calls ``notify_jobs`` in the enqueuing transaction (so must
   code that inserts jobs without ``enqueue``), which sends ``pg_notify('archipel_jobs', '')``
@@ -31,8 +32,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from node.db import READ_ONLY
 
@@ -43,12 +46,22 @@ log = logging.getLogger(__name__)
 #: The PostgreSQL notification channel that says "a job was enqueued".
 CHANNEL = "archipel_jobs"
 _NOTIFIED = "archipel_wake_notified"
+_ENQUEUED = "archipel_wake_enqueued"
+
+#: The wake-up events of the workers listening in this process, by engine, with their loops
+#: (each value is replaced, never changed: a commit in another thread may be reading it).
+_LOCAL: weakref.WeakKeyDictionary[Engine, dict[asyncio.Event, asyncio.AbstractEventLoop]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def notify_jobs(session: AsyncSession) -> None:
-    """Tell the workers of every process that this transaction enqueued a job: on PostgreSQL
-    ``pg_notify`` (delivered at commit; sent once per transaction), nothing on SQLite."""
-    if session.get_bind().dialect.name != "postgresql":
+    """Tell the workers of every process that this transaction enqueued a job: those of this
+    process at commit (`_wake_local_workers`), the others by ``pg_notify`` on PostgreSQL
+    (delivered at commit; sent once per transaction), by their poll on SQLite."""
+    bind = session.get_bind()
+    session.info[_ENQUEUED] = bind
+    if bind.dialect.name != "postgresql":
         return
     transaction = session.get_transaction()
     notified = session.info.get(_NOTIFIED)
@@ -58,6 +71,33 @@ async def notify_jobs(session: AsyncSession) -> None:
     if transaction is not None and not session.in_nested_transaction():
         # (a savepoint rolled back discards its notification: one there is not remembered)
         session.info[_NOTIFIED] = weakref.ref(transaction)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_local_workers(session: Session) -> None:
+    """A transaction that enqueued a job committed: wake this process's workers on its
+    engine at once (no wait for a poll or a notification's round trip)."""
+    engine = session.info.pop(_ENQUEUED, None)
+    if engine is None:
+        return
+    for wakeup, loop in _LOCAL.get(engine, {}).items():
+        try:
+            same_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            wakeup.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody to wake
+                loop.call_soon_threadsafe(wakeup.set)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_enqueued(session: Session, previous_transaction: SessionTransaction) -> None:
+    """A rolled-back transaction enqueued nothing (a savepoint's rollback leaves the flag:
+    at worst a worker looks for nothing)."""
+    if previous_transaction.parent is None:
+        session.info.pop(_ENQUEUED, None)
 
 
 @asynccontextmanager
@@ -70,15 +110,19 @@ async def listening(
     retry: float = 2.0,
 ) -> AsyncIterator[None]:
     """While inside, ``wakeup`` is set whenever any process enqueues a job on ``engine``'s
-    database (``LISTEN`` on PostgreSQL, a poll on SQLite)."""
+    database (``LISTEN`` on PostgreSQL, a poll on SQLite; at the commit itself in this
+    process)."""
     if engine.dialect.name == "postgresql":
         watch = _listen_postgres(engine, wakeup, keepalive=keepalive, retry=retry)
     else:
         watch = _poll_newest_job(engine, wakeup, interval=poll_interval)
     task = asyncio.create_task(watch, name="archipel-wake")
+    key = engine.sync_engine
+    _LOCAL[key] = {**_LOCAL.get(key, {}), wakeup: asyncio.get_running_loop()}
     try:
         yield
     finally:
+        _LOCAL[key] = {w: loop for w, loop in _LOCAL.get(key, {}).items() if w is not wakeup}
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -57,6 +57,28 @@ async def test_a_job_committed_elsewhere_wakes_the_listener(
         assert await woken(wakeup), "a job committed through another engine woke nobody"
 
 
+async def test_a_job_committed_in_this_process_wakes_its_worker_at_once(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """Through the worker's own engine the commit itself wakes it: no poll (an hour here) or
+    notification is waited for; a rolled-back job wakes nobody."""
+    engine, _ = engines
+    wakeup = asyncio.Event()
+    async with listening(engine, wakeup, poll_interval=3600):
+        assert await woken(wakeup)  # the wake-up at the start
+        sessionmaker = make_sessionmaker(engine)
+        async with sessionmaker() as session:
+            await enqueue(session, "test", {})
+            await session.rollback()
+        await asyncio.sleep(0)
+        assert not wakeup.is_set(), "a rolled-back job woke the worker"
+        async with session_scope(sessionmaker) as session:
+            await enqueue(session, "test", {})
+        assert wakeup.is_set(), "the commit did not wake the worker of this process"
+    async with session_scope(sessionmaker) as session:
+        await enqueue(session, "test", {})  # nobody listens any more: nothing to wake
+
+
 @pytest.fixture
 async def postgres_url(postgres_database: str) -> str:
     await empty_postgres(postgres_database)

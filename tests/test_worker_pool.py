@@ -1,12 +1,14 @@
 """The worker keeps its slots busy: a slow job does not hold the others back; a claim leaves
-each host its share."""
+each host its share; an idle worker sleeps until its next job is due, not a whole poll."""
 
 import asyncio
+import time
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from node.db import make_engine, make_sessionmaker, read_only, session_scope
-from node.jobs import Done, Job, Worker, enqueue
+from node.db import make_engine, make_sessionmaker, read_only, session_scope, utcnow
+from node.jobs import Done, Job, Retry, Worker, enqueue
 
 
 async def test_fast_jobs_finish_while_a_slow_one_runs(database_url: str) -> None:
@@ -93,5 +95,49 @@ async def test_a_claim_takes_at_most_per_host_jobs_of_one_host(database_url: str
                 await session.execute(select(Job.id).where(Job.locked_until.is_not(None)))
             ).scalars()
             assert sorted(leased) == sorted(job.id for job in claimed)  # the rest stay free
+    finally:
+        await engine.dispose()
+
+
+async def test_an_idle_worker_wakes_when_its_next_job_is_due(database_url: str) -> None:
+    """A retry due in 0.3 s and a job enqueued to run in 0.6 s run then, although the worker
+    polls only every minute and nobody wakes it."""
+    engine = make_engine(database_url)
+    sessionmaker = make_sessionmaker(engine)
+    ran: list[tuple[str, float]] = []
+
+    async def handler(job: Job) -> Done | Retry:
+        ran.append((job.payload["name"], time.monotonic()))
+        if job.payload["name"] == "retried" and job.attempts == 0:
+            return Retry("once more", delay=timedelta(seconds=0.3))
+        return Done()
+
+    try:
+        worker = Worker(sessionmaker, {"test": handler})
+        assert await worker.next_due() is None
+        async with session_scope(sessionmaker) as session:
+            retried = await enqueue(session, "test", {"name": "retried"})
+            later = await enqueue(
+                session, "test", {"name": "later"}, now=utcnow() + timedelta(seconds=0.6)
+            )
+        assert await worker.next_due() == later.next_attempt_at
+        # a job that fell due after a claim looked (at ``after``) is due for the next one
+        looked = retried.next_attempt_at - timedelta(seconds=1)
+        assert await worker.next_due(after=looked) == retried.next_attempt_at
+        started = time.monotonic()
+        task = asyncio.create_task(worker.run_forever(idle_sleep=60))
+        for _ in range(600):
+            if len(ran) == 3:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert sorted(name for name, _ in ran) == ["later", "retried", "retried"], (
+            "the worker waited for its poll"
+        )
+        first, again = [at for name, at in ran if name == "retried"]
+        assert again - first >= 0.25  # not before the retry was due
+        assert all(at - started < 30 for _, at in ran)
+        assert await worker.next_due() is None
     finally:
         await engine.dispose()

@@ -28,8 +28,9 @@ from node.activitypub.federation import Federation, authority_of
 from node.activitypub.http_auth import HttpSignatureAuth
 from node.activitypub.models import Follow, HostHealth, LocalActor, RemoteActor, StoredActivity
 from node.db import insert_for, read_only
-from node.jobs import Done, Fail, Job, Outcome, Retry
+from node.jobs import Done, Fail, Job, JobState, Outcome, Retry
 from node.ops.metrics import DELIVERY_ATTEMPTS, status_class
+from node.wake import notify_jobs
 
 __all__ = ["DELIVER", "DeliverJob", "DeliveryPolicy", "deliver_job"]
 
@@ -188,7 +189,7 @@ class DeliverJob:
     async def _answered(self, ready: _Ready, now: datetime) -> None:
         """The host answered: its failure count goes back to 0 (written only if it was not)."""
         if ready.failures > 0 or ready.paused_until is not None:
-            await self._after_post(self._recovered, ready.host)
+            await self._after_post(self._recovered, ready.host, now)
 
     async def _after_post(self, write: Any, *args: Any) -> None:
         try:
@@ -197,12 +198,27 @@ class DeliverJob:
         except Exception:  # the POST is sent: never make the job run (and POST) again for this
             log.exception("delivery bookkeeping failed (%s)", getattr(write, "__name__", write))
 
-    async def _recovered(self, session: AsyncSession, host: str) -> None:
+    async def _recovered(self, session: AsyncSession, host: str, now: datetime) -> None:
+        """The host answers after failures: healthy again, and the deliveries to it that wait
+        for their next attempt are due now (after an outage the backlog goes out at once,
+        ``per_host`` at a time, instead of each waiting out its own backoff)."""
         await session.execute(
             update(HostHealth)
             .where(HostHealth.host == host, HostHealth.consecutive_failures > 0)
             .values(consecutive_failures=0, paused_until=None, last_error="")
         )
+        waiting = await session.execute(
+            update(Job)
+            .where(
+                Job.kind == DELIVER,
+                Job.host == host,
+                Job.state == JobState.PENDING,
+                Job.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
+        if getattr(waiting, "rowcount", 0):
+            await notify_jobs(session)
 
     async def _failed(self, session: AsyncSession, host: str, error: str, now: datetime) -> None:
         """Count consecutive failures per host atomically (several workers deliver at once):

@@ -247,6 +247,29 @@ async def test_an_urgent_delivery_is_not_held_by_a_paused_host(
     assert health is not None and health.paused_until is None  # the host answers again
 
 
+async def test_a_host_that_answers_again_gets_its_waiting_deliveries_at_once(
+    app: Starlette, remote: FakeRemote
+) -> None:
+    """After failures, the first delivery the host answers makes the others that wait for
+    their next attempt due now: the backlog does not wait out each one's backoff."""
+    remote.inbox_status = [503]
+    worker = app.state.node.worker
+    first = await _one_job(app)
+    await publish_note(app, inboxes=[BOB_INBOX])
+    assert await worker.run_once() == 2  # both fail: retried in 15 s or more
+    assert await worker.run_once() == 0
+    remote.inbox_status = [202]
+    await publish_note(app, inboxes=[BOB_INBOX])
+    assert await worker.run_once() == 1  # the new one is answered: the host is back
+    assert await worker.run_once() == 2  # so the two that waited go now
+    assert (await _state(app, first.id)).state == JobState.DONE
+    assert {j.state for j in await jobs(app)} == {JobState.DONE}
+    assert len(remote.posts) == 5
+    async with read_only(app.state.node.sessionmaker) as session:
+        health = await session.get(HostHealth, "remote.test")
+    assert health is not None and health.consecutive_failures == 0
+
+
 async def test_blocked_host_fails_without_a_request(app: Starlette, remote: FakeRemote) -> None:
     job = await _one_job(app)
     async with session_scope(app.state.node.sessionmaker) as session:

@@ -75,7 +75,10 @@ async def prepare(house: ClearingHouse, member: Member, key: str, *, comment: st
     if house.terms.levy_basis_points and found.provider_member_id is not None:
         await house.ensure_accounts(commons=True)
     now = house.clock()
-    deadline = now + timedelta(seconds=house.settings.clearing_settlement_timeout_seconds)
+    # To the second, as the Offer's endTime carries it (and a round's deadline is kept): the
+    # decider refuses the settlement from the moment the preparer asks to abort it.
+    timeout = timedelta(seconds=house.settings.clearing_settlement_timeout_seconds)
+    deadline = (now + timeout).replace(microsecond=0)
     async with session_scope(house.sessionmaker) as session:
         exchange = await house.get(session, key, lock=True)
         role = house.role_of(exchange, member)
