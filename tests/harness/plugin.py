@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -31,7 +30,7 @@ from node.config import Settings, new_settings
 from node.db import utcnow
 from tests.harness.chambers import Archipelago, Chamber, open_archipelago
 from tests.harness.clock import Clock
-from tests.harness.databases import empty_postgres, migrated_postgres
+from tests.harness.databases import PostgresEmptier, copied_postgres, migrated_postgres
 from tests.harness.engines import SharedCompiledCache
 
 __all__ = ["OpenArchipelago", "chamber_settings"]
@@ -67,9 +66,26 @@ def federation_transport() -> httpx.AsyncBaseTransport | None:
 
 
 @pytest.fixture(scope="session")
-def second_postgres_database() -> Iterator[str]:
-    with migrated_postgres("archipel_test_second") as url:
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that others are copied from (nothing connects to it)."""
+    with migrated_postgres("archipel_test_template") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_emptier() -> Iterator[PostgresEmptier]:
+    emptier = PostgresEmptier()
+    yield emptier
+    emptier.close()
+
+
+@pytest.fixture(scope="session")
+def second_postgres_database(
+    postgres_template: str, postgres_emptier: PostgresEmptier
+) -> Iterator[str]:
+    with copied_postgres(postgres_template, "archipel_test_second") as url:
+        yield url
+        postgres_emptier.forget(url)
 
 
 def sqlite_copy(template: Path, path: Path) -> str:
@@ -83,7 +99,7 @@ def second_database_url(database_url: str, tmp_path: Path, request: pytest.Fixtu
     if database_url.startswith("sqlite"):
         return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "second.db")
     url: str = request.getfixturevalue("second_postgres_database")
-    asyncio.run(empty_postgres(url))
+    request.getfixturevalue("postgres_emptier").empty(url)
     return url
 
 
