@@ -2,12 +2,12 @@
 
 PostgreSQL tests run when ``ARCHIPEL_TEST_POSTGRES_URL`` points at a server where we may
 create databases (CI: postgresql://postgres@127.0.0.1:5432/postgres). One throwaway
-database is created per test run, migrated once, and emptied between tests.
+database is created per test run, migrated once, and emptied between tests (over a
+connection kept for the run: ``postgres_emptier``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +22,7 @@ from node.activitypub.keys import ActorKeys, generate_actor_keys
 from node.config import Settings, new_settings
 from node.members import passwords
 from node.migrate import upgrade
-from tests.harness.databases import empty_postgres, migrated_postgres
+from tests.harness.databases import migrated_postgres
 
 pytest_plugins = ["tests.harness.plugin"]
 
@@ -82,7 +82,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, path)
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database")
-    asyncio.run(empty_postgres(url))
+    request.getfixturevalue("postgres_emptier").empty(url)
     return url
 
 

@@ -1,6 +1,7 @@
 """The layout shows the architecture: pure modules do no I/O; the protocol knows no domain."""
 
 import ast
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -41,10 +42,16 @@ PURE_MODULES = [
 ]
 
 
+@functools.cache
+def syntax_nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of the module's syntax tree, in ``ast.walk``'s order (parsed once a run:
+    the checks below walk each module several times)."""
+    return tuple(ast.walk(ast.parse(path.read_text())))
+
+
 def imported_roots(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
     roots: set[str] = set()
-    for item in ast.walk(tree):
+    for item in syntax_nodes(path):
         if isinstance(item, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in item.names)
         elif isinstance(item, ast.ImportFrom) and item.module and item.level == 0:
@@ -53,9 +60,8 @@ def imported_roots(path: Path) -> set[str]:
 
 
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
     names: set[str] = set()
-    for item in ast.walk(tree):
+    for item in syntax_nodes(path):
         if isinstance(item, ast.Import):
             names.update(alias.name for alias in item.names)
         elif isinstance(item, ast.ImportFrom) and item.module:
@@ -130,7 +136,7 @@ def imports_of(importer: str) -> list[Import]:
     too), relative ones resolved. ``from package import submodule`` is an import of the
     submodule."""
     found: list[Import] = []
-    for item in ast.walk(ast.parse(MODULES[importer].read_text())):
+    for item in syntax_nodes(MODULES[importer]):
         if isinstance(item, ast.Import):
             for alias in item.names:
                 if alias.name in MODULES:
@@ -236,8 +242,8 @@ def private_imports(importer: str) -> list[str]:
             owner = private_module.rpartition(".")[0]
             if not (importer == owner or importer.startswith(owner + ".")):
                 problems.append(f"line {found.line}: imports {found.module} from outside {owner}")
-    tree = ast.parse(MODULES[importer].read_text())
-    for item in ast.walk(tree):
+    tree = syntax_nodes(MODULES[importer])
+    for item in tree:
         if isinstance(item, ast.ImportFrom):
             source = _absolute(importer, item)
             for alias in item.names:
@@ -247,7 +253,7 @@ def private_imports(importer: str) -> list[str]:
             for alias in item.names:
                 if alias.name.startswith("node.") and alias.asname:
                     imported[alias.asname] = alias.name
-    for item in ast.walk(tree):
+    for item in tree:
         if (
             isinstance(item, ast.Attribute)
             and isinstance(item.value, ast.Name)
@@ -279,7 +285,7 @@ def long_functions(path: Path) -> list[tuple[str, int, int]]:
     """(name, line, length) of each function (nested ones too) over the limit."""
     return [
         (item.name, item.lineno, item.end_lineno - item.lineno + 1)
-        for item in ast.walk(ast.parse(path.read_text()))
+        for item in syntax_nodes(path)
         if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
         and item.end_lineno is not None
         and item.end_lineno - item.lineno + 1 > MAX_FUNCTION_LINES
@@ -338,7 +344,7 @@ SERVICES = {"ClearingHouse", "RoundService", "Reconciler", "BrickService"}
 def services_built(path: Path) -> set[str]:
     """The services ``path`` builds: ``ClearingHouse(...)``, ``RoundService.from_settings(...)``."""
     built = set()
-    for item in ast.walk(ast.parse(path.read_text())):
+    for item in syntax_nodes(path):
         if not isinstance(item, ast.Call):
             continue
         func = item.func
@@ -374,7 +380,7 @@ def process_tables() -> set[str]:
     """The tables (classes mapped on ``Base``) with a ``state`` or ``status`` column."""
     found = set()
     for path in MODULES.values():
-        for item in ast.walk(ast.parse(path.read_text())):
+        for item in syntax_nodes(path):
             if not isinstance(item, ast.ClassDef):
                 continue
             if not any(isinstance(b, ast.Name) and b.id == "Base" for b in item.bases):
@@ -410,18 +416,18 @@ def state_assignments(path: Path, tables: set[str]) -> list[str]:
     """``row.state = …`` / ``row.status = …`` (or a table built with ``state=…``) in a module
     that handles process rows. ``self.state = …`` is an object's own field (an error, a
     replay's value), not a row."""
-    tree = ast.parse(path.read_text())
+    tree = syntax_nodes(path)
     names = {
         alias.asname or alias.name
-        for i in ast.walk(tree)
+        for i in tree
         if isinstance(i, ast.ImportFrom)
         for alias in i.names
     }
-    names |= {i.name for i in ast.walk(tree) if isinstance(i, ast.ClassDef)}
+    names |= {i.name for i in tree if isinstance(i, ast.ClassDef)}
     if not names & tables:
         return []
     found = []
-    for item in ast.walk(tree):
+    for item in tree:
         for target in _targets(item):
             if (
                 isinstance(target, ast.Attribute)

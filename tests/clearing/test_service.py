@@ -63,7 +63,9 @@ async def test_declare_then_accept_posts_both_sides(
         await house.act(bob, exchange.key, ExchangeEvent.ACCEPT)
     async with read_only(house.sessionmaker) as session:
         entries = list((await session.execute(select(ClearingEntry))).scalars())
-        events = list((await session.execute(select(ClearingEvent))).scalars())
+        events = list(
+            (await session.execute(select(ClearingEvent).order_by(ClearingEvent.id))).scalars()
+        )
         activities = {
             a.activity_id: a for a in (await session.execute(select(StoredActivity))).scalars()
         }
@@ -173,7 +175,9 @@ async def test_expiry_job(house: ClearingHouse, make_member: MakeMember) -> None
         row = (
             await session.execute(select(Exchange).where(Exchange.key == exchange.key))
         ).scalar_one()
-        events = list((await session.execute(select(ClearingEvent))).scalars())
+        events = list(
+            (await session.execute(select(ClearingEvent).order_by(ClearingEvent.id))).scalars()
+        )
     assert row.state == "expired"
     assert events[-1].actor_uri.endswith("/actors/lille")
     assert await house.expire_due() == 0

@@ -7,29 +7,57 @@
 - ``clock``: a ``Clock`` standing at the current second until the test moves it.
 - ``archipelago``: opens N in-process chambers (``tests.harness.chambers``); the first on
   ``database_url``, the second on ``second_database_url``, any other on a SQLite copy.
+- ``shared_compiled_cache`` (automatic): every engine of the test run shares one compiled
+  statement cache (``tests.harness.engines``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapper
 
+import node.db
 from node.config import Settings, new_settings
 from node.db import utcnow
 from tests.harness.chambers import Archipelago, Chamber, open_archipelago
 from tests.harness.clock import Clock
-from tests.harness.databases import empty_postgres, migrated_postgres
+from tests.harness.databases import PostgresEmptier, copied_postgres, migrated_postgres
+from tests.harness.engines import SharedCompiledCache
 
 __all__ = ["OpenArchipelago", "chamber_settings"]
 
 OpenArchipelago = Callable[..., AbstractAsyncContextManager[Archipelago]]
+
+
+#: Distinct statements of the whole run, of both kinds of database, fit (about 2,000).
+COMPILED_CACHE_SIZE = 20_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compiled_cache() -> Iterator[SharedCompiledCache]:
+    """Every engine ``node.db.make_engine`` makes in this run compiles into one cache, and so
+    do the ORM's flushes (their INSERTs and UPDATEs go to a cache of the mapper, itself keyed
+    by each engine's dialect)."""
+    cache = SharedCompiledCache(COMPILED_CACHE_SIZE)
+    create_async_engine = node.db.create_async_engine
+
+    def create(url: str, **kwargs: Any) -> AsyncEngine:
+        options = {"compiled_cache": cache, **kwargs.pop("execution_options", {})}
+        return create_async_engine(url, execution_options=options, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(node.db, "create_async_engine", create)
+        patch.setattr(Mapper, "_compiled_cache", cache)
+        yield cache
 
 
 @pytest.fixture
@@ -38,9 +66,26 @@ def federation_transport() -> httpx.AsyncBaseTransport | None:
 
 
 @pytest.fixture(scope="session")
-def second_postgres_database() -> Iterator[str]:
-    with migrated_postgres("archipel_test_second") as url:
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that others are copied from (nothing connects to it)."""
+    with migrated_postgres("archipel_test_template") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_emptier() -> Iterator[PostgresEmptier]:
+    emptier = PostgresEmptier()
+    yield emptier
+    emptier.close()
+
+
+@pytest.fixture(scope="session")
+def second_postgres_database(
+    postgres_template: str, postgres_emptier: PostgresEmptier
+) -> Iterator[str]:
+    with copied_postgres(postgres_template, "archipel_test_second") as url:
+        yield url
+        postgres_emptier.forget(url)
 
 
 def sqlite_copy(template: Path, path: Path) -> str:
@@ -54,7 +99,7 @@ def second_database_url(database_url: str, tmp_path: Path, request: pytest.Fixtu
     if database_url.startswith("sqlite"):
         return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "second.db")
     url: str = request.getfixturevalue("second_postgres_database")
-    asyncio.run(empty_postgres(url))
+    request.getfixturevalue("postgres_emptier").empty(url)
     return url
 
 
