@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from federation_tests.conftest import NodeFactory
-from federation_tests.harness import NodeProcess, Trader, wait_for
-from federation_tests.test_cross_chamber import start_in_parallel
+from federation_tests.harness import NodeProcess, Trader, together, wait_for
 
 pytestmark = pytest.mark.federation
 PASSWORD = "correct horse battery"
@@ -69,10 +68,10 @@ class Archipelago:
 
 @pytest.fixture(scope="module")
 def archipelago(make_module_node: NodeFactory) -> Archipelago:
-    lille, gand, roubaix = start_in_parallel(
+    lille, gand, roubaix = together(
         *(lambda n=name: make_module_node(n) for name in ("lille", "gand", "roubaix"))
     )
-    start_in_parallel(
+    together(
         lambda: lille.add_partner(gand, 600),
         lambda: (gand.add_partner(lille, 600), gand.add_partner(roubaix, 600)),
         lambda: roubaix.add_partner(gand, 600),
