@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from node.clearing.ledger.models import (
@@ -36,6 +37,7 @@ from tests.harness.plugin import OpenArchipelago
 
 __all__ = [
     "AS2",
+    "IN_MODULE_LOOP",
     "ClearingChamber",
     "Settled",
     "bearer",
@@ -49,6 +51,10 @@ __all__ = [
 ]
 
 AS2 = {"Accept": "application/activity+json"}
+
+#: The mark of a test that uses chambers made once a module (the ``settled`` fixture): it
+#: runs in the module's event loop, where those chambers' connections live.
+IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 def chamber_uri(name: str) -> str:
