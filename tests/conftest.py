@@ -18,35 +18,25 @@ from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from node.activitypub import actors as actors_module
-from node.activitypub.keys import ActorKeys, generate_actor_keys
-from node.config import Settings, new_settings
+from node.config import Settings
 from node.members import passwords
 from node.migrate import upgrade
+from tests.harness.chambers import lille_settings
 from tests.harness.databases import migrated_postgres
+from tests.harness.keys import KeyPool
 
 pytest_plugins = ["tests.harness.plugin"]
 
 
-#: RSA-2048 generation costs 50-150 ms; actors made by tests take their keys from this list,
-#: grown on demand, so that the keys of one test are distinct and the suite generates only as
-#: many as its busiest test needs.
-_KEY_POOL: list[ActorKeys] = []
+#: The keys of the actors that tests make (``tests.harness.keys``); module-scoped chambers
+#: take theirs from pools of their own, so that no two actors alive at once share keys.
+TEST_KEYS = KeyPool()
 
 
 @pytest.fixture(autouse=True)
 def pooled_actor_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """New actors in this test get the pool's keys in order (``generate_actor_keys`` itself is
-    tested in tests/test_keys.py)."""
-    taken = 0
-
-    def next_keys() -> ActorKeys:
-        nonlocal taken
-        if taken == len(_KEY_POOL):
-            _KEY_POOL.append(generate_actor_keys())
-        taken += 1
-        return _KEY_POOL[taken - 1]
-
-    monkeypatch.setattr(actors_module, "generate_actor_keys", next_keys)
+    """New actors in this test get the pool's keys in order."""
+    monkeypatch.setattr(actors_module, "generate_actor_keys", TEST_KEYS.hand_out())
 
 
 @pytest.fixture(autouse=True)
@@ -88,14 +78,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return new_settings(
-        tmp_path / "data",
-        url="https://lille.test",
-        name="Chambre des communs de Lille",
-        description="Les communs de Lille.\n\nUne chambre d'essai.",
-        chamber_username="lille",
-        database_url=database_url,
-    )
+    return lille_settings(tmp_path, database_url)
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ accepted, settled through the inboxes and delivery jobs).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from node.clearing.ledger.models import (
@@ -36,6 +38,7 @@ from tests.harness.plugin import OpenArchipelago
 
 __all__ = [
     "AS2",
+    "IN_MODULE_LOOP",
     "ClearingChamber",
     "Settled",
     "bearer",
@@ -49,6 +52,10 @@ __all__ = [
 ]
 
 AS2 = {"Accept": "application/activity+json"}
+
+#: The mark of a test that uses chambers made once a module (the ``settled`` fixture): it
+#: runs in the module's event loop, where those chambers' connections live.
+IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 def chamber_uri(name: str) -> str:
@@ -180,11 +187,12 @@ async def two_chambers(
     credit_line: int = 600,
     partners: bool = True,
     gand: str | Settings = "gand",
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[tuple[ClearingChamber, ClearingChamber]]:
     """Lille (``lille_settings``) and Gand (``gand``: its name, or settings of its own),
     partners of each other with ``credit_line`` minutes both ways (none yet without
-    ``partners``)."""
-    async with archipelago(lille_settings, gand, kind=ClearingChamber) as world:
+    ``partners``), on ``clock`` if given."""
+    async with archipelago(lille_settings, gand, clock=clock, kind=ClearingChamber) as world:
         lille, gand = world["lille"], world["gand"]
         if partners:
             await partner_both_ways(lille, gand, credit_line)

@@ -13,7 +13,7 @@ from node.activitypub.jsonld import default_context, expand
 from node.clearing.exchanges.activities import Verification, hours_value, verify_exchange
 from node.clearing.exchanges.states import ExchangeState
 from node.config import Settings
-from tests.clearing._chambers import Settled, settle_between, two_chambers
+from tests.clearing._chambers import IN_MODULE_LOOP, Settled, settle_between, two_chambers
 from tests.harness.plugin import OpenArchipelago
 
 from .conftest import MakeMember
@@ -84,6 +84,7 @@ def _problem(result: Verification) -> str:
     return " ".join(result.problems)
 
 
+@IN_MODULE_LOOP
 async def test_a_cross_chamber_history_verifies_at_both_chambers(settled: Settled) -> None:
     lille_ids = [a["id"] for a in settled.at_lille["history"]]
     assert lille_ids == [a["id"] for a in settled.at_gand["history"]]  # both hold all four
@@ -115,6 +116,7 @@ async def test_a_cross_chamber_history_verifies_at_both_chambers(settled: Settle
     assert [s.ok for s in without.steps] == [True, True, False]
 
 
+@IN_MODULE_LOOP
 async def test_altered_minutes_in_the_settlement_do_not_verify(settled: Settled) -> None:
     history = copy.deepcopy(settled.at_gand["history"])
     history[2]["object"]["minutes"] = 1200
@@ -128,6 +130,7 @@ async def test_altered_minutes_in_the_settlement_do_not_verify(settled: Settled)
     assert resigned.steps[-1].event == "prepare"
 
 
+@IN_MODULE_LOOP
 async def test_a_decision_signed_by_the_wrong_chamber_does_not_verify(settled: Settled) -> None:
     history = copy.deepcopy(settled.at_gand["history"])
     decision = history[3]
@@ -143,6 +146,7 @@ async def test_a_decision_signed_by_the_wrong_chamber_does_not_verify(settled: S
     assert "not by its actor https://lille.test/actors/lille" in _problem(forged)
 
 
+@IN_MODULE_LOOP
 async def test_a_missing_commit_proves_only_settling(settled: Settled) -> None:
     history = settled.at_lille["history"][:3]
     result = verify_exchange(history, settled.actors)

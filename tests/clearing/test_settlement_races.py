@@ -1,12 +1,12 @@
 """Faults found under load (issue 13): a late settlement ``Offer`` and its abort request
 arriving together; the declaring chamber's copy of an exchange aborted at its deadline.
 
-Gand's settlements time out after one second; its ``Offer`` to Lille is held back past the
-deadline, so that Gand also asks Lille to abort it."""
+Gand's settlements time out after one second (of the chambers' clock, which the test moves);
+its ``Offer`` to Lille is held back past the deadline, so that Gand also asks Lille to abort
+it."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +20,7 @@ from node.activitypub.models import StoredActivity
 from node.clearing.exchanges.activities import verify_exchange
 from node.clearing.partners.models import Settlement, SettlementRole, SettlementState
 from node.config import Settings
-from node.db import read_only, session_scope, utcnow
+from node.db import read_only, session_scope
 from node.jobs import Job, JobState
 from tests.clearing._chambers import (
     ClearingChamber as Chamber,
@@ -31,6 +31,7 @@ from tests.clearing._chambers import (
     exchange_document,
     two_chambers,
 )
+from tests.harness.clock import Clock
 from tests.harness.plugin import OpenArchipelago, chamber_settings
 
 
@@ -53,7 +54,11 @@ class Recorder(httpx.AsyncBaseTransport):
 
 @pytest.fixture
 async def late(
-    settings: Settings, archipelago: OpenArchipelago, second_database_url: str, tmp_path: Path
+    settings: Settings,
+    archipelago: OpenArchipelago,
+    second_database_url: str,
+    tmp_path: Path,
+    clock: Clock,
 ) -> AsyncIterator[tuple[Chamber, Chamber, dict[str, str], Recorder]]:
     """Bob (Gand) accepted Alice's (Lille) exchange; Gand's Offer could not reach Lille
     before its deadline and Gand has asked Lille to abort: both messages wait for Lille."""
@@ -61,7 +66,10 @@ async def late(
         chamber_settings(tmp_path, "gand", second_database_url),
         clearing_settlement_timeout_seconds=1,
     )
-    async with two_chambers(archipelago, settings, gand=gand_settings) as (lille, gand):
+    async with two_chambers(archipelago, settings, gand=gand_settings, clock=clock) as (
+        lille,
+        gand,
+    ):
         alice = await lille.member("alice")
         bob = await gand.member("bob")
         declared = await lille.client.post(
@@ -77,7 +85,7 @@ async def late(
             f"/api/v1/exchanges/{copy['key']}/accept", headers=bearer(bob)
         )
         assert accepted.status_code == 200, accepted.text
-        await asyncio.sleep(1.2)  # past the settlement's deadline
+        clock.advance(seconds=1.2)  # past the settlement's deadline
         await gand.deliver()  # the Offer fails; the check job asks for an abort (fails too)
         recorder = Recorder(lille_transport)
         gand.network.transports["lille.test"] = recorder
@@ -85,7 +93,7 @@ async def late(
             await session.execute(
                 update(Job)
                 .where(Job.state == JobState.PENDING, Job.activity_pk.is_not(None))
-                .values(next_attempt_at=utcnow(), locked_until=None)
+                .values(next_attempt_at=clock(), locked_until=None)
             )
         keys = {"lille": declared.json()["key"], "gand": copy["key"], "alice": alice, "bob": bob}
         yield lille, gand, keys, recorder

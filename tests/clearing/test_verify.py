@@ -16,7 +16,7 @@ from node.clearing import verify as verify_module
 from node.clearing.rounds.protocol import RoundState, decision_activity
 from node.clearing.verify import VerifyError, VerifyReport, report_round, verify_url
 from node.cli import main
-from tests.clearing._chambers import AS2, Settled, bearer
+from tests.clearing._chambers import AS2, IN_MODULE_LOOP, Settled, bearer
 from tests.clearing.test_rounds import (
     ACTORS,
     CHAMBERS,
@@ -57,6 +57,7 @@ def _url(settled: Settled, at: str) -> str:
     return f"https://{at}.test/exchanges/{key}"
 
 
+@IN_MODULE_LOOP
 async def test_a_settled_exchange_verifies_from_either_chamber(settled: Settled) -> None:
     for at in ("lille", "gand"):
         report = await _verify(settled.lille.network, _url(settled, at))
@@ -76,6 +77,7 @@ async def test_a_settled_exchange_verifies_from_either_chamber(settled: Settled)
     assert "(served by https://gand.test/exchanges/" in report.lines()[0]
 
 
+@IN_MODULE_LOOP
 async def test_a_tampered_settlement_does_not_verify(settled: Settled) -> None:
     url = _url(settled, "gand")
     document = copy.deepcopy(settled.at_gand)
@@ -88,6 +90,7 @@ async def test_a_tampered_settlement_does_not_verify(settled: Settled) -> None:
     assert lines[-1] == "✗ not verified"
 
 
+@IN_MODULE_LOOP
 async def test_a_document_that_claims_more_than_its_proofs(settled: Settled) -> None:
     url = _url(settled, "lille")
     unfinished = {**settled.at_lille, "history": settled.at_lille["history"][:3]}
@@ -117,6 +120,7 @@ async def test_a_local_exchange_verifies(
     assert report.lines()[-1] == "✓ verified: posted"
 
 
+@IN_MODULE_LOOP
 async def test_what_is_not_an_exchange_is_said_so(settled: Settled) -> None:
     with pytest.raises(VerifyError, match="is not an exchange"):
         await _verify(settled.lille.network, "https://lille.test/actors/alice")
@@ -131,6 +135,7 @@ async def test_what_is_not_an_exchange_is_said_so(settled: Settled) -> None:
     assert report_round(round_url, document, []).lines()[-1] == "✗ not verified"
 
 
+@IN_MODULE_LOOP
 async def test_the_command_prints_each_step_and_exits_1_on_a_forgery(
     settled: Settled, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,14 +18,26 @@ from starlette.applications import Starlette
 
 from node.activitypub.federation import Federation
 from node.activitypub.models import LocalActor
-from node.config import Settings
+from node.config import Settings, new_settings
 from node.db import read_only, session_scope, utcnow
 from node.jobs import Worker
 from node.members.models import ClearingOverride, MemberRole, MemberStatus
 from node.members.service import create_member, create_token
 from tests.harness.network import HostRouter
 
-__all__ = ["Archipelago", "Chamber", "open_archipelago", "quiet_app"]
+__all__ = ["Archipelago", "Chamber", "lille_settings", "open_archipelago", "quiet_app"]
+
+
+def lille_settings(tmp_path: Path, database_url: str) -> Settings:
+    """The chamber most tests run: Lille, at https://lille.test (the ``settings`` fixture)."""
+    return new_settings(
+        tmp_path / "data",
+        url="https://lille.test",
+        name="Chambre des communs de Lille",
+        description="Les communs de Lille.\n\nUne chambre d'essai.",
+        chamber_username="lille",
+        database_url=database_url,
+    )
 
 
 @asynccontextmanager

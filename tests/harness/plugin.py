@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tests.harness.clock import Clock
 from tests.harness.databases import PostgresEmptier, copied_postgres, migrated_postgres
 from tests.harness.engines import SharedCompiledCache
 
-__all__ = ["OpenArchipelago", "chamber_settings"]
+__all__ = ["OpenArchipelago", "PostgresShelf", "chamber_settings", "module_databases"]
 
 OpenArchipelago = Callable[..., AbstractAsyncContextManager[Archipelago]]
 
@@ -91,6 +91,47 @@ def second_postgres_database(
 def sqlite_copy(template: Path, path: Path) -> str:
     shutil.copyfile(template, path)
     return f"sqlite+aiosqlite:///{path}"
+
+
+class PostgresShelf:
+    """Copies of ``postgres_template`` for chambers that the tests of a module share, made
+    as needed and kept for the run: each module takes them emptied (dropping a database
+    forces a checkpoint of the whole server, up to seconds)."""
+
+    def __init__(self, template: str, emptier: PostgresEmptier, stack: ExitStack) -> None:
+        self._template, self._emptier, self._stack = template, emptier, stack
+        self._databases: list[str] = []
+
+    def take(self, count: int) -> list[str]:
+        while len(self._databases) < count:
+            url = self._stack.enter_context(copied_postgres(self._template, "archipel_test_shared"))
+            self._stack.callback(self._emptier.forget, url)  # closed before the drop
+            self._databases.append(url)
+        for url in self._databases[:count]:
+            self._emptier.empty(url)
+        return self._databases[:count]
+
+
+@pytest.fixture(scope="session")
+def postgres_shelf(
+    postgres_template: str, postgres_emptier: PostgresEmptier
+) -> Iterator[PostgresShelf]:
+    with ExitStack() as stack:
+        yield PostgresShelf(postgres_template, postgres_emptier, stack)
+
+
+def module_databases(request: pytest.FixtureRequest, kind: str, count: int) -> list[str]:
+    """``count`` migrated, empty databases of ``kind`` ("sqlite" or "postgresql") for
+    chambers that the tests of a module share, from a module-scoped synchronous fixture (no
+    test's ``database_url`` is among them): copies of the run's SQLite template, or
+    PostgreSQL databases of the run's ``PostgresShelf``."""
+    if kind == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        directory = factory.mktemp("module-databases")
+        return [sqlite_copy(template, directory / f"{index}.db") for index in range(count)]
+    shelf: PostgresShelf = request.getfixturevalue("postgres_shelf")
+    return shelf.take(count)
 
 
 @pytest.fixture
