@@ -6,36 +6,43 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.core import NotSet
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from federation_tests.conftest import NodeFactory
 from federation_tests.harness import NodeProcess
 from tests.conftest import postgres_database  # noqa: F401 -- the fixture, for PostgreSQL
+
+if TYPE_CHECKING:
+    from schemathesis import Case, GenerationMode
+
+# schemathesis is imported by the tests themselves, not at collection: every xdist worker
+# collects this module, and importing schemathesis there (assertion rewriting included) costs
+# a worker that does not run it about a second of CPU.
 
 pytestmark = pytest.mark.federation
 
 #: Examples per operation and mode (about 40 operations, two tokens, two databases): bounded
 #: so that the whole run stays within a minute.
 EXAMPLES = 6
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+
+
+def _checks() -> list[Any]:
+    """No 5xx, documented status codes, content types and bodies."""
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    return [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -85,6 +92,9 @@ def _document(schema: Any) -> str:
 
 def _drawn(document: str, operation: Any, mode: GenerationMode) -> list[Case] | None:
     """The bounded, derandomized examples of ``operation`` in ``mode`` (None: unsatisfiable)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+
     key = (document, operation.label, mode)
     if key not in _DRAWN:
         cases: list[Case] = []
@@ -113,6 +123,9 @@ def _drawn(document: str, operation: Any, mode: GenerationMode) -> list[Case] | 
 def _copy(drawn: Case) -> Case:
     """A copy of ``drawn`` of its own, to send once (a call records what it sent in the case
     and its metadata)."""
+    from schemathesis import Case
+    from schemathesis.core import NotSet
+
     body = drawn.body if isinstance(drawn.body, NotSet) else copy.deepcopy(drawn.body)
     return Case(
         operation=drawn.operation,
@@ -132,6 +145,9 @@ def _copy(drawn: Case) -> Case:
 def _failures(schema: Any, token: str) -> list[str]:
     """Send every operation's examples, valid ones then invalid ones (those must answer a
     documented 4xx, never a 5xx); what failed, per operation (its first failing example)."""
+    from schemathesis import GenerationMode
+
+    checks = _checks()
     headers = {"Authorization": f"Bearer {token}"}
     base_url = schema.get_base_url()
     document = _document(schema)
@@ -147,7 +163,7 @@ def _failures(schema: Any, token: str) -> list[str]:
                 case = _copy(drawn)
                 try:
                     case.call_and_validate(
-                        base_url=base_url, headers=headers, checks=CHECKS, timeout=30
+                        base_url=base_url, headers=headers, checks=checks, timeout=30
                     )
                 except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 -- each reported
                     failures.append(f"{operation.label} ({mode.value}): {case!r}\n{exc}")
@@ -159,6 +175,8 @@ def _failures(schema: Any, token: str) -> list[str]:
 def test_every_operation_keeps_its_contract(
     chamber: tuple[NodeProcess, dict[str, str]], who: str
 ) -> None:
+    import schemathesis
+
     node, tokens = chamber
     schema = schemathesis.openapi.from_url(node.url + "/api/v1/openapi.json")
     operations = sum(1 for _ in schema.get_all_operations())

@@ -131,7 +131,8 @@ def _absolute(importer: str, node_: ast.ImportFrom) -> str:
     return ".".join([*package, *([node_.module] if node_.module else [])])
 
 
-def imports_of(importer: str) -> list[Import]:
+@functools.cache
+def imports_of(importer: str) -> tuple[Import, ...]:
     """Every import of a module of ``node`` by ``importer``, at any depth (inside functions
     too), relative ones resolved. ``from package import submodule`` is an import of the
     submodule."""
@@ -149,7 +150,7 @@ def imports_of(importer: str) -> list[Import]:
                     found.append(Import(submodule, None, item.lineno))
                 elif source in MODULES:
                     found.append(Import(source, alias.name, item.lineno))
-    return found
+    return tuple(found)
 
 
 def import_graph() -> dict[str, set[str]]:

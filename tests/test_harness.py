@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from node.activitypub.models import LocalActor
@@ -15,6 +15,8 @@ from tests.harness.engines import SharedCompiledCache, dialect_signature
 
 async def test_alike_engines_share_compiled_statements(tmp_path: Path) -> None:
     cache = SharedCompiledCache(100)
+    table = LocalActor.__table__
+    assert isinstance(table, Table)
     query = select(LocalActor.username).where(LocalActor.username == "lille")
     for name in ("a", "b"):
         engine = create_async_engine(
@@ -23,7 +25,7 @@ async def test_alike_engines_share_compiled_statements(tmp_path: Path) -> None:
         )
         try:
             async with engine.begin() as connection:
-                await connection.run_sync(LocalActor.__table__.create)
+                await connection.run_sync(table.create)
                 assert (await connection.execute(query)).all() == []
         finally:
             await engine.dispose()

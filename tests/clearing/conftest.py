@@ -90,6 +90,7 @@ async def settled_once(
                 open_archipelago(chambers, kind=ClearingChamber)
             )
             lille, gand = world["lille"], world["gand"]
+            assert isinstance(lille, ClearingChamber) and isinstance(gand, ClearingChamber)
             await partner_both_ways(lille, gand)
             settled = await settle_between(lille, gand)
         yield settled

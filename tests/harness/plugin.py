@@ -9,6 +9,9 @@
   ``database_url``, the second on ``second_database_url``, any other on a SQLite copy.
 - ``shared_compiled_cache`` (automatic): every engine of the test run shares one compiled
   statement cache (``tests.harness.engines``).
+- ``postgres_template`` (migrated once, copied for the other databases), ``postgres_emptier``
+  (empties them between tests) and ``postgres_shelf`` (databases for ``module_databases``:
+  chambers that the tests of a module share).
 """
 
 from __future__ import annotations
