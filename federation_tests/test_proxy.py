@@ -214,8 +214,10 @@ def test_delay_answering_now_delivers_later(proxy: Proxy, upstream: Upstream) ->
     time.sleep(0.3)
     assert upstream.received == []
     rule.release()
+    # the proxy records the upstream's status once its answer is back, after the upstream
+    # has recorded the request: wait for the status, not for the request
     deadline = time.monotonic() + 10
-    while not upstream.received and time.monotonic() < deadline:
+    while not rule.hits[0].statuses and time.monotonic() < deadline:
         time.sleep(0.05)
     assert upstream.bodies() == [OFFER]
     assert rule.hits[0].statuses == [202] and rule.hits[0].answered == 202
