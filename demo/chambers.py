@@ -22,13 +22,8 @@ __all__ = ["Chamber", "DemoError", "free_port", "port_is_free", "stop_all", "wai
 
 #: Set when the demo is asked to stop: a chamber still starting gives up.
 STOPPING = threading.Event()
-#: Quick retries, so that a delivery that failed (a chamber restarting) arrives within seconds;
-#: argon2 at its cheapest, as every member's password is the demo's published one.
-NODE_ENV = {
-    "ARCHIPEL_RETRY_BASE_SECONDS": "1",
-    "ARCHIPEL_JOB_LEASE_SECONDS": "5",
-    "ARCHIPEL_CHEAP_PASSWORD_HASHING": "1",
-}
+#: Quick retries, so that a delivery that failed (a chamber restarting) arrives within seconds.
+NODE_ENV = {"ARCHIPEL_RETRY_BASE_SECONDS": "1", "ARCHIPEL_JOB_LEASE_SECONDS": "5"}
 
 #: Something the person running the demo must read (a command failed, a port is taken).
 DemoError = launcher.LaunchError

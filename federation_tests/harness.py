@@ -126,13 +126,11 @@ class NodeProcess:
     scheme: str = "http"
     #: Added to ``serve``'s arguments at every start (after the harness's own).
     serve_args: tuple[str, ...] = ()
-    #: Fast retries and short job leases, so that recovery shows within a test's patience;
-    #: argon2 at its cheapest for the test members' passwords.
+    #: Fast retries and short job leases, so that recovery shows within a test's patience.
     env: dict[str, str] = field(
         default_factory=lambda: {
             "ARCHIPEL_RETRY_BASE_SECONDS": "0.5",
             "ARCHIPEL_JOB_LEASE_SECONDS": "3",
-            "ARCHIPEL_CHEAP_PASSWORD_HASHING": "1",
         }
     )
 

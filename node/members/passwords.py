@@ -5,16 +5,11 @@ calls ``hash_password_async`` / ``verify_password_async``, which run it in a wor
 (argon2-cffi releases the GIL), at most ``MAX_CONCURRENT_CHECKS`` at a time per event loop, so
 the loop keeps serving other requests and a burst of sign-ins cannot exhaust memory. The
 synchronous functions stay for the command line and for those threads.
-
-Test suites and throwaway demos that run real node processes may set
-``ARCHIPEL_CHEAP_PASSWORD_HASHING=1``: new hashes then use argon2's cheapest parameters
-(checks follow the parameters stored in each hash). Unset, as in production, nothing changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from weakref import WeakKeyDictionary
 
 import anyio.to_thread
@@ -23,7 +18,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
-    "CHEAP_HASHING_ENV",
     "MAX_CONCURRENT_CHECKS",
     "MIN_PASSWORD_LENGTH",
     "hash_password",
@@ -37,16 +31,11 @@ MIN_PASSWORD_LENGTH = 10
 #: cores' worth, 128 MiB at the default memory cost.
 MAX_CONCURRENT_CHECKS = 2
 _hasher = PasswordHasher()
-#: Read at each hash (a command forked from a server that imported this module finds its
-#: own environment): "1" for the cheap parameters, for tests and demos only.
-CHEAP_HASHING_ENV = "ARCHIPEL_CHEAP_PASSWORD_HASHING"
-_cheap_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 _limiters: WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = WeakKeyDictionary()
 
 
 def hash_password(password: str) -> str:
-    cheap = os.environ.get(CHEAP_HASHING_ENV) == "1"
-    return (_cheap_hasher if cheap else _hasher).hash(password)
+    return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
