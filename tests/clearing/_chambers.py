@@ -43,6 +43,7 @@ __all__ = [
     "Settled",
     "bearer",
     "chamber_uri",
+    "declared_to_gand",
     "open_accounts",
     "owe",
     "partner_both_ways",
@@ -208,10 +209,11 @@ async def partner_both_ways(lille: Chamber, gand: Chamber, credit_line: int = 60
         await chamber.deliver()
 
 
-async def settled_exchange(lille: Chamber, gand: Chamber, *, minutes: int = 120) -> tuple[str, str]:
-    """Alice (Lille) declares ``minutes`` for Bob (Gand); Bob accepts; the chambers settle it
-    (Lille decides: commit, or abort when a limit refuses). Returns the exchange's key on
-    Lille and on Gand."""
+async def declared_to_gand(
+    lille: Chamber, gand: Chamber, *, minutes: int = 60
+) -> tuple[str, str, dict[str, Any]]:
+    """Alice (Lille) declares ``minutes`` for Bob (Gand), delivered: the exchange's key on
+    Lille, Bob's token and Gand's copy of the exchange as Bob's API lists it."""
     alice = await lille.member("alice")
     bob = await gand.member("bob")
     declared = await lille.client.post(
@@ -222,6 +224,14 @@ async def settled_exchange(lille: Chamber, gand: Chamber, *, minutes: int = 120)
     assert declared.status_code == 201, declared.text
     await lille.deliver()
     [copy] = (await gand.client.get("/api/v1/exchanges", headers=bearer(bob))).json()["items"]
+    return declared.json()["key"], bob, copy
+
+
+async def settled_exchange(lille: Chamber, gand: Chamber, *, minutes: int = 120) -> tuple[str, str]:
+    """Alice (Lille) declares ``minutes`` for Bob (Gand); Bob accepts; the chambers settle it
+    (Lille decides: commit, or abort when a limit refuses). Returns the exchange's key on
+    Lille and on Gand."""
+    key, bob, copy = await declared_to_gand(lille, gand, minutes=minutes)
     accepted = await gand.client.post(
         f"/api/v1/exchanges/{copy['key']}/accept", headers=bearer(bob)
     )
@@ -229,7 +239,7 @@ async def settled_exchange(lille: Chamber, gand: Chamber, *, minutes: int = 120)
     assert accepted.json()["state"] == "settling"
     await gand.deliver()  # the Offer of the settlement: Lille decides
     await lille.deliver()  # Lille's Accept: Gand posts its holds
-    return declared.json()["key"], copy["key"]
+    return key, copy["key"]
 
 
 async def exchange_document(chamber: Chamber, key: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from node.activitypub.models import StoredActivity
 from node.clearing.partners.models import Settlement, SettlementRole
 from node.config import Settings
 from node.db import read_only, utcnow
-from tests.clearing._chambers import bearer, two_chambers
+from tests.clearing._chambers import bearer, declared_to_gand, two_chambers
 from tests.harness.plugin import OpenArchipelago
 
 
@@ -20,16 +20,7 @@ async def test_the_kept_deadline_is_the_announced_one(
     settings: Settings, archipelago: OpenArchipelago
 ) -> None:
     async with two_chambers(archipelago, settings) as (lille, gand):
-        alice = await lille.member("alice")
-        bob = await gand.member("bob")
-        declared = await lille.client.post(
-            "/api/v1/exchanges",
-            json={"beneficiary": "@bob@gand.test", "minutes": 60, "description": "Un atelier"},
-            headers=bearer(alice),
-        )
-        assert declared.status_code == 201, declared.text
-        await lille.deliver()
-        [copy] = (await gand.client.get("/api/v1/exchanges", headers=bearer(bob))).json()["items"]
+        _, bob, copy = await declared_to_gand(lille, gand)
         accepted_at = utcnow()
         accepted = await gand.client.post(
             f"/api/v1/exchanges/{copy['key']}/accept", headers=bearer(bob)
